@@ -1,0 +1,164 @@
+//! The one table of wire error codes.
+//!
+//! Every error the server sends is `-ERR <code> '<message>'`. The code is machine-readable and
+//! listed here with whether it closes the connection and whether retrying can succeed;
+//! PROTOCOL.md carries the same table (a test checks they agree).
+
+use std::fmt;
+
+/// Machine-readable error code sent after `-ERR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The stream's version is not the one the request expected.
+    WrongExpectedVersion,
+    /// The stream has never been written.
+    StreamNotFound,
+    /// The stream was deleted (and not recreated since).
+    StreamDeleted,
+    /// An argument is malformed or out of range.
+    InvalidArgument,
+    /// A JSON payload does not parse or has the wrong shape.
+    InvalidJson,
+    /// The operation name is not known.
+    UnknownCommand,
+    /// A payload's declared size exceeds `max_payload`.
+    PayloadTooLarge,
+    /// A control line exceeds the maximum length.
+    LineTooLong,
+    /// A payload is not followed by CRLF: the byte count was wrong, framing is lost.
+    BadFrame,
+    /// The named store is not served here.
+    StoreNotFound,
+    /// An event id was already written somewhere other than this append's place.
+    DuplicateEventId,
+    /// The server is at its connection limit.
+    TooManyConnections,
+    /// The client did not answer the server's PINGs.
+    StaleConnection,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The storage engine failed (disk full, I/O error); nothing was written.
+    StorageError,
+    /// A bug: the server hit a state it did not expect.
+    Internal,
+}
+
+/// Every code, in the order PROTOCOL.md lists them.
+pub const ALL_ERROR_CODES: [ErrorCode; 16] = [
+    ErrorCode::WrongExpectedVersion,
+    ErrorCode::StreamNotFound,
+    ErrorCode::StreamDeleted,
+    ErrorCode::InvalidArgument,
+    ErrorCode::InvalidJson,
+    ErrorCode::UnknownCommand,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::LineTooLong,
+    ErrorCode::BadFrame,
+    ErrorCode::StoreNotFound,
+    ErrorCode::DuplicateEventId,
+    ErrorCode::TooManyConnections,
+    ErrorCode::StaleConnection,
+    ErrorCode::ShuttingDown,
+    ErrorCode::StorageError,
+    ErrorCode::Internal,
+];
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::WrongExpectedVersion => "wrong_expected_version",
+            ErrorCode::StreamNotFound => "stream_not_found",
+            ErrorCode::StreamDeleted => "stream_deleted",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::StoreNotFound => "store_not_found",
+            ErrorCode::DuplicateEventId => "duplicate_event_id",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::StaleConnection => "stale_connection",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::StorageError => "storage_error",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Whether the server closes the connection after sending this error. Only errors after
+    /// which the byte stream can no longer be framed, or the connection is refused, close it.
+    pub const fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::PayloadTooLarge
+                | ErrorCode::LineTooLong
+                | ErrorCode::BadFrame
+                | ErrorCode::TooManyConnections
+                | ErrorCode::StaleConnection
+                | ErrorCode::ShuttingDown
+        )
+    }
+
+    /// Whether sending the same request again may succeed without changing it.
+    pub const fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::TooManyConnections | ErrorCode::ShuttingDown | ErrorCode::StorageError
+        )
+    }
+
+    /// Parses a wire code.
+    pub fn parse(text: &str) -> Option<ErrorCode> {
+        ALL_ERROR_CODES
+            .iter()
+            .copied()
+            .find(|code| code.as_str() == text)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error with its wire code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code} '{message}'")]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ProtocolError {
+        ProtocolError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> ProtocolError {
+        ProtocolError::new(ErrorCode::InvalidArgument, message)
+    }
+
+    pub fn invalid_json(message: impl Into<String>) -> ProtocolError {
+        ProtocolError::new(ErrorCode::InvalidJson, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ALL_ERROR_CODES {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+            assert!(seen.insert(code.as_str()), "duplicate code {code}");
+        }
+        assert_eq!(ErrorCode::parse("nope"), None);
+    }
+}

@@ -1,0 +1,32 @@
+//! Sans-IO parser and encoder for the esdb wire protocol.
+//!
+//! `protocol/PROTOCOL.md` is the specification; this crate is its executable form, shared by the
+//! server and the Rust client. Nothing here does I/O: bytes go in, frames come out.
+//!
+//! # Layout
+//! - [`limits`]: every size limit of the protocol, as named constants.
+//! - [`error`]: the one table of wire error codes (`-ERR <code> '<message>'`).
+//! - [`expected`]: the `<expected>` argument of `APPEND` and `DELETE`.
+//! - [`request`]: [`Request`], what a client may send, and [`RequestDecoder`], which frames it.
+//! - [`ops`]: one file per operation family, each with its syntax in its doc comment:
+//!   [`ops::session`] (CONNECT, PING, PONG, USE, HELP), [`ops::append`] (APPEND and its
+//!   payload), [`ops::read`] (READ, READALL, READTYPES), [`ops::streams`] (VERSION, EXISTS,
+//!   STREAMS, DELETE).
+//! - [`reply`]: [`Reply`], what the server sends, with its encoder and a client-side decoder.
+//! - [`line`]: the nom parsers shared by every operation (control line, tokens, numbers).
+
+pub mod error;
+pub mod expected;
+pub mod limits;
+pub mod line;
+pub mod ops;
+pub mod reply;
+pub mod request;
+
+pub use error::{ErrorCode, ProtocolError};
+pub use expected::ExpectedVersion;
+pub use reply::{Reply, ReplyDecoder};
+pub use request::{Decoded, Direction, ReadStart, Request, RequestDecoder};
+
+/// Version of the wire protocol, announced as `proto` in `INFO`.
+pub const PROTOCOL_VERSION: u32 = 1;

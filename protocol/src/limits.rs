@@ -1,0 +1,43 @@
+//! Size limits of the protocol. Each is enforced while parsing, before any buffer grows.
+
+/// Longest control line, CRLF included. NATS uses 4 KiB too: long enough for an inline
+/// `APPEND` a person types, short enough that a client that never sends a newline cannot make
+/// the server buffer much.
+pub const MAX_CONTROL_LINE_BYTES: usize = 4096;
+
+/// Largest payload of one request (`APPEND`'s `#bytes`). Announced as `max_payload` in `INFO`.
+/// 1 MiB like NATS: events are facts, not blobs, and LMDB stores values over ~2 KiB in overflow
+/// pages.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// Most events in one `APPEND`. An append is one atomic write; bounding it bounds the time the
+/// writer thread spends on one request.
+pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
+
+/// Largest `count` a read honours; a larger count is clamped to this (documented in
+/// PROTOCOL.md). Bounds the memory and time of one read.
+pub const MAX_READ_COUNT: u64 = 10_000;
+
+/// Largest `EVENTS` reply body. A read stops early (returning fewer events than asked, never
+/// zero when one is available) rather than build a larger reply.
+pub const MAX_READ_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Longest stream id, in bytes. LMDB keys are limited to 511 bytes; the id is part of keys.
+pub const MAX_STREAM_ID_BYTES: usize = 255;
+
+/// Longest event type, in bytes (it is part of the by-type index key).
+pub const MAX_EVENT_TYPE_BYTES: usize = 255;
+
+/// Most event types one `READTYPES` may name.
+pub const MAX_TYPES_PER_READ: usize = 32;
+
+/// Longest store name, in bytes. Store names are also directory names.
+pub const MAX_STORE_NAME_BYTES: usize = 64;
+
+/// Largest `STREAMS` page.
+pub const MAX_STREAMS_PAGE: u64 = 10_000;
+
+// The payload must fit its own header's byte count, and an append of the maximum number of
+// events must be expressible within the payload limit (about 100 bytes an event).
+const _: () = assert!(MAX_PAYLOAD_BYTES >= MAX_EVENTS_PER_APPEND * 100);
+const _: () = assert!(MAX_STREAM_ID_BYTES + 64 < MAX_CONTROL_LINE_BYTES);

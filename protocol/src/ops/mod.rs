@@ -1,0 +1,6 @@
+//! One file per operation family: how each is parsed and encoded, with its syntax.
+
+pub mod append;
+pub mod read;
+pub mod session;
+pub mod streams;

@@ -1,0 +1,92 @@
+//! Session operations: `CONNECT`, `PING`, `PONG`, `USE`, `HELP` (and the server's `INFO`).
+//!
+//! # Syntax
+//! ```text
+//! INFO <json>␍␊                 server → client, once, on connect
+//! CONNECT <json>␍␊              → +OK
+//! PING␍␊                        → PONG    (either side may send it)
+//! PONG␍␊                        → nothing (answers the server's PING)
+//! USE <store>␍␊                 → +OK
+//! HELP␍␊                        → HELP <#bytes>␍␊<text>␍␊
+//! ```
+//! `CONNECT`'s JSON object may carry `name`, `lang`, `version` and `store` (which selects the
+//! store like `USE`); unknown fields are ignored so newer clients work with older servers.
+
+use bytes::BytesMut;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProtocolError;
+use crate::limits::MAX_STORE_NAME_BYTES;
+use crate::line::{snippet, Args};
+use crate::request::{put_line, Request};
+
+/// The JSON object a client sends with `CONNECT`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+}
+
+pub(crate) fn parse_connect(args: Args<'_>) -> Result<Request, ProtocolError> {
+    let json = args.remainder();
+    if json.is_empty() {
+        return Ok(Request::Connect(ConnectOptions::default()));
+    }
+    let options: ConnectOptions = serde_json::from_slice(json).map_err(|error| {
+        ProtocolError::invalid_json(format!("CONNECT needs a JSON object: {error}"))
+    })?;
+    if let Some(store) = &options.store {
+        validate_store_name(store)?;
+    }
+    Ok(Request::Connect(options))
+}
+
+pub(crate) fn encode_connect(options: &ConnectOptions, dst: &mut BytesMut) {
+    let json = serde_json::to_string(options).expect("ConnectOptions always serialises");
+    put_line(dst, &format!("CONNECT {json}"));
+}
+
+pub(crate) fn parse_use(mut args: Args<'_>) -> Result<Request, ProtocolError> {
+    let store = args.required("store name")?;
+    validate_store_name(store)?;
+    let store = store.to_owned();
+    args.finish("USE")?;
+    Ok(Request::Use { store })
+}
+
+/// A store name is 1 to 64 bytes of ASCII letters, digits, `_` and `-` (it names a directory).
+pub fn validate_store_name(name: &str) -> Result<(), ProtocolError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_STORE_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::invalid_argument(format!(
+            "store name must be 1 to {MAX_STORE_NAME_BYTES} letters, digits, _ or -, got {}",
+            snippet(name.as_bytes())
+        )))
+    }
+}
+
+/// The text `HELP` replies with.
+pub const HELP_TEXT: &str = "\
+esdb commands (full spec: protocol/PROTOCOL.md)
+  APPEND <stream> <expected> <json>        append events (JSON on the same line)
+  APPEND <stream> <expected> <#bytes>      append events (payload on the next line)
+      <expected>: any | no_stream | exists | <version>
+      payload: {\"event_type\":\"T\",\"data\":{...}} or an array of them
+  READ <stream> <from_version> <count> [forward|backward]
+  READALL <from_position> <count> [forward|backward]
+  READTYPES <type>[,<type>...] <from_position> <count>
+  VERSION <stream>        EXISTS <stream>        DELETE <stream> [<expected>]
+  STREAMS [<after>] [<count>]
+  USE <store>    CONNECT <json>    PING    HELP";

@@ -1,0 +1,89 @@
+//! Stream operations: `VERSION`, `EXISTS`, `STREAMS`, `DELETE`.
+//!
+//! # Syntax
+//! ```text
+//! VERSION <stream>␍␊                 → VERSION <stream> <n>      (-1 when absent or deleted)
+//! EXISTS <stream>␍␊                  → EXISTS <stream> 1|0
+//! STREAMS [<after>] [<count>]␍␊      → STREAMS <count> <#bytes>␍␊<JSON array of ids>␍␊
+//! DELETE <stream> [<expected>]␍␊     → +OK
+//! ```
+//! `STREAMS` lists live stream ids in byte order, starting after `<after>` (use `-` or omit
+//! it to start at the beginning), at most `<count>` (default and maximum 10 000).
+
+use bytes::BytesMut;
+
+use crate::error::ProtocolError;
+use crate::expected::ExpectedVersion;
+use crate::limits::{MAX_STREAMS_PAGE, MAX_STREAM_ID_BYTES};
+use crate::line::{parse_u64, snippet, Args};
+use crate::request::{put_line, Request};
+
+/// Checks a stream id: 1 to 255 bytes of UTF-8 without whitespace or control characters, not
+/// starting with `$` (reserved for system streams such as `$all`).
+pub fn validate_stream_id(stream: &str) -> Result<String, ProtocolError> {
+    if stream.is_empty() || stream.len() > MAX_STREAM_ID_BYTES {
+        return Err(ProtocolError::invalid_argument(format!(
+            "stream id must be 1 to {MAX_STREAM_ID_BYTES} bytes"
+        )));
+    }
+    if stream.starts_with('$') {
+        return Err(ProtocolError::invalid_argument(format!(
+            "stream ids starting with $ are reserved: {}",
+            snippet(stream.as_bytes())
+        )));
+    }
+    if stream.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ProtocolError::invalid_argument(
+            "stream id contains whitespace or a control character",
+        ));
+    }
+    Ok(stream.to_owned())
+}
+
+pub(crate) fn parse_version(mut args: Args<'_>) -> Result<Request, ProtocolError> {
+    let stream = validate_stream_id(args.required("stream id")?)?;
+    args.finish("VERSION")?;
+    Ok(Request::Version { stream })
+}
+
+pub(crate) fn parse_exists(mut args: Args<'_>) -> Result<Request, ProtocolError> {
+    let stream = validate_stream_id(args.required("stream id")?)?;
+    args.finish("EXISTS")?;
+    Ok(Request::Exists { stream })
+}
+
+pub(crate) fn parse_streams(mut args: Args<'_>) -> Result<Request, ProtocolError> {
+    let after = match args.optional("after")? {
+        None | Some("-") => None,
+        Some(after) => Some(validate_stream_id(after)?),
+    };
+    let count = match args.optional("count")? {
+        None => MAX_STREAMS_PAGE,
+        Some(text) => parse_u64(text, "count")?.min(MAX_STREAMS_PAGE),
+    };
+    args.finish("STREAMS")?;
+    Ok(Request::Streams { after, count })
+}
+
+pub(crate) fn parse_delete(mut args: Args<'_>) -> Result<Request, ProtocolError> {
+    let stream = validate_stream_id(args.required("stream id")?)?;
+    let expected = match args.optional("expected version")? {
+        None => ExpectedVersion::Any,
+        Some(text) => ExpectedVersion::parse(text)?,
+    };
+    args.finish("DELETE")?;
+    Ok(Request::Delete { stream, expected })
+}
+
+pub(crate) fn encode(request: &Request, dst: &mut BytesMut) {
+    let line = match request {
+        Request::Version { stream } => format!("VERSION {stream}"),
+        Request::Exists { stream } => format!("EXISTS {stream}"),
+        Request::Streams { after, count } => {
+            format!("STREAMS {} {count}", after.as_deref().unwrap_or("-"))
+        }
+        Request::Delete { stream, expected } => format!("DELETE {stream} {expected}"),
+        other => unreachable!("streams::encode called with {}", other.operation()),
+    };
+    put_line(dst, &line);
+}

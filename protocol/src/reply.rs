@@ -1,0 +1,286 @@
+//! What the server sends: replies, its `INFO` greeting and its `PING`s.
+//!
+//! # Syntax
+//! ```text
+//! INFO <json>␍␊
+//! +OK␍␊
+//! -ERR <code> '<message>'␍␊
+//! PING␍␊ / PONG␍␊
+//! APPENDED <stream> <last_version> <last_position>␍␊
+//! EVENTS <count> <#bytes>␍␊<JSON array>␍␊
+//! VERSION <stream> <version>␍␊
+//! EXISTS <stream> 0|1␍␊
+//! STREAMS <count> <#bytes>␍␊<JSON array>␍␊
+//! HELP <#bytes>␍␊<text>␍␊
+//! ```
+//! The `-ERR` message runs from the first `'` to the last `'` of the line.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::{ErrorCode, ProtocolError};
+use crate::limits::MAX_CONTROL_LINE_BYTES;
+use crate::line::{self, parse_u64, Args};
+
+/// Largest reply body a client accepts (the server's `MAX_READ_REPLY_BYTES` plus one event).
+pub const MAX_REPLY_BODY_BYTES: usize =
+    crate::limits::MAX_READ_REPLY_BYTES + crate::limits::MAX_PAYLOAD_BYTES;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Info(Bytes),
+    Ok,
+    Ping,
+    Pong,
+    Err(ProtocolError),
+    Appended {
+        stream: String,
+        last_version: u64,
+        last_position: u64,
+    },
+    Events {
+        count: u64,
+        body: Bytes,
+    },
+    Version {
+        stream: String,
+        version: i64,
+    },
+    Exists {
+        stream: String,
+        exists: bool,
+    },
+    Streams {
+        count: u64,
+        body: Bytes,
+    },
+    Help {
+        body: Bytes,
+    },
+}
+
+impl Reply {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply::Err(ProtocolError::new(code, message))
+    }
+
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            Reply::Info(json) => put_parts(dst, &[b"INFO ", json]),
+            Reply::Ok => dst.put_slice(b"+OK\r\n"),
+            Reply::Ping => dst.put_slice(b"PING\r\n"),
+            Reply::Pong => dst.put_slice(b"PONG\r\n"),
+            Reply::Err(error) => {
+                // Messages come from our own code, but never let one break the line.
+                let message: String = error
+                    .message
+                    .chars()
+                    .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                    .collect();
+                put_parts(
+                    dst,
+                    &[
+                        b"-ERR ",
+                        error.code.as_str().as_bytes(),
+                        b" '",
+                        message.as_bytes(),
+                        b"'",
+                    ],
+                );
+            }
+            Reply::Appended {
+                stream,
+                last_version,
+                last_position,
+            } => put_parts(
+                dst,
+                &[format!("APPENDED {stream} {last_version} {last_position}").as_bytes()],
+            ),
+            Reply::Events { count, body } => put_sized(dst, &format!("EVENTS {count}"), body),
+            Reply::Version { stream, version } => {
+                put_parts(dst, &[format!("VERSION {stream} {version}").as_bytes()])
+            }
+            Reply::Exists { stream, exists } => put_parts(
+                dst,
+                &[format!("EXISTS {stream} {}", u8::from(*exists)).as_bytes()],
+            ),
+            Reply::Streams { count, body } => put_sized(dst, &format!("STREAMS {count}"), body),
+            Reply::Help { body } => put_sized(dst, "HELP", body),
+        }
+    }
+
+    /// The reply as bytes, for callers that keep encoded replies.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut dst = BytesMut::new();
+        self.encode(&mut dst);
+        dst.freeze()
+    }
+}
+
+fn put_parts(dst: &mut BytesMut, parts: &[&[u8]]) {
+    dst.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+    for part in parts {
+        dst.put_slice(part);
+    }
+    dst.put_slice(b"\r\n");
+}
+
+fn put_sized(dst: &mut BytesMut, head: &str, body: &[u8]) {
+    let head = format!("{head} {}\r\n", body.len());
+    dst.reserve(head.len() + body.len() + 2);
+    dst.put_slice(head.as_bytes());
+    dst.put_slice(body);
+    dst.put_slice(b"\r\n");
+}
+
+/// A reply line that announced a body of this many bytes.
+#[derive(Debug)]
+struct PendingBody {
+    kind: BodyKind,
+    count: u64,
+    len: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum BodyKind {
+    Events,
+    Streams,
+    Help,
+}
+
+/// Client-side decoder of server output.
+#[derive(Debug, Default)]
+pub struct ReplyDecoder {
+    pending: Option<PendingBody>,
+}
+
+impl ReplyDecoder {
+    pub fn new() -> ReplyDecoder {
+        ReplyDecoder::default()
+    }
+
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
+        if let Some(pending) = self.pending.take() {
+            return self.decode_body(buf, pending);
+        }
+        let line_len = match line::control_line(buf) {
+            Ok((_, line)) => line.len() + 1,
+            Err(nom::Err::Incomplete(_)) if buf.len() > MAX_CONTROL_LINE_BYTES * 2 => {
+                return Err(bad_reply("reply line too long"))
+            }
+            Err(_) => return Ok(None),
+        };
+        let line = buf.split_to(line_len).freeze();
+        let text = std::str::from_utf8(line::trim_line(&line[..line_len - 1]))
+            .map_err(|_| bad_reply("reply line is not UTF-8"))?;
+        match parse_reply_line(text)? {
+            LineReply::Done(reply) => Ok(Some(reply)),
+            LineReply::Body(pending) => {
+                if pending.len > MAX_REPLY_BODY_BYTES {
+                    return Err(bad_reply("reply body too large"));
+                }
+                self.decode_body(buf, pending)
+            }
+        }
+    }
+
+    fn decode_body(
+        &mut self,
+        buf: &mut BytesMut,
+        pending: PendingBody,
+    ) -> Result<Option<Reply>, ProtocolError> {
+        let consumed = match line::payload(buf, pending.len) {
+            Ok((rest, _)) => buf.len() - rest.len(),
+            Err(nom::Err::Incomplete(_)) => {
+                self.pending = Some(pending);
+                return Ok(None);
+            }
+            Err(_) => return Err(bad_reply("reply body not followed by CRLF")),
+        };
+        let body = buf.split_to(consumed).freeze().slice(..pending.len);
+        Ok(Some(match pending.kind {
+            BodyKind::Events => Reply::Events {
+                count: pending.count,
+                body,
+            },
+            BodyKind::Streams => Reply::Streams {
+                count: pending.count,
+                body,
+            },
+            BodyKind::Help => Reply::Help { body },
+        }))
+    }
+}
+
+enum LineReply {
+    Done(Reply),
+    Body(PendingBody),
+}
+
+fn bad_reply(message: &str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::BadFrame, message)
+}
+
+fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
+    let mut args = Args::new(text.as_bytes());
+    let name = args.required("reply")?;
+    let done = |reply| Ok(LineReply::Done(reply));
+    match name {
+        "+OK" => done(Reply::Ok),
+        "PING" => done(Reply::Ping),
+        "PONG" => done(Reply::Pong),
+        "INFO" => done(Reply::Info(Bytes::copy_from_slice(args.remainder()))),
+        "-ERR" => {
+            let code_text = args.required("error code")?;
+            let code =
+                ErrorCode::parse(code_text).ok_or_else(|| bad_reply("unknown error code"))?;
+            let rest = std::str::from_utf8(args.remainder()).unwrap_or_default();
+            let message = match (rest.find('\''), rest.rfind('\'')) {
+                (Some(start), Some(end)) if end > start => &rest[start + 1..end],
+                _ => rest,
+            };
+            done(Reply::Err(ProtocolError::new(code, message)))
+        }
+        "APPENDED" => {
+            let stream = args.required("stream")?.to_owned();
+            let last_version = parse_u64(args.required("version")?, "version")?;
+            let last_position = parse_u64(args.required("position")?, "position")?;
+            done(Reply::Appended {
+                stream,
+                last_version,
+                last_position,
+            })
+        }
+        "VERSION" => {
+            let stream = args.required("stream")?.to_owned();
+            let version = args
+                .required("version")?
+                .parse::<i64>()
+                .map_err(|_| bad_reply("bad VERSION"))?;
+            done(Reply::Version { stream, version })
+        }
+        "EXISTS" => {
+            let stream = args.required("stream")?.to_owned();
+            let exists = args.required("flag")? == "1";
+            done(Reply::Exists { stream, exists })
+        }
+        "EVENTS" | "STREAMS" => {
+            let count = parse_u64(args.required("count")?, "count")?;
+            let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            let kind = if name == "EVENTS" {
+                BodyKind::Events
+            } else {
+                BodyKind::Streams
+            };
+            Ok(LineReply::Body(PendingBody { kind, count, len }))
+        }
+        "HELP" => {
+            let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            Ok(LineReply::Body(PendingBody {
+                kind: BodyKind::Help,
+                count: 0,
+                len,
+            }))
+        }
+        _ => Err(bad_reply("unknown reply")),
+    }
+}

@@ -1,0 +1,290 @@
+//! What a client may send, and the decoder that frames it out of a byte buffer.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::{ErrorCode, ProtocolError};
+use crate::expected::ExpectedVersion;
+use crate::limits::{MAX_CONTROL_LINE_BYTES, MAX_PAYLOAD_BYTES};
+use crate::line::{self, snippet, Args};
+use crate::ops::{append, read, session, streams};
+
+/// Direction of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// Where a read starts: a version (or position), or the end (`end`, or `-1`), which is useful
+/// for reading backward from the newest event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStart {
+    At(u64),
+    End,
+}
+
+/// One client request. Syntax of each is in the `ops` module that parses it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Connect(session::ConnectOptions),
+    Ping,
+    Pong,
+    Use {
+        store: String,
+    },
+    Help,
+    Append {
+        stream: String,
+        expected: ExpectedVersion,
+        payload: Bytes,
+    },
+    Read {
+        stream: String,
+        from: ReadStart,
+        count: u64,
+        direction: Direction,
+    },
+    ReadAll {
+        from: ReadStart,
+        count: u64,
+        direction: Direction,
+    },
+    ReadTypes {
+        types: Vec<String>,
+        from_position: u64,
+        count: u64,
+    },
+    Version {
+        stream: String,
+    },
+    Exists {
+        stream: String,
+    },
+    Streams {
+        after: Option<String>,
+        count: u64,
+    },
+    Delete {
+        stream: String,
+        expected: ExpectedVersion,
+    },
+}
+
+impl Request {
+    /// The operation name as written on the wire.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Request::Connect(_) => "CONNECT",
+            Request::Ping => "PING",
+            Request::Pong => "PONG",
+            Request::Use { .. } => "USE",
+            Request::Help => "HELP",
+            Request::Append { .. } => "APPEND",
+            Request::Read { .. } => "READ",
+            Request::ReadAll { .. } => "READALL",
+            Request::ReadTypes { .. } => "READTYPES",
+            Request::Version { .. } => "VERSION",
+            Request::Exists { .. } => "EXISTS",
+            Request::Streams { .. } => "STREAMS",
+            Request::Delete { .. } => "DELETE",
+        }
+    }
+
+    /// Encodes the request as a client sends it (the Rust client and tests use this).
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            Request::Connect(options) => session::encode_connect(options, dst),
+            Request::Ping => dst.put_slice(b"PING\r\n"),
+            Request::Pong => dst.put_slice(b"PONG\r\n"),
+            Request::Use { store } => put_line(dst, &format!("USE {store}")),
+            Request::Help => dst.put_slice(b"HELP\r\n"),
+            Request::Append {
+                stream,
+                expected,
+                payload,
+            } => append::encode(stream, *expected, payload, dst),
+            Request::Read { .. } | Request::ReadAll { .. } | Request::ReadTypes { .. } => {
+                read::encode(self, dst)
+            }
+            Request::Version { .. }
+            | Request::Exists { .. }
+            | Request::Streams { .. }
+            | Request::Delete { .. } => streams::encode(self, dst),
+        }
+    }
+}
+
+pub(crate) fn put_line(dst: &mut BytesMut, line: &str) {
+    dst.reserve(line.len() + 2);
+    dst.put_slice(line.as_bytes());
+    dst.put_slice(b"\r\n");
+}
+
+/// What one call of [`RequestDecoder::decode`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A well-formed request.
+    Request(Request),
+    /// A malformed request that was consumed whole; answer `-ERR` and carry on.
+    Invalid(ProtocolError),
+}
+
+/// An `APPEND` header whose payload has not fully arrived yet, kept so the line is not parsed
+/// again on every read while a large payload trickles in.
+#[derive(Debug)]
+struct PendingPayload {
+    payload_len: usize,
+    /// The parsed header, or the error to answer once the payload has been skipped.
+    header: Result<(String, ExpectedVersion), ProtocolError>,
+}
+
+/// Frames requests out of a connection's read buffer.
+///
+/// `decode` returns `Ok(None)` when more bytes are needed, `Ok(Some(_))` for each request
+/// (well-formed or not), and `Err` when framing is lost; the caller then answers `-ERR` and
+/// closes the connection.
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    pending: Option<PendingPayload>,
+}
+
+impl RequestDecoder {
+    pub fn new() -> RequestDecoder {
+        RequestDecoder::default()
+    }
+
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, ProtocolError> {
+        loop {
+            if let Some(pending) = self.pending.take() {
+                return self.decode_payload(buf, pending);
+            }
+            let line_len = match line::control_line(buf) {
+                Ok((_, line)) => line.len() + 1,
+                Err(nom::Err::Incomplete(_)) => {
+                    // Checked on partial lines too, so a client that never sends a newline
+                    // cannot grow the buffer past the limit.
+                    if buf.len() > MAX_CONTROL_LINE_BYTES {
+                        return Err(line_too_long(buf.len()));
+                    }
+                    return Ok(None);
+                }
+                Err(_) => unreachable!("take_until only fails with Incomplete"),
+            };
+            if line_len > MAX_CONTROL_LINE_BYTES {
+                return Err(line_too_long(line_len));
+            }
+            let line = buf.split_to(line_len).freeze();
+            let trimmed = line::trim_line(&line[..line_len - 1]);
+            if trimmed.is_empty() {
+                // A bare Enter typed in telnet: nothing to answer.
+                continue;
+            }
+            let start = trimmed.as_ptr() as usize - line.as_ptr() as usize;
+            let trimmed = line.slice(start..start + trimmed.len());
+            match parse_line(&trimmed) {
+                LineOutcome::Done(result) => {
+                    return Ok(Some(match result {
+                        Ok(request) => Decoded::Request(request),
+                        Err(error) => Decoded::Invalid(error),
+                    }))
+                }
+                LineOutcome::NeedsPayload {
+                    payload_len,
+                    header,
+                } => {
+                    if payload_len > MAX_PAYLOAD_BYTES {
+                        return Err(ProtocolError::new(
+                            ErrorCode::PayloadTooLarge,
+                            format!(
+                                "payload of {payload_len} bytes exceeds max_payload \
+                                 {MAX_PAYLOAD_BYTES}"
+                            ),
+                        ));
+                    }
+                    self.pending = Some(PendingPayload {
+                        payload_len,
+                        header,
+                    });
+                }
+            }
+        }
+    }
+
+    fn decode_payload(
+        &mut self,
+        buf: &mut BytesMut,
+        pending: PendingPayload,
+    ) -> Result<Option<Decoded>, ProtocolError> {
+        let consumed = match line::payload(buf, pending.payload_len) {
+            Ok((rest, _)) => buf.len() - rest.len(),
+            Err(nom::Err::Incomplete(_)) => {
+                // The limit was checked on the header, so this reserve is bounded.
+                buf.reserve(pending.payload_len + 2 - buf.len().min(pending.payload_len + 2));
+                self.pending = Some(pending);
+                return Ok(None);
+            }
+            Err(_) => {
+                return Err(ProtocolError::new(
+                    ErrorCode::BadFrame,
+                    format!(
+                        "payload of {} bytes is not followed by CRLF (got {})",
+                        pending.payload_len,
+                        snippet(&buf[pending.payload_len..])
+                    ),
+                ))
+            }
+        };
+        let frame = buf.split_to(consumed).freeze();
+        let payload = frame.slice(..pending.payload_len);
+        Ok(Some(match pending.header {
+            Ok((stream, expected)) => Decoded::Request(Request::Append {
+                stream,
+                expected,
+                payload,
+            }),
+            Err(error) => Decoded::Invalid(error),
+        }))
+    }
+}
+
+fn line_too_long(len: usize) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::LineTooLong,
+        format!("control line of {len}+ bytes exceeds {MAX_CONTROL_LINE_BYTES}"),
+    )
+}
+
+/// Outcome of parsing one control line.
+pub(crate) enum LineOutcome {
+    Done(Result<Request, ProtocolError>),
+    NeedsPayload {
+        payload_len: usize,
+        header: Result<(String, ExpectedVersion), ProtocolError>,
+    },
+}
+
+fn parse_line(line: &Bytes) -> LineOutcome {
+    let mut args = Args::new(line);
+    let name = args.next_token().unwrap_or_default();
+    let name = name.to_ascii_uppercase();
+    let done = |result| LineOutcome::Done(result);
+    match name.as_slice() {
+        b"APPEND" => append::parse(line, args),
+        b"CONNECT" => done(session::parse_connect(args)),
+        b"PING" => done(args.finish("PING").map(|_| Request::Ping)),
+        b"PONG" => done(args.finish("PONG").map(|_| Request::Pong)),
+        b"USE" => done(session::parse_use(args)),
+        b"HELP" => done(args.finish("HELP").map(|_| Request::Help)),
+        b"READ" => done(read::parse_read(args)),
+        b"READALL" => done(read::parse_read_all(args)),
+        b"READTYPES" => done(read::parse_read_types(args)),
+        b"VERSION" => done(streams::parse_version(args)),
+        b"EXISTS" => done(streams::parse_exists(args)),
+        b"STREAMS" => done(streams::parse_streams(args)),
+        b"DELETE" => done(streams::parse_delete(args)),
+        _ => done(Err(ProtocolError::new(
+            ErrorCode::UnknownCommand,
+            format!("unknown command {} (try HELP)", snippet(&name)),
+        ))),
+    }
+}
