@@ -2,10 +2,12 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::ProtocolError;
 
 /// Optimistic-concurrency expectation of an `APPEND` or `DELETE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExpectedVersion {
     /// No check (`any`, or the seed's `-2`).
     Any,

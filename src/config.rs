@@ -1,0 +1,210 @@
+//! Configuration: command-line flags, `ESDB_*` environment variables, a TOML file, defaults.
+//!
+//! Precedence, highest first: flag, environment variable, config file, built-in default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Default protocol address. Not NATS's 4222, so both can run side by side; loopback, because
+/// there is no authentication yet.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4350";
+/// Default data directory, relative to where the server starts.
+pub const DEFAULT_DATA_DIR: &str = "./esdb-data";
+/// Default store name.
+pub const DEFAULT_STORE: &str = "default";
+/// A connection that sent nothing for this long gets a PING (NATS uses 2 minutes).
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 120_000;
+/// Unanswered PINGs after which a connection is closed as stale (as NATS).
+pub const DEFAULT_MAX_PINGS_OUT: u32 = 2;
+/// Concurrent client connections; more are refused with `-ERR too_many_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// LMDB map size per store: the most one store may hold. The file is sparse.
+pub const DEFAULT_MAP_SIZE_MB: usize = 64 * 1024;
+/// How long shutdown waits for in-flight requests to be answered.
+pub const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 10_000;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "esdb",
+    version,
+    about = "An event store server speaking a NATS-like text protocol"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CliCommand {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+/// Flags of `esdb serve`. Every one is optional here so that the config file and the defaults
+/// can fill in what was not given.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys in snake_case, `stores` a list).
+    #[arg(long, env = "ESDB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory holding one subdirectory per store [default: ./esdb-data].
+    #[arg(long, env = "ESDB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Protocol address HOST:PORT; port 0 picks a free port [default: 127.0.0.1:4350].
+    #[arg(long, env = "ESDB_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// A store to serve (repeatable; the env var takes a comma-separated list). The first is
+    /// the one a connection starts in [default: default].
+    #[arg(long = "store", env = "ESDB_STORE", value_delimiter = ',')]
+    pub stores: Vec<String>,
+    /// Idle time before the server PINGs a connection [default: 120000].
+    #[arg(long, env = "ESDB_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    /// Unanswered PINGs before the connection is closed [default: 2].
+    #[arg(long, env = "ESDB_MAX_PINGS_OUT")]
+    pub max_pings_out: Option<u32>,
+    /// Most concurrent connections [default: 10000].
+    #[arg(long, env = "ESDB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// LMDB map size per store in MiB: the most a store may hold [default: 65536].
+    #[arg(long, env = "ESDB_MAP_SIZE_MB")]
+    pub map_size_mb: Option<usize>,
+    /// How long shutdown waits for in-flight requests [default: 10000].
+    #[arg(long, env = "ESDB_SHUTDOWN_DEADLINE_MS")]
+    pub shutdown_deadline_ms: Option<u64>,
+    /// Log level or filter (RUST_LOG syntax) [default: info, or RUST_LOG].
+    #[arg(long, env = "ESDB_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "ESDB_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    stores: Option<Vec<String>>,
+    ping_interval_ms: Option<u64>,
+    max_pings_out: Option<u32>,
+    max_connections: Option<usize>,
+    map_size_mb: Option<usize>,
+    shutdown_deadline_ms: Option<u64>,
+    log_level: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// The server's resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub stores: Vec<String>,
+    pub ping_interval_ms: u64,
+    pub max_pings_out: u32,
+    pub max_connections: usize,
+    pub map_size_mb: usize,
+    pub shutdown_deadline_ms: u64,
+    pub log_level: Option<String>,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::resolve(ServeArgs::default()).expect("defaults are valid")
+    }
+}
+
+impl Config {
+    /// Merges flags and environment (already in `args`), the config file, and defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Config, String> {
+        let file = match &args.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let stores = if !args.stores.is_empty() {
+            args.stores
+        } else {
+            file.stores
+                .unwrap_or_else(|| vec![DEFAULT_STORE.to_owned()])
+        };
+        let config = Config {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            stores,
+            ping_interval_ms: args
+                .ping_interval_ms
+                .or(file.ping_interval_ms)
+                .unwrap_or(DEFAULT_PING_INTERVAL_MS),
+            max_pings_out: args
+                .max_pings_out
+                .or(file.max_pings_out)
+                .unwrap_or(DEFAULT_MAX_PINGS_OUT),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            map_size_mb: args
+                .map_size_mb
+                .or(file.map_size_mb)
+                .unwrap_or(DEFAULT_MAP_SIZE_MB),
+            shutdown_deadline_ms: args
+                .shutdown_deadline_ms
+                .or(file.shutdown_deadline_ms)
+                .unwrap_or(DEFAULT_SHUTDOWN_DEADLINE_MS),
+            log_level: args.log_level.or(file.log_level),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for store in &self.stores {
+            esdb_protocol::ops::session::validate_store_name(store).map_err(|e| e.message)?;
+            if !seen.insert(store) {
+                return Err(format!("store {store} named twice"));
+            }
+        }
+        if self.stores.is_empty() {
+            return Err("at least one store is needed".into());
+        }
+        if self.ping_interval_ms == 0 || self.max_connections == 0 || self.map_size_mb == 0 {
+            return Err("ping_interval_ms, max_connections and map_size_mb must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The store a connection starts in.
+    pub fn default_store(&self) -> &str {
+        &self.stores[0]
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+}

@@ -1,0 +1,23 @@
+//! esdb: an event store server speaking a NATS-like text protocol over TCP, on LMDB.
+//!
+//! # Where things are
+//! A request's path through the code, in order:
+//! 1. **Parsed** in the `esdb-protocol` crate (`protocol/src`): `RequestDecoder` frames bytes
+//!    into a `Request`; each operation's syntax is in `protocol/src/ops/<family>.rs`.
+//! 2. **Dispatched** in [`server::dispatch`]: one function per operation turns a `Request`
+//!    into a future of its `Reply`.
+//! 3. **Applied** in [`store`]: writes become a [`store::Command`] run by
+//!    [`store::command::apply`] on the writer thread ([`store::writer`], group commit); reads
+//!    run straight on LMDB ([`store::read`]).
+//! 4. **Answered** in [`server::connection`]: replies go out in request order.
+//!
+//! # Modules
+//! - [`config`]: flags, environment, config file, defaults, with every default limit.
+//! - [`server`]: the TCP listener, one task per connection, keepalive, shutdown.
+//! - [`store`]: the storage engine (LMDB environment per store, writer thread, reads).
+//!
+//! The wire protocol is specified in `protocol/PROTOCOL.md`.
+
+pub mod config;
+pub mod server;
+pub mod store;

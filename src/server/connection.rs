@@ -1,0 +1,199 @@
+//! One task per connection: read and frame requests, dispatch them, answer in order.
+//!
+//! The task owns the read half. A separate writer task owns the write half behind a bounded
+//! queue, so a client that stops reading stalls only its own connection and is cut off after
+//! [`WRITE_STALL_TIMEOUT_MS`]. Requests are pipelined: up to [`MAX_PIPELINED_REQUESTS`] may be
+//! in flight, and their replies are sent in request order (`FuturesOrdered`).
+//!
+//! Keepalive as in NATS: after `ping_interval` without a byte from the client the server sends
+//! `PING`; once `max_pings_out` PINGs are unanswered, the next check closes the connection with
+//! `-ERR stale_connection`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use esdb_protocol::{Decoded, ErrorCode, ProtocolError, Reply, RequestDecoder};
+
+use crate::server::dispatch::{dispatch, Dispatched, Session};
+use crate::server::ServerContext;
+
+/// Requests whose replies are not yet sent. When reached, the connection stops reading until
+/// replies go out: the client's pipeline depth is bounded, not the server's memory.
+pub const MAX_PIPELINED_REQUESTS: usize = 256;
+/// Replies queued for the writer task.
+pub const OUTBOUND_QUEUE_REPLIES: usize = 256;
+/// Initial read buffer; it grows up to one control line plus one payload.
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// A write to the client that makes no progress for this long closes the connection (a
+/// client that stops reading must not pin server memory).
+pub const WRITE_STALL_TIMEOUT_MS: u64 = 10_000;
+
+/// Why a connection ended (logged; later a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientQuit,
+    ProtocolError,
+    Stale,
+    SlowConsumer,
+    Shutdown,
+    IoError,
+}
+
+pub async fn serve<S>(
+    stream: S,
+    peer: String,
+    context: Arc<ServerContext>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let (outbound, outbound_rx) = mpsc::channel::<Reply>(OUTBOUND_QUEUE_REPLIES);
+    let writer_task = tokio::spawn(write_loop(writer, outbound_rx));
+    let reason = read_loop(reader, &outbound, &context, &cancel).await;
+    // Closing the queue lets the writer flush what is queued and finish.
+    drop(outbound);
+    let reason = match writer_task.await {
+        Ok(Some(write_failure)) if reason == CloseReason::ClientQuit => write_failure,
+        _ => reason,
+    };
+    tracing::debug!(%peer, ?reason, "connection closed");
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: R,
+    outbound: &mpsc::Sender<Reply>,
+    context: &Arc<ServerContext>,
+    cancel: &CancellationToken,
+) -> CloseReason {
+    let mut reader = reader;
+    let store = context
+        .store(context.config.default_store())
+        .expect("default store is open");
+    let mut session = Session::new(store);
+    let mut decoder = RequestDecoder::new();
+    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut in_flight: FuturesOrdered<BoxFuture<'static, Reply>> = FuturesOrdered::new();
+    let ping_interval = context.ping_interval();
+    let mut ping_timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    let mut last_heard = Instant::now();
+    let mut pings_out: u32 = 0;
+    let mut end: Option<(CloseReason, Option<ProtocolError>)> = None;
+
+    if outbound
+        .send(Reply::Info(context.info_json()))
+        .await
+        .is_err()
+    {
+        return CloseReason::IoError;
+    }
+    while end.is_none() {
+        // Frame and dispatch everything already buffered, up to the pipeline limit.
+        while in_flight.len() < MAX_PIPELINED_REQUESTS {
+            match decoder.decode(&mut buffer) {
+                Ok(Some(Decoded::Request(request))) => {
+                    if let Dispatched::Reply(reply) = dispatch(context, &mut session, request).await
+                    {
+                        in_flight.push_back(reply);
+                    }
+                }
+                Ok(Some(Decoded::Invalid(error))) => {
+                    in_flight.push_back(Box::pin(futures::future::ready(Reply::Err(error))));
+                }
+                Ok(None) => break,
+                Err(fatal) => {
+                    end = Some((CloseReason::ProtocolError, Some(fatal)));
+                    break;
+                }
+            }
+        }
+        if end.is_some() {
+            break;
+        }
+        let can_read = in_flight.len() < MAX_PIPELINED_REQUESTS;
+        tokio::select! {
+            _ = cancel.cancelled() => end = Some((CloseReason::Shutdown, None)),
+            Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                if outbound.send(reply).await.is_err() {
+                    return CloseReason::IoError;
+                }
+            }
+            read = reader.read_buf(&mut buffer), if can_read => match read {
+                Ok(0) => end = Some((CloseReason::ClientQuit, None)),
+                Ok(_) => {
+                    last_heard = Instant::now();
+                    pings_out = 0;
+                }
+                Err(_) => end = Some((CloseReason::IoError, None)),
+            },
+            _ = ping_timer.tick() => {
+                if last_heard.elapsed() >= ping_interval {
+                    if pings_out >= context.config.max_pings_out {
+                        let error = ProtocolError::new(ErrorCode::StaleConnection, "no PONG to the server's PINGs");
+                        end = Some((CloseReason::Stale, Some(error)));
+                    } else if outbound.send(Reply::Ping).await.is_ok() {
+                        pings_out += 1;
+                    }
+                }
+            }
+        }
+    }
+    let (reason, final_error) = end.expect("loop ends with a reason");
+    // Answer everything already accepted (its writes may be durable by now), bounded by the
+    // shutdown deadline, then the error that ended the connection, if any.
+    let deadline = Duration::from_millis(context.config.shutdown_deadline_ms);
+    let drain = async {
+        while let Some(reply) = in_flight.next().await {
+            if outbound.send(reply).await.is_err() {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(deadline, drain).await.is_err() {
+        tracing::warn!("replies still pending at the drain deadline");
+    }
+    if let Some(error) = final_error {
+        let _ = outbound.send(Reply::Err(error)).await;
+    }
+    reason
+}
+
+/// Writes queued replies, batching whatever is queued into one flush. Returns a close reason
+/// if the client stopped reading or the socket failed.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut replies: mpsc::Receiver<Reply>,
+) -> Option<CloseReason> {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let mut scratch = BytesMut::with_capacity(16 * 1024);
+    let stall = Duration::from_millis(WRITE_STALL_TIMEOUT_MS);
+    while let Some(reply) = replies.recv().await {
+        scratch.clear();
+        reply.encode(&mut scratch);
+        while let Ok(more) = replies.try_recv() {
+            more.encode(&mut scratch);
+            if scratch.len() >= 256 * 1024 {
+                break;
+            }
+        }
+        let write = async {
+            writer.write_all(&scratch).await?;
+            writer.flush().await
+        };
+        match tokio::time::timeout(stall, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Some(CloseReason::IoError),
+            Err(_) => return Some(CloseReason::SlowConsumer),
+        }
+    }
+    let _ = writer.shutdown().await;
+    None
+}

@@ -1,0 +1,60 @@
+//! Accepts TCP connections, under the connection limit, until cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use esdb_protocol::{ErrorCode, Reply};
+
+use crate::server::connection;
+use crate::server::ServerContext;
+
+/// Longest pause after a failed accept (e.g. out of file descriptors); doubles from 1 ms.
+const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
+
+pub async fn accept_loop(
+    listener: TcpListener,
+    context: Arc<ServerContext>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(context.config.max_connections));
+    let mut backoff_ms = 1;
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (mut socket, peer) = match accepted {
+            Ok(accepted) => {
+                backoff_ms = 1;
+                accepted
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MAX_MS);
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracker.spawn(async move {
+                let reply = Reply::error(ErrorCode::TooManyConnections, "connection limit reached");
+                let _ = socket.write_all(&reply.to_bytes()).await;
+            });
+            continue;
+        };
+        let context = context.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            connection::serve(socket, peer.to_string(), context, cancel).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,74 @@
+//! The server: listener, connections, dispatch, shutdown.
+//!
+//! - [`listener`]: accepts TCP connections under the connection limit.
+//! - [`connection`]: one task per connection: framing, pipelining, keepalive, draining.
+//! - [`dispatch`]: what each request does, as a future of its reply.
+//! - [`context`]: state shared by all connections.
+
+pub mod connection;
+pub mod context;
+pub mod dispatch;
+pub mod listener;
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::store::{StoreOptions, Stores};
+pub use context::ServerContext;
+
+/// Opens the stores, listens, serves until `shutdown` resolves, then drains connections and
+/// closes the stores cleanly.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let options = StoreOptions {
+        map_size_bytes: config.map_size_mb << 20,
+    };
+    let stores = Stores::open(&config.data_dir, &config.stores, &options)
+        .map_err(|e| format!("opening stores in {}: {e}", config.data_dir.display()))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    announce(&format!(
+        "esdb listening on {local} (protocol tcp; stores: {}; data: {})",
+        config.stores.join(","),
+        config.data_dir.display()
+    ));
+    let context = Arc::new(ServerContext::new(config.clone(), stores));
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let accept = listener::accept_loop(listener, context.clone(), cancel.clone(), tracker.clone());
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown => tracing::info!("shutdown requested"),
+    }
+    cancel.cancel();
+    tracker.close();
+    let deadline = Duration::from_millis(config.shutdown_deadline_ms);
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown deadline");
+    }
+    let stores = context.take_stores();
+    drop(context);
+    tokio::task::spawn_blocking(move || stores.close(deadline))
+        .await
+        .map_err(|e| format!("closing stores: {e}"))?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Prints the one line scripts wait for, on stdout, flushed.
+fn announce(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}

@@ -1,0 +1,281 @@
+//! Commands and the one deterministic function that applies them.
+//!
+//! Every write to a store is a [`Command`]. [`apply`] checks it against the current state and
+//! writes it inside the caller's write transaction; it reads no clock and no randomness (the
+//! timestamp and event ids travel in the command), so replaying the same commands in the same
+//! order on another node (Raft) yields the same bytes. A command is all-or-nothing: every check
+//! happens before the first write.
+
+use heed::{PutFlags, RwTxn};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use esdb_protocol::ExpectedVersion;
+
+use crate::store::record::{build_record, RecordPlace};
+use crate::store::schema::{
+    stream_index_key, type_index_key, Databases, StreamMeta, META_NEXT_POSITION,
+    META_NEXT_STREAM_NUMBER,
+};
+use crate::store::{Rejection, StoreError};
+
+/// A write, as the writer thread (and later Raft) carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    Append(AppendCommand),
+    Delete {
+        stream: String,
+        expected: ExpectedVersion,
+    },
+}
+
+impl Command {
+    /// Approximate size, for bounding a group-commit batch.
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            Command::Append(append) => append
+                .events
+                .iter()
+                .map(|e| e.data.get().len() + e.metadata.as_ref().map_or(2, |m| m.get().len()))
+                .sum::<usize>(),
+            Command::Delete { .. } => 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppendCommand {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    /// Taken once per append by the node that accepted it, so every event of the append (and
+    /// every replica) records the same time.
+    pub epoch_us: u64,
+    pub events: Vec<NewEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    pub metadata: Option<Box<RawValue>>,
+}
+
+/// What a command did when it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Appended {
+        last_version: u64,
+        last_position: u64,
+        event_count: u64,
+    },
+    /// The append repeated an earlier one (same event ids at the same place): nothing written.
+    AlreadyAppended {
+        last_version: u64,
+        last_position: u64,
+    },
+    Deleted,
+}
+
+/// Applies one command inside `txn`. `Ok(Err(_))` is a rejection that wrote nothing;
+/// `Err(_)` is a storage failure, after which the caller must abort the transaction.
+pub fn apply(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    command: &Command,
+) -> Result<Result<Outcome, Rejection>, StoreError> {
+    match command {
+        Command::Append(append) => apply_append(txn, dbs, append),
+        Command::Delete { stream, expected } => apply_delete(txn, dbs, stream, *expected),
+    }
+}
+
+fn load_meta(
+    txn: &RwTxn<'_>,
+    dbs: &Databases,
+    stream: &str,
+) -> Result<Option<StreamMeta>, StoreError> {
+    dbs.streams
+        .get(txn, stream)?
+        .map(StreamMeta::decode)
+        .transpose()
+}
+
+fn check_expected(
+    stream: &str,
+    expected: ExpectedVersion,
+    current: Option<u64>,
+) -> Result<(), Rejection> {
+    let ok = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => current.is_none(),
+        ExpectedVersion::Exists => current.is_some(),
+        ExpectedVersion::Exact(version) => current == Some(version),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::WrongExpectedVersion {
+            stream: stream.to_owned(),
+            expected,
+            actual: current.map_or(-1, |v| v as i64),
+        })
+    }
+}
+
+fn apply_append(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    append: &AppendCommand,
+) -> Result<Result<Outcome, Rejection>, StoreError> {
+    assert!(
+        !append.events.is_empty(),
+        "the protocol refuses empty appends"
+    );
+    let meta = load_meta(txn, dbs, &append.stream)?;
+    if let Some(meta) = meta {
+        if let Some(outcome) = earlier_identical_append(txn, dbs, append, &meta)? {
+            return Ok(Ok(outcome));
+        }
+    }
+    let current = meta.and_then(|m| m.current_version());
+    if let Err(rejection) = check_expected(&append.stream, append.expected, current) {
+        return Ok(Err(rejection));
+    }
+    for event in &append.events {
+        if let Some(position) = dbs.event_ids.get(txn, event.event_id.as_bytes())? {
+            let place = record_place(txn, dbs, position)?;
+            return Ok(Err(Rejection::DuplicateEventId {
+                event_id: event.event_id,
+                stream: place.stream_id,
+                version: place.version,
+            }));
+        }
+    }
+
+    // Every check passed: from here on only storage failures can stop the command.
+    let mut meta = match meta {
+        Some(meta) => meta,
+        None => {
+            let stream_number = dbs.meta.get(txn, META_NEXT_STREAM_NUMBER)?.unwrap_or(0);
+            dbs.meta
+                .put(txn, META_NEXT_STREAM_NUMBER, &(stream_number + 1))?;
+            StreamMeta {
+                stream_number,
+                next_version: 0,
+                first_visible_version: 0,
+                deleted: false,
+            }
+        }
+    };
+    meta.deleted = false;
+    let mut position = dbs.meta.get(txn, META_NEXT_POSITION)?.unwrap_or(0);
+    for event in &append.events {
+        let version = meta.next_version;
+        let record = build_record(
+            &event.event_id,
+            &event.event_type,
+            &append.stream,
+            version,
+            position,
+            append.epoch_us,
+            &event.data,
+            event.metadata.as_deref(),
+        );
+        // Positions only grow, so APPEND fills pages completely; a KEYEXIST here would mean
+        // `next_position` went backwards, which is corruption.
+        dbs.events
+            .put_with_flags(txn, PutFlags::APPEND, &position, &record)?;
+        dbs.stream_index.put(
+            txn,
+            &stream_index_key(meta.stream_number, version),
+            &position,
+        )?;
+        dbs.event_ids
+            .put(txn, event.event_id.as_bytes(), &position)?;
+        dbs.type_index
+            .put(txn, &type_index_key(&event.event_type, position), &())?;
+        meta.next_version += 1;
+        position += 1;
+    }
+    dbs.meta.put(txn, META_NEXT_POSITION, &position)?;
+    dbs.streams.put(txn, &append.stream, &meta.encode())?;
+    Ok(Ok(Outcome::Appended {
+        last_version: meta.next_version - 1,
+        last_position: position - 1,
+        event_count: append.events.len() as u64,
+    }))
+}
+
+/// Idempotency: when every event id of the append is already stored, in this stream, at
+/// consecutive versions in the same order, and the expectation held at that place, the append
+/// is a retry of one that succeeded. Answer as it was answered; write nothing.
+fn earlier_identical_append(
+    txn: &RwTxn<'_>,
+    dbs: &Databases,
+    append: &AppendCommand,
+    meta: &StreamMeta,
+) -> Result<Option<Outcome>, StoreError> {
+    let mut first_version = None;
+    let mut last = (0, 0);
+    for (index, event) in append.events.iter().enumerate() {
+        let Some(position) = dbs.event_ids.get(txn, event.event_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let place = record_place(txn, dbs, position)?;
+        if place.stream_id != append.stream {
+            return Ok(None);
+        }
+        let first = *first_version.get_or_insert(place.version);
+        if place.version != first + index as u64 {
+            return Ok(None);
+        }
+        last = (place.version, position);
+    }
+    let Some(first) = first_version else {
+        return Ok(None);
+    };
+    let held_there = match append.expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => first == meta.first_visible_version,
+        ExpectedVersion::Exists => first > meta.first_visible_version,
+        ExpectedVersion::Exact(version) => version + 1 == first,
+    };
+    Ok(held_there.then_some(Outcome::AlreadyAppended {
+        last_version: last.0,
+        last_position: last.1,
+    }))
+}
+
+fn record_place(
+    txn: &RwTxn<'_>,
+    dbs: &Databases,
+    position: u64,
+) -> Result<RecordPlace, StoreError> {
+    let record = dbs.events.get(txn, &position)?.ok_or_else(|| {
+        StoreError::Corrupt(format!("event id points at missing position {position}"))
+    })?;
+    serde_json::from_slice(record)
+        .map_err(|e| StoreError::Corrupt(format!("record at position {position}: {e}")))
+}
+
+fn apply_delete(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    stream: &str,
+    expected: ExpectedVersion,
+) -> Result<Result<Outcome, Rejection>, StoreError> {
+    let meta = load_meta(txn, dbs, stream)?;
+    let current = meta.and_then(|m| m.current_version());
+    if let Err(rejection) = check_expected(stream, expected, current) {
+        return Ok(Err(rejection));
+    }
+    // Deleting what shows no events is a no-op, so a retried DELETE succeeds.
+    if let (Some(mut meta), Some(_)) = (meta, current) {
+        meta.deleted = true;
+        meta.first_visible_version = meta.next_version;
+        dbs.streams.put(txn, stream, &meta.encode())?;
+    }
+    Ok(Ok(Outcome::Deleted))
+}

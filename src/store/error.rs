@@ -1,0 +1,63 @@
+//! Store errors, and their mapping onto wire error codes (the one place that does it).
+
+use esdb_protocol::{ErrorCode, ExpectedVersion, ProtocolError};
+use uuid::Uuid;
+
+/// A command or read the store refused; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("stream {stream}: expected version {expected}, actual {actual}")]
+    WrongExpectedVersion {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: i64,
+    },
+    #[error("stream {stream} not found")]
+    StreamNotFound { stream: String },
+    #[error("stream {stream} is deleted")]
+    StreamDeleted { stream: String },
+    #[error("event_id {event_id} already written to {stream} at version {version}")]
+    DuplicateEventId {
+        event_id: Uuid,
+        stream: String,
+        version: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// LMDB failed (disk full, map full, I/O error). The whole batch was aborted.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The data on disk breaks an invariant of the schema.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("store is shutting down")]
+    ShuttingDown,
+}
+
+impl From<heed::Error> for StoreError {
+    fn from(error: heed::Error) -> StoreError {
+        StoreError::Storage(error.to_string())
+    }
+}
+
+impl StoreError {
+    /// The `-ERR` this error is answered with.
+    pub fn to_protocol_error(&self) -> ProtocolError {
+        let code = match self {
+            StoreError::Rejected(Rejection::WrongExpectedVersion { .. }) => {
+                ErrorCode::WrongExpectedVersion
+            }
+            StoreError::Rejected(Rejection::StreamNotFound { .. }) => ErrorCode::StreamNotFound,
+            StoreError::Rejected(Rejection::StreamDeleted { .. }) => ErrorCode::StreamDeleted,
+            StoreError::Rejected(Rejection::DuplicateEventId { .. }) => ErrorCode::DuplicateEventId,
+            StoreError::Storage(_) => ErrorCode::StorageError,
+            StoreError::Corrupt(_) => ErrorCode::Internal,
+            StoreError::ShuttingDown => ErrorCode::ShuttingDown,
+        };
+        ProtocolError::new(code, self.to_string())
+    }
+}

@@ -1,0 +1,235 @@
+//! The storage engine: one LMDB environment per store.
+//!
+//! - [`schema`]: the databases and key layout.
+//! - [`command`]: [`Command`] and the deterministic [`command::apply`] (what Raft will
+//!   replicate).
+//! - [`writer`]: the single writer thread doing group commit.
+//! - [`read`]: reads, straight from LMDB.
+//! - [`record`]: the event record JSON.
+//! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
+
+pub mod command;
+pub mod error;
+pub mod read;
+pub mod record;
+pub mod schema;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use command::{AppendCommand, Command, NewEvent, Outcome};
+pub use error::{Rejection, StoreError};
+pub use read::EventsPage;
+use schema::{Databases, DATABASE_COUNT, META_NEXT_POSITION};
+use writer::{WriteRequest, WriteResult, WRITE_QUEUE_CAPACITY};
+
+/// LMDB reader slots: one per concurrent read transaction (reads run on tokio's blocking pool,
+/// at most 512 threads, and are bounded further by the server).
+pub const MAX_READERS: u32 = 1024;
+
+/// Options for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// LMDB map size: the most the store can hold. The file is sparse, so a large value costs
+    /// nothing until used.
+    pub map_size_bytes: usize,
+}
+
+/// One open store.
+pub struct Store {
+    name: String,
+    path: PathBuf,
+    env: Env<WithoutTls>,
+    dbs: Databases,
+    writes: mpsc::Sender<WriteRequest>,
+    head: watch::Receiver<u64>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and starts its writer thread.
+    pub fn open(name: &str, dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Storage(format!("creating {}: {e}", dir.display())))?;
+        let mut open_options = EnvOpenOptions::new().read_txn_without_tls();
+        open_options
+            .map_size(options.map_size_bytes)
+            .max_dbs(DATABASE_COUNT)
+            .max_readers(MAX_READERS);
+        // SAFETY: heed requires that the same file is not opened twice in one process with
+        // different options; the server opens each store directory exactly once.
+        let env = unsafe { open_options.open(dir)? };
+        let wtxn = env.write_txn()?;
+        let dbs = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    opener.create_database(wtxn, Some("events"))?,
+                    opener.create_database(wtxn, Some("streams"))?,
+                    opener.create_database(wtxn, Some("stream_index"))?,
+                    opener.create_database(wtxn, Some("event_ids"))?,
+                    opener.create_database(wtxn, Some("type_index"))?,
+                    opener.create_database(wtxn, Some("meta"))?,
+                )))
+            })?
+            .unwrap_commit();
+        let dbs = Databases {
+            events: dbs.0,
+            streams: dbs.1,
+            stream_index: dbs.2,
+            event_ids: dbs.3,
+            type_index: dbs.4,
+            meta: dbs.5,
+        };
+        let next_position = {
+            let rtxn = env.read_txn()?;
+            dbs.meta.get(&rtxn, META_NEXT_POSITION)?.unwrap_or(0)
+        };
+        let (head_tx, head) = watch::channel(next_position);
+        let (writes, requests) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let writer_env = env.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name(format!("esdb-writer-{name}"))
+            .spawn(move || writer::run(writer_env, dbs, requests, head_tx))
+            .map_err(|e| StoreError::Storage(format!("spawning writer thread: {e}")))?;
+        Ok(Store {
+            name: name.to_owned(),
+            path: dir.to_owned(),
+            env,
+            dbs,
+            writes,
+            head,
+            writer_thread: Mutex::new(Some(writer_thread)),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queues a command for the writer. Awaiting this only waits for queue space, so a
+    /// connection can submit its requests in order without waiting for each fsync; the
+    /// returned receiver resolves once the command's batch is durable.
+    pub async fn submit(
+        &self,
+        command: Command,
+    ) -> Result<oneshot::Receiver<WriteResult>, StoreError> {
+        let (reply, receiver) = oneshot::channel();
+        self.writes
+            .send(WriteRequest { command, reply })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        Ok(receiver)
+    }
+
+    /// Submits a command and waits for its durable outcome.
+    pub async fn execute(&self, command: Command) -> WriteResult {
+        self.submit(command)
+            .await?
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// The position the next event will get; changes after each commit.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+
+    /// Runs `f` inside a fresh read transaction. Blocking: call from a blocking context.
+    pub fn with_read<T>(
+        &self,
+        f: impl FnOnce(&heed::RoTxn, &Databases) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.env.read_txn()?;
+        f(&txn, &self.dbs)
+    }
+
+    /// Stops the writer (after it finishes what is queued) and closes the environment. Waits
+    /// up to `deadline` for other holders of the store (in-flight reads) to let go.
+    pub fn close(self: Arc<Self>, deadline: Duration) {
+        let started = std::time::Instant::now();
+        let mut store = self;
+        let store = loop {
+            match Arc::try_unwrap(store) {
+                Ok(store) => break store,
+                Err(shared) if started.elapsed() < deadline => {
+                    store = shared;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => {
+                    tracing::warn!("store still in use at shutdown; leaving LMDB to close on exit");
+                    return;
+                }
+            }
+        };
+        let Store {
+            name,
+            env,
+            writes,
+            writer_thread,
+            ..
+        } = store;
+        drop(writes);
+        if let Some(thread) = writer_thread.lock().expect("writer mutex").take() {
+            if thread.join().is_err() {
+                tracing::error!(store = %name, "writer thread panicked");
+            }
+        }
+        env.prepare_for_closing().wait();
+        tracing::info!(store = %name, "store closed");
+    }
+}
+
+/// Every store this server serves, by name.
+#[derive(Debug, Default)]
+pub struct Stores {
+    stores: BTreeMap<String, Arc<Store>>,
+}
+
+impl Stores {
+    /// Opens each named store under `data_dir/<name>`.
+    pub fn open(
+        data_dir: &Path,
+        names: &[String],
+        options: &StoreOptions,
+    ) -> Result<Stores, StoreError> {
+        let mut stores = BTreeMap::new();
+        for name in names {
+            let store = Store::open(name, &data_dir.join(name), options)?;
+            stores.insert(name.clone(), Arc::new(store));
+        }
+        Ok(Stores { stores })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Store>> {
+        self.stores.get(name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.stores.keys().cloned().collect()
+    }
+
+    pub fn close(self, deadline: Duration) {
+        for (_, store) in self.stores {
+            store.close(deadline);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! The event record: the JSON every read returns, built once at append and stored as is.
+//!
+//! Field order is fixed: `event_id`, `event_type`, `stream_id`, `version`, `position`,
+//! `epoch_us`, `data`, `metadata`. `data` and `metadata` are the client's own bytes.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// Builds the record's JSON bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn build_record(
+    event_id: &Uuid,
+    event_type: &str,
+    stream: &str,
+    version: u64,
+    position: u64,
+    epoch_us: u64,
+    data: &RawValue,
+    metadata: Option<&RawValue>,
+) -> Vec<u8> {
+    let metadata = metadata.map(RawValue::get).unwrap_or("{}");
+    let mut out = Vec::with_capacity(
+        160 + event_type.len() + stream.len() + data.get().len() + metadata.len(),
+    );
+    out.extend_from_slice(b"{\"event_id\":\"");
+    out.extend_from_slice(
+        event_id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\",\"event_type\":");
+    write_json_string(&mut out, event_type);
+    out.extend_from_slice(b",\"stream_id\":");
+    write_json_string(&mut out, stream);
+    out.extend_from_slice(
+        format!(",\"version\":{version},\"position\":{position},\"epoch_us\":{epoch_us},\"data\":")
+            .as_bytes(),
+    );
+    out.extend_from_slice(data.get().as_bytes());
+    out.extend_from_slice(b",\"metadata\":");
+    out.extend_from_slice(metadata.as_bytes());
+    out.push(b'}');
+    out
+}
+
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+}
+
+/// The fields of a stored record that the engine itself needs to look at.
+#[derive(Debug, Deserialize)]
+pub struct RecordPlace {
+    pub stream_id: String,
+    pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_is_valid_json_with_fields_in_order() {
+        let data = RawValue::from_string(r#"{"a":[1,"x"]}"#.into()).unwrap();
+        let id = Uuid::nil();
+        let bytes = build_record(&id, "T\"q", "s-1", 3, 9, 12, &data, None);
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(value["event_type"], "T\"q");
+        assert_eq!(value["stream_id"], "s-1");
+        assert_eq!(value["version"], 3);
+        assert_eq!(value["position"], 9);
+        assert_eq!(value["epoch_us"], 12);
+        assert_eq!(value["data"]["a"][1], "x");
+        assert_eq!(value["metadata"], serde_json::json!({}));
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with(r#"{"event_id":"00000000-0000-0000-0000-000000000000","#));
+    }
+}

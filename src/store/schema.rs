@@ -1,0 +1,154 @@
+//! The on-disk layout of one store: its LMDB databases, keys and fixed-width values.
+//!
+//! | database       | key                                   | value                          |
+//! |----------------|---------------------------------------|--------------------------------|
+//! | `events`       | global position (u64 BE)              | the event record's JSON bytes  |
+//! | `streams`      | stream id (UTF-8)                     | [`StreamMeta`] (25 bytes)      |
+//! | `stream_index` | stream number (u64 BE) ++ version (u64 BE) | global position (u64 BE)  |
+//! | `event_ids`    | event id (16 bytes)                   | global position (u64 BE)       |
+//! | `type_index`   | event type ++ `0x00` ++ position (u64 BE) | nothing                    |
+//! | `meta`         | a name (`next_position`, …)           | u64 BE                         |
+//!
+//! Big-endian integers sort numerically, so ranges are key ranges. Streams are interned to a
+//! number so the per-stream index has fixed-width, prefix-free keys. Event types cannot contain
+//! `0x00` (control characters are refused), so the type index keys are prefix-free too.
+
+use heed::byteorder::BigEndian;
+use heed::types::{Bytes, Str, Unit, U64};
+use heed::Database;
+
+use crate::store::StoreError;
+
+pub type PositionCodec = U64<BigEndian>;
+
+/// Handles to the named databases of one environment (they are plain integers; `Copy`).
+#[derive(Clone, Copy)]
+pub struct Databases {
+    pub events: Database<'static, PositionCodec, Bytes>,
+    pub streams: Database<'static, Str, Bytes>,
+    pub stream_index: Database<'static, Bytes, PositionCodec>,
+    pub event_ids: Database<'static, Bytes, PositionCodec>,
+    pub type_index: Database<'static, Bytes, Unit>,
+    pub meta: Database<'static, Str, PositionCodec>,
+}
+
+/// Number of named databases, for `max_dbs`.
+pub const DATABASE_COUNT: u32 = 6;
+
+/// `meta` key: the position the next event will get (= number of events ever written).
+pub const META_NEXT_POSITION: &str = "next_position";
+/// `meta` key: the number the next new stream will get.
+pub const META_NEXT_STREAM_NUMBER: &str = "next_stream_number";
+
+/// What the store knows of one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamMeta {
+    /// The interned number used in `stream_index` keys.
+    pub stream_number: u64,
+    /// The version the next event will get (= events ever written to the stream).
+    pub next_version: u64,
+    /// The first version reads show: events before it were hidden by a delete.
+    pub first_visible_version: u64,
+    /// Deleted and not recreated since.
+    pub deleted: bool,
+}
+
+const STREAM_META_BYTES: usize = 25;
+
+impl StreamMeta {
+    /// The newest visible version, or `None` when the stream shows no events (deleted).
+    pub fn current_version(&self) -> Option<u64> {
+        if self.deleted || self.next_version == self.first_visible_version {
+            None
+        } else {
+            Some(self.next_version - 1)
+        }
+    }
+
+    pub fn encode(&self) -> [u8; STREAM_META_BYTES] {
+        debug_assert!(self.first_visible_version <= self.next_version);
+        let mut out = [0u8; STREAM_META_BYTES];
+        out[0..8].copy_from_slice(&self.stream_number.to_be_bytes());
+        out[8..16].copy_from_slice(&self.next_version.to_be_bytes());
+        out[16..24].copy_from_slice(&self.first_visible_version.to_be_bytes());
+        out[24] = u8::from(self.deleted);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<StreamMeta, StoreError> {
+        if bytes.len() != STREAM_META_BYTES || bytes[24] > 1 {
+            return Err(StoreError::Corrupt(format!(
+                "stream meta of {} bytes",
+                bytes.len()
+            )));
+        }
+        let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+        let meta = StreamMeta {
+            stream_number: u64_at(0),
+            next_version: u64_at(8),
+            first_visible_version: u64_at(16),
+            deleted: bytes[24] == 1,
+        };
+        if meta.first_visible_version > meta.next_version {
+            return Err(StoreError::Corrupt(
+                "stream meta: first visible past next".into(),
+            ));
+        }
+        Ok(meta)
+    }
+}
+
+/// `stream_index` key of (stream number, version).
+pub fn stream_index_key(stream_number: u64, version: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&stream_number.to_be_bytes());
+    key[8..].copy_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// `type_index` key of (event type, position).
+pub fn type_index_key(event_type: &str, position: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(event_type.len() + 9);
+    key.extend_from_slice(event_type.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// The position in a `type_index` key.
+pub fn type_index_position(key: &[u8]) -> Result<u64, StoreError> {
+    let tail = key
+        .len()
+        .checked_sub(8)
+        .map(|at| &key[at..])
+        .ok_or_else(|| StoreError::Corrupt("short type index key".into()))?;
+    Ok(u64::from_be_bytes(tail.try_into().unwrap()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_meta_round_trips() {
+        let meta = StreamMeta {
+            stream_number: 7,
+            next_version: 10,
+            first_visible_version: 4,
+            deleted: true,
+        };
+        assert_eq!(StreamMeta::decode(&meta.encode()).unwrap(), meta);
+        assert!(StreamMeta::decode(&[0u8; 3]).is_err());
+    }
+
+    #[test]
+    fn keys_sort_numerically() {
+        assert!(stream_index_key(1, 255) < stream_index_key(1, 256));
+        assert!(stream_index_key(1, u64::MAX) < stream_index_key(2, 0));
+        assert!(type_index_key("A", 255) < type_index_key("A", 256));
+        assert_eq!(
+            type_index_position(&type_index_key("Type", 42)).unwrap(),
+            42
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! The writer thread: the only place that opens write transactions, doing group commit.
+//!
+//! LMDB allows one writer at a time and a write transaction must commit on the thread that
+//! began it, so one dedicated OS thread takes every command. It blocks for the first request,
+//! drains whatever else is already queued (up to the batch limits), applies them all in one
+//! transaction and commits once: one fsync pair serves every append in the batch. Batches grow
+//! with load by themselves; there is no timer, so a lone append waits for nothing but its own
+//! fsync.
+
+use heed::{Env, WithoutTls};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::store::command::{apply, Command, Outcome};
+use crate::store::schema::{Databases, META_NEXT_POSITION};
+use crate::store::StoreError;
+
+/// Most commands in one write transaction: bounds the latency a batch adds to its last member.
+pub const MAX_BATCH_COMMANDS: usize = 1024;
+/// Most payload bytes in one write transaction.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Depth of the queue in front of the writer. When full, submitters wait: backpressure to the
+/// connections instead of unbounded memory.
+pub const WRITE_QUEUE_CAPACITY: usize = 4096;
+
+pub type WriteResult = Result<Outcome, StoreError>;
+
+pub struct WriteRequest {
+    pub command: Command,
+    pub reply: oneshot::Sender<WriteResult>,
+}
+
+/// Runs until every sender of `requests` is dropped, then returns.
+pub fn run(
+    env: Env<WithoutTls>,
+    dbs: Databases,
+    mut requests: mpsc::Receiver<WriteRequest>,
+    head: watch::Sender<u64>,
+) {
+    let mut batch: Vec<WriteRequest> = Vec::with_capacity(MAX_BATCH_COMMANDS);
+    while let Some(first) = requests.blocking_recv() {
+        let mut batch_bytes = first.command.size_bytes();
+        batch.push(first);
+        while batch.len() < MAX_BATCH_COMMANDS && batch_bytes < MAX_BATCH_BYTES {
+            match requests.try_recv() {
+                Ok(request) => {
+                    batch_bytes += request.command.size_bytes();
+                    batch.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit_batch(&env, &dbs, &batch) {
+            Ok((outcomes, next_position)) => {
+                debug_assert_eq!(outcomes.len(), batch.len());
+                head.send_replace(next_position);
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    // A dropped receiver means the client went away; its write still stands.
+                    let _ = request.reply.send(outcome.map_err(StoreError::from));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, commands = batch.len(), "write batch failed");
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+type BatchOutcome = (Vec<Result<Outcome, crate::store::Rejection>>, u64);
+
+/// Applies every command in one transaction and commits (fsyncs) it. Rejected commands wrote
+/// nothing and do not affect the others; a storage failure aborts the whole batch.
+fn commit_batch(
+    env: &Env<WithoutTls>,
+    dbs: &Databases,
+    batch: &[WriteRequest],
+) -> Result<BatchOutcome, StoreError> {
+    let mut txn = env.write_txn()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        outcomes.push(apply(&mut txn, dbs, &request.command)?);
+    }
+    let next_position = dbs.meta.get(&txn, META_NEXT_POSITION)?.unwrap_or(0);
+    txn.commit()?;
+    Ok((outcomes, next_position))
+}
