@@ -227,9 +227,8 @@ impl RequestDecoder {
                 return Err(ProtocolError::new(
                     ErrorCode::BadFrame,
                     format!(
-                        "payload of {} bytes is not followed by CRLF (got {})",
-                        pending.payload_len,
-                        snippet(&buf[pending.payload_len..])
+                        "payload of {} bytes is not followed by CRLF: the byte count is wrong",
+                        pending.payload_len
                     ),
                 ))
             }
