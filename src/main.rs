@@ -20,7 +20,13 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(esdb::server::run(config, shutdown_signal())) {
+    let served = runtime.block_on(async {
+        // Registered before the server announces itself, so a signal sent right after the
+        // announcement is already handled gracefully.
+        let shutdown = shutdown_signal().map_err(|e| format!("installing signal handlers: {e}"))?;
+        esdb::server::run(config, shutdown).await
+    });
+    match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -44,12 +50,15 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs SIGINT and SIGTERM handlers now; the future resolves on either signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }

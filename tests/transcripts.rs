@@ -58,7 +58,10 @@ fn step_bytes(step: &Step) -> Vec<u8> {
     let mut out = Vec::new();
     for (index, line) in step.send.iter().enumerate() {
         let line = if line.contains("<#>") {
-            let next = step.send.get(index + 1).expect("<#> needs a following C: line");
+            let next = step
+                .send
+                .get(index + 1)
+                .expect("<#> needs a following C: line");
             line.replace("<#>", &next.len().to_string())
         } else {
             line.clone()
@@ -74,7 +77,10 @@ fn pattern(expected: &str) -> Regex {
     let mut rest = expected;
     let placeholders = [
         ("<any>", ".*"),
-        ("<uuid>", "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
+        (
+            "<uuid>",
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        ),
         ("<int>", "-?[0-9]+"),
     ];
     'outer: while !rest.is_empty() {
@@ -130,13 +136,20 @@ impl LineReader {
                     }
                     let body: Vec<u8> = self.buffer.drain(..len + 2).take(len).collect();
                     let body = String::from_utf8(body).expect("utf-8 body");
-                    self.lines.extend(body.split('\n').map(|l| l.trim_end_matches('\r').to_owned()));
+                    self.lines.extend(
+                        body.split('\n')
+                            .map(|l| l.trim_end_matches('\r').to_owned()),
+                    );
                 }
                 return Some(line);
             }
             if self.closed || !self.fill() {
                 self.closed = true;
-                assert!(self.buffer.is_empty(), "partial line at close: {:?}", self.buffer);
+                assert!(
+                    self.buffer.is_empty(),
+                    "partial line at close: {:?}",
+                    self.buffer
+                );
                 return None;
             }
         }
@@ -158,16 +171,24 @@ fn replay(path: &Path, byte_at_a_time: bool) {
     let args: Vec<&str> = transcript.server_args.iter().map(String::as_str).collect();
     let server = Server::start(&args);
     let stream = TcpStream::connect(server.addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     stream.set_nodelay(true).unwrap();
     let mut writer = stream.try_clone().unwrap();
-    let mut reader =
-        LineReader { stream, buffer: Vec::new(), lines: Default::default(), closed: false };
+    let mut reader = LineReader {
+        stream,
+        buffer: Vec::new(),
+        lines: Default::default(),
+        closed: false,
+    };
     let name = path.file_name().unwrap().to_string_lossy();
     for step in &transcript.steps {
         let bytes = step_bytes(step);
         let written = if byte_at_a_time {
-            bytes.iter().try_for_each(|byte| writer.write_all(std::slice::from_ref(byte)))
+            bytes
+                .iter()
+                .try_for_each(|byte| writer.write_all(std::slice::from_ref(byte)))
         } else {
             writer.write_all(&bytes)
         };
@@ -178,11 +199,17 @@ fn replay(path: &Path, byte_at_a_time: bool) {
         for expected in &step.expect {
             let actual = reader.next_line();
             if expected == "<closed>" {
-                assert_eq!(actual, None, "{name}: expected the server to close the connection");
+                assert_eq!(
+                    actual, None,
+                    "{name}: expected the server to close the connection"
+                );
                 continue;
             }
             let actual = actual.unwrap_or_else(|| {
-                panic!("{name}: connection closed; expected {expected:?} after sending {:?}", step.send)
+                panic!(
+                    "{name}: connection closed; expected {expected:?} after sending {:?}",
+                    step.send
+                )
             });
             assert!(
                 pattern(expected).is_match(&actual),
@@ -201,7 +228,11 @@ fn transcripts() -> Vec<PathBuf> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "txt"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 8, "expected the golden transcripts in {}", dir.display());
+    assert!(
+        paths.len() >= 8,
+        "expected the golden transcripts in {}",
+        dir.display()
+    );
     paths
 }
 
@@ -225,5 +256,6 @@ fn patterns_match_only_what_they_say() {
     assert!(!pattern("APPENDED s <int> 0").is_match("APPENDED s x 0"));
     assert!(pattern("a.b").is_match("a.b"));
     assert!(!pattern("a.b").is_match("axb"));
-    assert!(pattern("[{\"id\":\"<uuid>\"}]").is_match("[{\"id\":\"6f1c1a5e-8f55-4e2a-9a4a-0d5f7b1f2c3d\"}]"));
+    assert!(pattern("[{\"id\":\"<uuid>\"}]")
+        .is_match("[{\"id\":\"6f1c1a5e-8f55-4e2a-9a4a-0d5f7b1f2c3d\"}]"));
 }

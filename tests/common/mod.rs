@@ -37,7 +37,13 @@ impl Server {
     pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Server {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let (child, addr) = spawn(data_dir, &extra_args, &[]);
-        Server { child: Some(child), addr, data_dir: data_dir.to_owned(), extra_args, _temp: None }
+        Server {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            extra_args,
+            _temp: None,
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -57,8 +63,13 @@ impl Server {
 
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
+        signal(self.pid(), libc::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// Waits for the process to exit (after a signal sent elsewhere).
+    pub fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        signal(child.id() as i32, libc::SIGTERM);
         wait_with_timeout(&mut child, Duration::from_secs(30))
     }
 
@@ -108,7 +119,10 @@ pub fn spawn(data_dir: &Path, extra_args: &[String], envs: &[(&str, &str)]) -> (
         command.args(["--listen", "127.0.0.1:0"]);
     }
     command.args(extra_args).envs(envs.iter().copied());
-    command.env("ESDB_LOG_LEVEL", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+    command
+        .env("ESDB_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     let mut child = command.spawn().expect("spawn esdb");
     let addr = read_announced_addr(&mut child);
     (child, addr)
@@ -118,7 +132,9 @@ pub fn spawn(data_dir: &Path, extra_args: &[String], envs: &[(&str, &str)]) -> (
 pub fn read_announced_addr(child: &mut Child) -> SocketAddr {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read announce line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read announce line");
     let addr = line
         .strip_prefix("esdb listening on ")
         .and_then(|rest| rest.split_whitespace().next())
@@ -139,8 +155,12 @@ impl Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        let mut client =
-            Client { stream, buffer: BytesMut::new(), decoder: ReplyDecoder::new(), info: serde_json::Value::Null };
+        let mut client = Client {
+            stream,
+            buffer: BytesMut::new(),
+            decoder: ReplyDecoder::new(),
+            info: serde_json::Value::Null,
+        };
         match client.reply() {
             Reply::Info(json) => client.info = serde_json::from_slice(&json).expect("INFO json"),
             other => panic!("expected INFO, got {other:?}"),
@@ -165,7 +185,11 @@ impl Client {
     /// The next reply, or `None` if the server closed the connection.
     pub fn try_reply(&mut self) -> Option<Reply> {
         loop {
-            if let Some(reply) = self.decoder.decode(&mut self.buffer).expect("well-formed reply") {
+            if let Some(reply) = self
+                .decoder
+                .decode(&mut self.buffer)
+                .expect("well-formed reply")
+            {
                 return Some(reply);
             }
             let mut chunk = [0u8; 64 * 1024];
@@ -209,7 +233,9 @@ impl Client {
         let mut all = Vec::new();
         loop {
             let reply = self.request(&format!("READALL {} 10000", all.len()));
-            let Reply::Events { body, .. } = reply else { panic!("expected EVENTS, got {reply:?}") };
+            let Reply::Events { body, .. } = reply else {
+                panic!("expected EVENTS, got {reply:?}")
+            };
             let page: Vec<serde_json::Value> = serde_json::from_slice(&body).expect("json");
             if page.is_empty() {
                 return all;
