@@ -198,6 +198,7 @@ fn defaults_are_the_documented_ones() {
             .read_to_string(&mut stderr)
             .unwrap();
         assert!(stderr.contains("127.0.0.1:4350"), "{stderr}");
+        assert!(!child.wait().unwrap().success());
         return;
     }
     assert!(

@@ -1,0 +1,48 @@
+//! PROTOCOL.md is the single source of truth; these checks keep it and the code in step.
+
+use esdb_protocol::error::ALL_ERROR_CODES;
+use esdb_protocol::limits;
+
+fn protocol_md() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/PROTOCOL.md");
+    std::fs::read_to_string(path).expect("PROTOCOL.md")
+}
+
+/// The error table lists exactly the codes the code has, with the same close and retry flags.
+#[test]
+fn error_table_matches_the_code() {
+    let doc = protocol_md();
+    let section = doc.split("\n## Errors").nth(1).expect("an Errors section");
+    let section = section.split("\n## ").next().unwrap();
+    let rows: Vec<Vec<String>> = section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| line.split('|').map(|cell| cell.trim().to_owned()).collect())
+        .collect();
+    assert_eq!(rows.len(), ALL_ERROR_CODES.len(), "one row per code");
+    for (row, code) in rows.iter().zip(ALL_ERROR_CODES) {
+        assert_eq!(row[1], format!("`{}`", code.as_str()), "codes in the same order");
+        let yes = |flag: bool| if flag { "yes" } else { "no" };
+        assert_eq!(row[2], yes(code.closes_connection()), "closes flag of {code}");
+        assert_eq!(row[3], yes(code.is_retryable()), "retryable flag of {code}");
+    }
+}
+
+/// The limits the document states are the ones the code enforces.
+#[test]
+fn stated_limits_match_the_constants() {
+    let doc = protocol_md();
+    for (needle, value) in [
+        ("control line (`max_control_line`) | ", limits::MAX_CONTROL_LINE_BYTES),
+        ("payload (`max_payload`) | ", limits::MAX_PAYLOAD_BYTES),
+        ("events per `APPEND` | ", limits::MAX_EVENTS_PER_APPEND),
+        ("`count` of a read | ", limits::MAX_READ_COUNT as usize),
+        ("types per `READTYPES` | ", limits::MAX_TYPES_PER_READ),
+        ("`count` of `STREAMS` | ", limits::MAX_STREAMS_PAGE as usize),
+    ] {
+        let row = doc.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}"));
+        assert!(row.contains(&format!("| {value}")), "{row} should state {value}");
+    }
+    assert_eq!(esdb::server::connection::MAX_PIPELINED_REQUESTS, 256);
+    assert!(doc.contains("| 256 unanswered |"));
+}
