@@ -240,7 +240,10 @@ fn earlier_identical_append(
         ExpectedVersion::Any => true,
         ExpectedVersion::NoStream => first == meta.first_visible_version,
         ExpectedVersion::Exists => first > meta.first_visible_version,
-        ExpectedVersion::Exact(version) => version + 1 == first,
+        // Like `Exists`: at `first_visible_version` the stream showed no events.
+        ExpectedVersion::Exact(version) => {
+            version + 1 == first && first > meta.first_visible_version
+        }
     };
     Ok(held_there.then_some(Outcome::AlreadyAppended {
         last_version: last.0,
