@@ -260,7 +260,11 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
         }
         "EXISTS" => {
             let stream = args.required("stream")?.to_owned();
-            let exists = args.required("flag")? == "1";
+            let exists = match args.required("flag")? {
+                "1" => true,
+                "0" => false,
+                _ => return Err(bad_reply("EXISTS flag must be 0 or 1")),
+            };
             done(Reply::Exists { stream, exists })
         }
         "EVENTS" | "STREAMS" => {

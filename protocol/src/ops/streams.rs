@@ -19,12 +19,17 @@ use crate::line::{parse_u64, snippet, Args};
 use crate::request::{put_line, Request};
 
 /// Checks a stream id: 1 to 255 bytes of UTF-8 without whitespace or control characters, not
-/// starting with `$` (reserved for system streams such as `$all`).
+/// starting with `$` (reserved for system streams such as `$all`), and not `-`.
 pub fn validate_stream_id(stream: &str) -> Result<String, ProtocolError> {
     if stream.is_empty() || stream.len() > MAX_STREAM_ID_BYTES {
         return Err(ProtocolError::invalid_argument(format!(
             "stream id must be 1 to {MAX_STREAM_ID_BYTES} bytes"
         )));
+    }
+    if stream == "-" {
+        return Err(ProtocolError::invalid_argument(
+            "stream id - is reserved (STREAMS uses it for \"from the start\")",
+        ));
     }
     if stream.starts_with('$') {
         return Err(ProtocolError::invalid_argument(format!(
