@@ -26,6 +26,15 @@ pub const DEFAULT_MAP_SIZE_MB: usize = 64 * 1024;
 /// How long shutdown waits for in-flight requests to be answered.
 pub const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 10_000;
 
+/// Most emitter tasks per store (the default is the number of cores, up to this).
+pub const MAX_EMITTERS: usize = 64;
+
+fn default_emitters() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_EMITTERS)
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "esdb",
@@ -75,6 +84,9 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests [default: 10000].
     #[arg(long, env = "ESDB_SHUTDOWN_DEADLINE_MS")]
     pub shutdown_deadline_ms: Option<u64>,
+    /// Emitter tasks per store fanning events out to subscribers [default: number of cores].
+    #[arg(long, env = "ESDB_EMITTERS")]
+    pub emitters: Option<usize>,
     /// Log level or filter (RUST_LOG syntax) [default: info, or RUST_LOG].
     #[arg(long, env = "ESDB_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -102,6 +114,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     map_size_mb: Option<usize>,
     shutdown_deadline_ms: Option<u64>,
+    emitters: Option<usize>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -117,6 +130,7 @@ pub struct Config {
     pub max_connections: usize,
     pub map_size_mb: usize,
     pub shutdown_deadline_ms: u64,
+    pub emitters: usize,
     pub log_level: Option<String>,
     pub log_format: LogFormat,
 }
@@ -170,6 +184,10 @@ impl Config {
                 .shutdown_deadline_ms
                 .or(file.shutdown_deadline_ms)
                 .unwrap_or(DEFAULT_SHUTDOWN_DEADLINE_MS),
+            emitters: args
+                .emitters
+                .or(file.emitters)
+                .unwrap_or_else(default_emitters),
             log_level: args.log_level.or(file.log_level),
             log_format: args
                 .log_format
@@ -190,6 +208,9 @@ impl Config {
         }
         if self.stores.is_empty() {
             return Err("at least one store is needed".into());
+        }
+        if self.emitters == 0 || self.emitters > MAX_EMITTERS {
+            return Err(format!("emitters must be 1 to {MAX_EMITTERS}"));
         }
         if self.ping_interval_ms == 0 || self.max_connections == 0 || self.map_size_mb == 0 {
             return Err("ping_interval_ms, max_connections and map_size_mb must be > 0".into());

@@ -15,9 +15,12 @@
 //! - [`config`]: flags, environment, config file, defaults, with every default limit.
 //! - [`server`]: the TCP listener, one task per connection, keepalive, shutdown.
 //! - [`store`]: the storage engine (LMDB environment per store, writer thread, reads).
+//! - [`subscriptions`]: catch-up and persistent subscriptions, the emitter pool, feeds.
+//!   Their operations are dispatched in [`server::subscribe`].
 //!
 //! The wire protocol is specified in `protocol/PROTOCOL.md`.
 
 pub mod config;
 pub mod server;
 pub mod store;
+pub mod subscriptions;

@@ -33,6 +33,15 @@ pub enum ErrorCode {
     DuplicateEventId,
     /// The server is at its connection limit.
     TooManyConnections,
+    /// The subscription type is not one of the four.
+    UnknownSelectorType,
+    /// A subscription selector is malformed (bad pattern, bad JSON, bad stream id).
+    InvalidSelector,
+    /// No persistent subscription (or no subscription with that sid) exists.
+    SubscriptionNotFound,
+    /// A persistent subscription of that name exists with another type or selector, or the
+    /// sid is already used on this connection.
+    SubscriptionConflict,
     /// The client did not answer the server's PINGs.
     StaleConnection,
     /// The server is shutting down.
@@ -44,7 +53,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 16] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 20] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -56,6 +65,10 @@ pub const ALL_ERROR_CODES: [ErrorCode; 16] = [
     ErrorCode::BadFrame,
     ErrorCode::StoreNotFound,
     ErrorCode::DuplicateEventId,
+    ErrorCode::UnknownSelectorType,
+    ErrorCode::InvalidSelector,
+    ErrorCode::SubscriptionNotFound,
+    ErrorCode::SubscriptionConflict,
     ErrorCode::TooManyConnections,
     ErrorCode::StaleConnection,
     ErrorCode::ShuttingDown,
@@ -78,6 +91,10 @@ impl ErrorCode {
             ErrorCode::BadFrame => "bad_frame",
             ErrorCode::StoreNotFound => "store_not_found",
             ErrorCode::DuplicateEventId => "duplicate_event_id",
+            ErrorCode::UnknownSelectorType => "unknown_selector_type",
+            ErrorCode::InvalidSelector => "invalid_selector",
+            ErrorCode::SubscriptionNotFound => "subscription_not_found",
+            ErrorCode::SubscriptionConflict => "subscription_conflict",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::StaleConnection => "stale_connection",
             ErrorCode::ShuttingDown => "shutting_down",

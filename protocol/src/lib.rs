@@ -11,7 +11,8 @@
 //! - [`ops`]: one file per operation family, each with its syntax in its doc comment:
 //!   [`ops::session`] (CONNECT, PING, PONG, USE, HELP), [`ops::append`] (APPEND and its
 //!   payload), [`ops::read`] (READ, READALL, READTYPES), [`ops::streams`] (VERSION, EXISTS,
-//!   STREAMS, DELETE).
+//!   STREAMS, DELETE), [`ops::subscribe`] (SUB, UNSUB, ACK, NACK, EVENT, LIVE),
+//!   [`ops::psub`] (persistent subscription management).
 //! - [`reply`]: [`Reply`], what the server sends, with its encoder and a client-side decoder.
 //! - [`line`]: the nom parsers shared by every operation (control line, tokens, numbers).
 

@@ -37,6 +37,22 @@ pub const MAX_STORE_NAME_BYTES: usize = 64;
 /// Largest `STREAMS` page.
 pub const MAX_STREAMS_PAGE: u64 = 10_000;
 
+/// Longest subscription id (`sid`), chosen by the client per connection.
+pub const MAX_SID_BYTES: usize = 64;
+
+/// Longest persistent subscription name.
+pub const MAX_SUBSCRIPTION_NAME_BYTES: usize = 128;
+
+/// Most items (positions, ranges) in one `ACK` or `NACK` line.
+pub const MAX_ACK_ITEMS: usize = 1000;
+
+/// Largest `max_in_flight` a persistent subscriber may ask for: bounds what the server tracks
+/// per subscriber.
+pub const MAX_IN_FLIGHT_LIMIT: u32 = 10_000;
+
+/// Deepest nesting of an `event_payload` selector (matching recurses this deep at most).
+pub const MAX_PAYLOAD_SELECTOR_DEPTH: usize = 16;
+
 // The payload must fit its own header's byte count, and an append of the maximum number of
 // events must be expressible within the payload limit (about 100 bytes an event).
 const _: () = assert!(MAX_PAYLOAD_BYTES >= MAX_EVENTS_PER_APPEND * 100);

@@ -12,6 +12,11 @@
 //! EXISTS <stream> 0|1␍␊
 //! STREAMS <count> <#bytes>␍␊<JSON array>␍␊
 //! HELP <#bytes>␍␊<text>␍␊
+//! EVENT <sid> <stream> <version> <position> <#bytes>␍␊<record>␍␊
+//! LIVE <sid>␍␊
+//! SUBS <count> <#bytes>␍␊<JSON array>␍␊
+//! SUBINFO <#bytes>␍␊<JSON object>␍␊
+//! SUBEXISTS <name> 0|1␍␊
 //! ```
 //! The `-ERR` message runs from the first `'` to the last `'` of the line.
 
@@ -55,6 +60,29 @@ pub enum Reply {
     },
     Help {
         body: Bytes,
+    },
+    /// A subscription delivers an event (pushed, between replies).
+    Event {
+        sid: String,
+        stream: String,
+        version: u64,
+        position: u64,
+        body: Bytes,
+    },
+    /// A subscription has delivered all history and is now live (pushed, once).
+    Live {
+        sid: String,
+    },
+    Subs {
+        count: u64,
+        body: Bytes,
+    },
+    SubInfo {
+        body: Bytes,
+    },
+    SubExists {
+        name: String,
+        exists: bool,
     },
 }
 
@@ -105,6 +133,24 @@ impl Reply {
             ),
             Reply::Streams { count, body } => put_sized(dst, &format!("STREAMS {count}"), body),
             Reply::Help { body } => put_sized(dst, "HELP", body),
+            Reply::Event {
+                sid,
+                stream,
+                version,
+                position,
+                body,
+            } => put_sized(
+                dst,
+                &format!("EVENT {sid} {stream} {version} {position}"),
+                body,
+            ),
+            Reply::Live { sid } => put_parts(dst, &[b"LIVE ", sid.as_bytes()]),
+            Reply::Subs { count, body } => put_sized(dst, &format!("SUBS {count}"), body),
+            Reply::SubInfo { body } => put_sized(dst, "SUBINFO", body),
+            Reply::SubExists { name, exists } => put_parts(
+                dst,
+                &[format!("SUBEXISTS {name} {}", u8::from(*exists)).as_bytes()],
+            ),
         }
     }
 
@@ -140,11 +186,19 @@ struct PendingBody {
     len: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum BodyKind {
     Events,
     Streams,
     Help,
+    Event {
+        sid: String,
+        stream: String,
+        version: u64,
+        position: u64,
+    },
+    Subs,
+    SubInfo,
 }
 
 /// Client-side decoder of server output.
@@ -207,6 +261,23 @@ impl ReplyDecoder {
                 body,
             },
             BodyKind::Help => Reply::Help { body },
+            BodyKind::Event {
+                sid,
+                stream,
+                version,
+                position,
+            } => Reply::Event {
+                sid,
+                stream,
+                version,
+                position,
+                body,
+            },
+            BodyKind::Subs => Reply::Subs {
+                count: pending.count,
+                body,
+            },
+            BodyKind::SubInfo => Reply::SubInfo { body },
         }))
     }
 }
@@ -284,6 +355,53 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
                 count: 0,
                 len,
             }))
+        }
+        "EVENT" => {
+            let sid = args.required("sid")?.to_owned();
+            let stream = args.required("stream")?.to_owned();
+            let version = parse_u64(args.required("version")?, "version")?;
+            let position = parse_u64(args.required("position")?, "position")?;
+            let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            let kind = BodyKind::Event {
+                sid,
+                stream,
+                version,
+                position,
+            };
+            Ok(LineReply::Body(PendingBody {
+                kind,
+                count: 1,
+                len,
+            }))
+        }
+        "LIVE" => done(Reply::Live {
+            sid: args.required("sid")?.to_owned(),
+        }),
+        "SUBS" => {
+            let count = parse_u64(args.required("count")?, "count")?;
+            let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            Ok(LineReply::Body(PendingBody {
+                kind: BodyKind::Subs,
+                count,
+                len,
+            }))
+        }
+        "SUBINFO" => {
+            let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            Ok(LineReply::Body(PendingBody {
+                kind: BodyKind::SubInfo,
+                count: 0,
+                len,
+            }))
+        }
+        "SUBEXISTS" => {
+            let name = args.required("name")?.to_owned();
+            let exists = match args.required("flag")? {
+                "1" => true,
+                "0" => false,
+                _ => return Err(bad_reply("SUBEXISTS flag must be 0 or 1")),
+            };
+            done(Reply::SubExists { name, exists })
         }
         _ => Err(bad_reply("unknown reply")),
     }

@@ -6,7 +6,9 @@ use crate::error::{ErrorCode, ProtocolError};
 use crate::expected::ExpectedVersion;
 use crate::limits::{MAX_CONTROL_LINE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{self, snippet, Args};
-use crate::ops::{append, read, session, streams};
+use crate::ops::psub::PsubOp;
+use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
+use crate::ops::{append, psub, read, session, streams, subscribe};
 
 /// Direction of a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,20 @@ pub enum Request {
         stream: String,
         expected: ExpectedVersion,
     },
+    Subscribe(SubscribeRequest),
+    Unsubscribe {
+        sid: String,
+    },
+    Ack {
+        sid: String,
+        positions: Vec<AckItem>,
+    },
+    Nack {
+        sid: String,
+        action: NackAction,
+        positions: Vec<AckItem>,
+    },
+    Psub(PsubOp),
 }
 
 impl Request {
@@ -87,6 +103,11 @@ impl Request {
             Request::Exists { .. } => "EXISTS",
             Request::Streams { .. } => "STREAMS",
             Request::Delete { .. } => "DELETE",
+            Request::Subscribe(_) => "SUB",
+            Request::Unsubscribe { .. } => "UNSUB",
+            Request::Ack { .. } => "ACK",
+            Request::Nack { .. } => "NACK",
+            Request::Psub(_) => "PSUB",
         }
     }
 
@@ -110,6 +131,11 @@ impl Request {
             | Request::Exists { .. }
             | Request::Streams { .. }
             | Request::Delete { .. } => streams::encode(self, dst),
+            Request::Subscribe(_)
+            | Request::Unsubscribe { .. }
+            | Request::Ack { .. }
+            | Request::Nack { .. } => subscribe::encode(self, dst),
+            Request::Psub(op) => psub::encode(op, dst),
         }
     }
 }
@@ -129,13 +155,38 @@ pub enum Decoded {
     Invalid(ProtocolError),
 }
 
-/// An `APPEND` header whose payload has not fully arrived yet, kept so the line is not parsed
-/// again on every read while a large payload trickles in.
+/// What a payload-carrying request learned from its control line.
+#[derive(Debug)]
+pub(crate) enum PayloadHeader {
+    Append {
+        stream: String,
+        expected: ExpectedVersion,
+    },
+    Subscribe {
+        sid: String,
+    },
+}
+
+impl PayloadHeader {
+    fn complete(self, payload: Bytes) -> Result<Request, ProtocolError> {
+        match self {
+            PayloadHeader::Append { stream, expected } => Ok(Request::Append {
+                stream,
+                expected,
+                payload,
+            }),
+            PayloadHeader::Subscribe { sid } => subscribe::complete_full_form(sid, &payload),
+        }
+    }
+}
+
+/// A header whose payload has not fully arrived yet, kept so the line is not parsed again on
+/// every read while a large payload trickles in.
 #[derive(Debug)]
 struct PendingPayload {
     payload_len: usize,
     /// The parsed header, or the error to answer once the payload has been skipped.
-    header: Result<(String, ExpectedVersion), ProtocolError>,
+    header: Result<PayloadHeader, ProtocolError>,
 }
 
 /// Frames requests out of a connection's read buffer.
@@ -235,14 +286,12 @@ impl RequestDecoder {
         };
         let frame = buf.split_to(consumed).freeze();
         let payload = frame.slice(..pending.payload_len);
-        Ok(Some(match pending.header {
-            Ok((stream, expected)) => Decoded::Request(Request::Append {
-                stream,
-                expected,
-                payload,
-            }),
-            Err(error) => Decoded::Invalid(error),
-        }))
+        Ok(Some(
+            match pending.header.and_then(|header| header.complete(payload)) {
+                Ok(request) => Decoded::Request(request),
+                Err(error) => Decoded::Invalid(error),
+            },
+        ))
     }
 }
 
@@ -258,7 +307,7 @@ pub(crate) enum LineOutcome {
     Done(Result<Request, ProtocolError>),
     NeedsPayload {
         payload_len: usize,
-        header: Result<(String, ExpectedVersion), ProtocolError>,
+        header: Result<PayloadHeader, ProtocolError>,
     },
 }
 
@@ -281,6 +330,11 @@ fn parse_line(line: &Bytes) -> LineOutcome {
         b"EXISTS" => done(streams::parse_exists(args)),
         b"STREAMS" => done(streams::parse_streams(args)),
         b"DELETE" => done(streams::parse_delete(args)),
+        b"SUB" => subscribe::parse_sub(args),
+        b"UNSUB" => done(subscribe::parse_unsub(args)),
+        b"ACK" => done(subscribe::parse_ack(args)),
+        b"NACK" => done(subscribe::parse_nack(args)),
+        b"PSUB" => done(psub::parse(args)),
         _ => done(Err(ProtocolError::new(
             ErrorCode::UnknownCommand,
             format!("unknown command {} (try HELP)", snippet(&name)),

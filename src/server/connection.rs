@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use esdb_protocol::{Decoded, ErrorCode, ProtocolError, Reply, RequestDecoder};
@@ -74,13 +74,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
     cancel: &CancellationToken,
 ) -> CloseReason {
     let mut reader = reader;
-    let store = context
-        .store(context.config.default_store())
+    let hub = context
+        .hub(context.config.default_store())
         .expect("default store is open");
-    let mut session = Session::new(store);
+    let mut session = Session::new(hub, outbound.clone());
     let mut decoder = RequestDecoder::new();
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    let mut in_flight: FuturesOrdered<BoxFuture<'static, Reply>> = FuturesOrdered::new();
+    let mut in_flight: FuturesOrdered<BoxFuture<'static, Outgoing>> = FuturesOrdered::new();
     let ping_interval = context.ping_interval();
     let mut ping_timer =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
@@ -100,13 +100,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
         while in_flight.len() < MAX_PIPELINED_REQUESTS {
             match decoder.decode(&mut buffer) {
                 Ok(Some(Decoded::Request(request))) => {
-                    if let Dispatched::Reply(reply) = dispatch(context, &mut session, request).await
-                    {
-                        in_flight.push_back(reply);
+                    match dispatch(context, &mut session, request).await {
+                        Dispatched::Reply(reply) => {
+                            in_flight.push_back(reply.map(|reply| (reply, None)).boxed())
+                        }
+                        Dispatched::ReplyThen(reply, then) => {
+                            in_flight.push_back(reply.map(|reply| (reply, Some(then))).boxed())
+                        }
+                        Dispatched::NoReply => {}
                     }
                 }
                 Ok(Some(Decoded::Invalid(error))) => {
-                    in_flight.push_back(Box::pin(futures::future::ready(Reply::Err(error))));
+                    in_flight.push_back(futures::future::ready((Reply::Err(error), None)).boxed());
                 }
                 Ok(None) => break,
                 Err(fatal) => {
@@ -121,8 +126,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let can_read = in_flight.len() < MAX_PIPELINED_REQUESTS;
         tokio::select! {
             _ = cancel.cancelled() => end = Some((CloseReason::Shutdown, None)),
-            Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
-                if outbound.send(reply).await.is_err() {
+            Some(outgoing) = in_flight.next(), if !in_flight.is_empty() => {
+                if send_outgoing(outbound, outgoing).await.is_err() {
                     return CloseReason::IoError;
                 }
             }
@@ -151,8 +156,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // shutdown deadline, then the error that ended the connection, if any.
     let deadline = Duration::from_millis(context.config.shutdown_deadline_ms);
     let drain = async {
-        while let Some(reply) = in_flight.next().await {
-            if outbound.send(reply).await.is_err() {
+        while let Some(outgoing) = in_flight.next().await {
+            if send_outgoing(outbound, outgoing).await.is_err() {
                 return;
             }
         }
@@ -164,6 +169,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let _ = outbound.send(Reply::Err(error)).await;
     }
     reason
+}
+
+/// A reply, and a signal to fire once it is queued (see `Dispatched::ReplyThen`).
+type Outgoing = (Reply, Option<oneshot::Sender<()>>);
+
+async fn send_outgoing(outbound: &mpsc::Sender<Reply>, (reply, then): Outgoing) -> Result<(), ()> {
+    let succeeded = !matches!(reply, Reply::Err(_));
+    outbound.send(reply).await.map_err(|_| ())?;
+    if let (true, Some(then)) = (succeeded, then) {
+        let _ = then.send(());
+    }
+    Ok(())
 }
 
 /// Writes queued replies, batching whatever is queued into one flush. Returns a close reason

@@ -1,5 +1,6 @@
 //! State shared by every connection.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::store::{Store, Stores};
+use crate::subscriptions::SubscriptionHub;
 
 /// Reads running at once on the blocking pool, server-wide. Each holds an LMDB reader slot and
 /// a blocking thread; bounding them keeps both well under their limits.
@@ -15,6 +17,8 @@ pub const MAX_CONCURRENT_READS: usize = 64;
 
 pub struct ServerContext {
     pub config: Config,
+    /// Each store's subscription machinery (emitter pool, persistent groups).
+    hubs: Mutex<BTreeMap<String, Arc<SubscriptionHub>>>,
     /// Taken out at shutdown so the stores can be closed once connections are gone.
     stores: Mutex<Option<Arc<Stores>>>,
     pub reads: Arc<Semaphore>,
@@ -22,8 +26,18 @@ pub struct ServerContext {
 }
 
 impl ServerContext {
+    /// Builds the context and starts each store's emitters (call inside the runtime).
     pub fn new(config: Config, stores: Stores) -> ServerContext {
+        let hubs = stores
+            .names()
+            .into_iter()
+            .map(|name| {
+                let store = stores.get(&name).expect("listed").clone();
+                (name, SubscriptionHub::start(store, config.emitters))
+            })
+            .collect();
         ServerContext {
+            hubs: Mutex::new(hubs),
             config,
             stores: Mutex::new(Some(Arc::new(stores))),
             reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
@@ -38,6 +52,10 @@ impl ServerContext {
             .as_ref()?
             .get(name)
             .cloned()
+    }
+
+    pub fn hub(&self, name: &str) -> Option<Arc<SubscriptionHub>> {
+        self.hubs.lock().expect("hubs mutex").get(name).cloned()
     }
 
     pub fn ping_interval(&self) -> Duration {
@@ -66,6 +84,7 @@ impl ServerContext {
 
     /// Removes the stores for closing. Connections must be gone.
     pub fn take_stores(&self) -> Stores {
+        self.hubs.lock().expect("hubs mutex").clear();
         let stores = self
             .stores
             .lock()

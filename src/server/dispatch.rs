@@ -16,15 +16,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use esdb_protocol::ops::append::parse_events;
 use esdb_protocol::ops::session::{ConnectOptions, HELP_TEXT};
 use esdb_protocol::{ErrorCode, ExpectedVersion, ProtocolError, Reply, Request};
 
+use crate::server::subscribe::{self, Subscriptions};
 use crate::server::ServerContext;
 use crate::store::read::{self, EventsPage};
 use crate::store::{AppendCommand, Command, NewEvent, Outcome, Store, StoreError};
+use crate::subscriptions::SubscriptionHub;
 
 type WriteFuture = Shared<BoxFuture<'static, Reply>>;
 
@@ -32,6 +34,12 @@ type WriteFuture = Shared<BoxFuture<'static, Reply>>;
 pub struct Session {
     /// The store requests go to (`USE`, `CONNECT {"store":…}`).
     pub store: Arc<Store>,
+    /// That store's subscription machinery.
+    pub hub: Arc<SubscriptionHub>,
+    /// The connection's outbound queue, for subscriptions pushing `EVENT`s.
+    pub outbound: mpsc::Sender<Reply>,
+    /// This connection's subscriptions by sid; aborted when the session ends.
+    pub subscriptions: Subscriptions,
     pub client: ConnectOptions,
     /// The reply future of this connection's latest write, awaited by later reads.
     last_write: Option<WriteFuture>,
@@ -41,9 +49,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(store: Arc<Store>) -> Session {
+    pub fn new(hub: Arc<SubscriptionHub>, outbound: mpsc::Sender<Reply>) -> Session {
         Session {
-            store,
+            store: hub.store.clone(),
+            hub,
+            outbound,
+            subscriptions: Subscriptions::default(),
             client: ConnectOptions::default(),
             last_write: None,
             last_read_started: None,
@@ -51,9 +62,20 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Later requests go to this store. Subscriptions already made stay where they are.
+    fn switch_store(&mut self, hub: Arc<SubscriptionHub>) {
+        self.store = hub.store.clone();
+        self.hub = hub;
+    }
+}
+
 /// What a request produced.
 pub enum Dispatched {
     Reply(BoxFuture<'static, Reply>),
+    /// A reply, and a signal to fire once it is queued for sending (a subscription starts
+    /// pushing events only after its `+OK`).
+    ReplyThen(BoxFuture<'static, Reply>, oneshot::Sender<()>),
     /// `PONG` answers the server's PING and gets no reply.
     NoReply,
 }
@@ -125,6 +147,15 @@ pub async fn dispatch(
                 body: page.body,
             })
         }),
+        Request::Subscribe(request) => subscribe::subscribe(session, request),
+        Request::Unsubscribe { sid } => subscribe::unsubscribe(session, &sid),
+        Request::Ack { sid, positions } => subscribe::ack(session, &sid, positions),
+        Request::Nack {
+            sid,
+            action,
+            positions,
+        } => subscribe::nack(session, &sid, action, positions),
+        Request::Psub(op) => subscribe::psub(session, op),
     }
 }
 
@@ -144,8 +175,8 @@ fn store_not_found(name: &str) -> ProtocolError {
 
 fn connect(context: &ServerContext, session: &mut Session, options: ConnectOptions) -> Dispatched {
     if let Some(name) = &options.store {
-        match context.store(name) {
-            Some(store) => session.store = store,
+        match context.hub(name) {
+            Some(hub) => session.switch_store(hub),
             None => return error(store_not_found(name)),
         }
     }
@@ -154,9 +185,9 @@ fn connect(context: &ServerContext, session: &mut Session, options: ConnectOptio
 }
 
 fn use_store(context: &ServerContext, session: &mut Session, name: &str) -> Dispatched {
-    match context.store(name) {
-        Some(store) => {
-            session.store = store;
+    match context.hub(name) {
+        Some(hub) => {
+            session.switch_store(hub);
             ready(Reply::Ok)
         }
         None => error(store_not_found(name)),
@@ -206,7 +237,7 @@ async fn append(
             last_version,
             last_position,
         },
-        Outcome::Deleted => unreachable!("an append never deletes"),
+        other => unreachable!("an append never answers {other:?}"),
     })
     .await
 }

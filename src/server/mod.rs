@@ -9,6 +9,7 @@ pub mod connection;
 pub mod context;
 pub mod dispatch;
 pub mod listener;
+pub mod subscribe;
 
 use std::future::Future;
 use std::io::Write;

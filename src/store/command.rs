@@ -6,6 +6,9 @@
 //! order on another node (Raft) yields the same bytes. A command is all-or-nothing: every check
 //! happens before the first write.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use heed::{PutFlags, RwTxn};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -13,11 +16,13 @@ use uuid::Uuid;
 
 use esdb_protocol::ExpectedVersion;
 
+use crate::store::committed::CommittedEvent;
 use crate::store::record::{build_record, RecordPlace};
 use crate::store::schema::{
     stream_index_key, type_index_key, Databases, StreamMeta, META_NEXT_POSITION,
     META_NEXT_STREAM_NUMBER,
 };
+use crate::store::subscriptions::{self, SubscriptionDefinition};
 use crate::store::{Rejection, StoreError};
 
 /// A write, as the writer thread (and later Raft) carries it.
@@ -27,6 +32,20 @@ pub enum Command {
     Delete {
         stream: String,
         expected: ExpectedVersion,
+    },
+    CreateSubscription(SubscriptionDefinition),
+    DeleteSubscription {
+        name: String,
+        type_name: Option<String>,
+    },
+    SaveSubscriptionState {
+        name: String,
+        checkpoint: u64,
+        park: Vec<u64>,
+        unpark: Vec<u64>,
+    },
+    RequestReplay {
+        name: String,
     },
 }
 
@@ -39,7 +58,13 @@ impl Command {
                 .iter()
                 .map(|e| e.data.get().len() + e.metadata.as_ref().map_or(2, |m| m.get().len()))
                 .sum::<usize>(),
-            Command::Delete { .. } => 64,
+            Command::SaveSubscriptionState { park, unpark, .. } => {
+                64 + 8 * (park.len() + unpark.len())
+            }
+            Command::Delete { .. }
+            | Command::CreateSubscription(_)
+            | Command::DeleteSubscription { .. }
+            | Command::RequestReplay { .. } => 64,
         }
     }
 }
@@ -76,18 +101,41 @@ pub enum Outcome {
         last_position: u64,
     },
     Deleted,
+    /// A persistent subscription exists now (`created`: it did not before).
+    SubscriptionReady {
+        created: bool,
+    },
+    /// A command without a result of its own succeeded.
+    Done,
 }
 
 /// Applies one command inside `txn`. `Ok(Err(_))` is a rejection that wrote nothing;
 /// `Err(_)` is a storage failure, after which the caller must abort the transaction.
+///
+/// Events written are pushed onto `committed` (in position order) for subscriptions; the
+/// caller publishes them only once the transaction has committed.
 pub fn apply(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
     command: &Command,
+    committed: &mut Vec<CommittedEvent>,
 ) -> Result<Result<Outcome, Rejection>, StoreError> {
     match command {
-        Command::Append(append) => apply_append(txn, dbs, append),
+        Command::Append(append) => apply_append(txn, dbs, append, committed),
         Command::Delete { stream, expected } => apply_delete(txn, dbs, stream, *expected),
+        Command::CreateSubscription(definition) => {
+            subscriptions::apply_create(txn, dbs, definition)
+        }
+        Command::DeleteSubscription { name, type_name } => {
+            subscriptions::apply_delete(txn, dbs, name, type_name.as_deref())
+        }
+        Command::SaveSubscriptionState {
+            name,
+            checkpoint,
+            park,
+            unpark,
+        } => subscriptions::apply_save_state(txn, dbs, name, *checkpoint, park, unpark),
+        Command::RequestReplay { name } => subscriptions::apply_request_replay(txn, dbs, name),
     }
 }
 
@@ -128,6 +176,7 @@ fn apply_append(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
     append: &AppendCommand,
+    committed: &mut Vec<CommittedEvent>,
 ) -> Result<Result<Outcome, Rejection>, StoreError> {
     assert!(
         !append.events.is_empty(),
@@ -171,6 +220,7 @@ fn apply_append(
     };
     meta.deleted = false;
     let mut position = dbs.meta.get(txn, META_NEXT_POSITION)?.unwrap_or(0);
+    let stream: Arc<str> = Arc::from(append.stream.as_str());
     for event in &append.events {
         let version = meta.next_version;
         let record = build_record(
@@ -196,6 +246,13 @@ fn apply_append(
             .put(txn, event.event_id.as_bytes(), &position)?;
         dbs.type_index
             .put(txn, &type_index_key(&event.event_type, position), &())?;
+        committed.push(CommittedEvent {
+            position,
+            version,
+            stream: stream.clone(),
+            event_type: Arc::from(event.event_type.as_str()),
+            record: Bytes::from(record),
+        });
         meta.next_version += 1;
         position += 1;
     }

@@ -22,6 +22,10 @@ pub enum Rejection {
         stream: String,
         version: u64,
     },
+    #[error("no persistent subscription named {name}")]
+    SubscriptionNotFound { name: String },
+    #[error("persistent subscription {name} exists with another selector ({existing})")]
+    SubscriptionConflict { name: String, existing: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +58,12 @@ impl StoreError {
             StoreError::Rejected(Rejection::StreamNotFound { .. }) => ErrorCode::StreamNotFound,
             StoreError::Rejected(Rejection::StreamDeleted { .. }) => ErrorCode::StreamDeleted,
             StoreError::Rejected(Rejection::DuplicateEventId { .. }) => ErrorCode::DuplicateEventId,
+            StoreError::Rejected(Rejection::SubscriptionNotFound { .. }) => {
+                ErrorCode::SubscriptionNotFound
+            }
+            StoreError::Rejected(Rejection::SubscriptionConflict { .. }) => {
+                ErrorCode::SubscriptionConflict
+            }
             StoreError::Storage(_) => ErrorCode::StorageError,
             StoreError::Corrupt(_) => ErrorCode::Internal,
             StoreError::ShuttingDown => ErrorCode::ShuttingDown,

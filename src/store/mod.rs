@@ -9,10 +9,12 @@
 //! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
 
 pub mod command;
+pub mod committed;
 pub mod error;
 pub mod read;
 pub mod record;
 pub mod schema;
+pub mod subscriptions;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -22,9 +24,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use command::{AppendCommand, Command, NewEvent, Outcome};
+use committed::COMMITTED_BATCH_CHANNEL_CAPACITY;
+pub use committed::{CommittedBatch, CommittedEvent};
 pub use error::{Rejection, StoreError};
 pub use read::EventsPage;
 use schema::{Databases, DATABASE_COUNT, META_NEXT_POSITION};
@@ -50,6 +54,8 @@ pub struct Store {
     dbs: Databases,
     writes: mpsc::Sender<WriteRequest>,
     head: watch::Receiver<u64>,
+    /// Committed batches, for the subscription emitters.
+    published: broadcast::Sender<Arc<CommittedBatch>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -85,6 +91,9 @@ impl Store {
                     opener.create_database(wtxn, Some("event_ids"))?,
                     opener.create_database(wtxn, Some("type_index"))?,
                     opener.create_database(wtxn, Some("meta"))?,
+                    opener.create_database(wtxn, Some("psubs"))?,
+                    opener.create_database(wtxn, Some("psub_checkpoints"))?,
+                    opener.create_database(wtxn, Some("psub_parked"))?,
                 )))
             })?
             .unwrap_commit();
@@ -95,6 +104,9 @@ impl Store {
             event_ids: dbs.3,
             type_index: dbs.4,
             meta: dbs.5,
+            psubs: dbs.6,
+            psub_checkpoints: dbs.7,
+            psub_parked: dbs.8,
         };
         let next_position = {
             let rtxn = env.read_txn()?;
@@ -102,10 +114,12 @@ impl Store {
         };
         let (head_tx, head) = watch::channel(next_position);
         let (writes, requests) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let (published, _) = broadcast::channel(COMMITTED_BATCH_CHANNEL_CAPACITY);
         let writer_env = env.clone();
+        let writer_published = published.clone();
         let writer_thread = std::thread::Builder::new()
             .name(format!("esdb-writer-{name}"))
-            .spawn(move || writer::run(writer_env, dbs, requests, head_tx))
+            .spawn(move || writer::run(writer_env, dbs, requests, head_tx, writer_published))
             .map_err(|e| StoreError::Storage(format!("spawning writer thread: {e}")))?;
         Ok(Store {
             name: name.to_owned(),
@@ -114,6 +128,7 @@ impl Store {
             dbs,
             writes,
             head,
+            published,
             writer_thread: Mutex::new(Some(writer_thread)),
         })
     }
@@ -143,6 +158,11 @@ impl Store {
             .await?
             .await
             .map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Receives every batch committed from now on (see [`committed`]).
+    pub fn subscribe_committed(&self) -> broadcast::Receiver<Arc<CommittedBatch>> {
+        self.published.subscribe()
     }
 
     /// The position the next event will get; changes after each commit.

@@ -8,6 +8,9 @@
 //! | `event_ids`    | event id (16 bytes)                   | global position (u64 BE)       |
 //! | `type_index`   | event type ++ `0x00` ++ position (u64 BE) | nothing                    |
 //! | `meta`         | a name (`next_position`, …)           | u64 BE                         |
+//! | `psubs`        | persistent subscription name          | its definition (JSON)          |
+//! | `psub_checkpoints` | subscription name                 | next position to deliver (u64 BE) |
+//! | `psub_parked`  | name ++ `0x00` ++ position (u64 BE)   | 0 parked, 1 replay requested   |
 //!
 //! Big-endian integers sort numerically, so ranges are key ranges. Streams are interned to a
 //! number so the per-stream index has fixed-width, prefix-free keys. Event types cannot contain
@@ -30,10 +33,13 @@ pub struct Databases {
     pub event_ids: Database<'static, Bytes, PositionCodec>,
     pub type_index: Database<'static, Bytes, Unit>,
     pub meta: Database<'static, Str, PositionCodec>,
+    pub psubs: Database<'static, Str, Bytes>,
+    pub psub_checkpoints: Database<'static, Str, PositionCodec>,
+    pub psub_parked: Database<'static, Bytes, Bytes>,
 }
 
 /// Number of named databases, for `max_dbs`.
-pub const DATABASE_COUNT: u32 = 6;
+pub const DATABASE_COUNT: u32 = 9;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";
@@ -103,6 +109,15 @@ pub fn stream_index_key(stream_number: u64, version: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&stream_number.to_be_bytes());
     key[8..].copy_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// `psub_parked` key of (subscription name, position).
+pub fn parked_key(name: &str, position: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 9);
+    key.extend_from_slice(name.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&position.to_be_bytes());
     key
 }
 

@@ -7,10 +7,13 @@
 //! with load by themselves; there is no timer, so a lone append waits for nothing but its own
 //! fsync.
 
+use std::sync::Arc;
+
 use heed::{Env, WithoutTls};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::store::command::{apply, Command, Outcome};
+use crate::store::committed::{CommittedBatch, CommittedEvent};
 use crate::store::schema::{Databases, META_NEXT_POSITION};
 use crate::store::StoreError;
 
@@ -35,6 +38,7 @@ pub fn run(
     dbs: Databases,
     mut requests: mpsc::Receiver<WriteRequest>,
     head: watch::Sender<u64>,
+    published: broadcast::Sender<Arc<CommittedBatch>>,
 ) {
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(MAX_BATCH_COMMANDS);
     while let Some(first) = requests.blocking_recv() {
@@ -50,9 +54,16 @@ pub fn run(
             }
         }
         match commit_batch(&env, &dbs, &batch) {
-            Ok((outcomes, next_position)) => {
+            Ok((outcomes, next_position, events)) => {
                 debug_assert_eq!(outcomes.len(), batch.len());
+                // The head moves before the batch is published: an emitter that
+                // resubscribes and then reads the head knows every batch it will not receive.
                 head.send_replace(next_position);
+                if !events.is_empty() {
+                    debug_assert_eq!(events.last().map(|e| e.position + 1), Some(next_position));
+                    // No receivers (no emitters) is fine: nothing subscribes.
+                    let _ = published.send(Arc::new(CommittedBatch { events }));
+                }
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
                     // A dropped receiver means the client went away; its write still stands.
                     let _ = request.reply.send(outcome.map_err(StoreError::from));
@@ -68,7 +79,11 @@ pub fn run(
     }
 }
 
-type BatchOutcome = (Vec<Result<Outcome, crate::store::Rejection>>, u64);
+type BatchOutcome = (
+    Vec<Result<Outcome, crate::store::Rejection>>,
+    u64,
+    Vec<CommittedEvent>,
+);
 
 /// Applies every command in one transaction and commits (fsyncs) it. Rejected commands wrote
 /// nothing and do not affect the others; a storage failure aborts the whole batch.
@@ -79,10 +94,11 @@ fn commit_batch(
 ) -> Result<BatchOutcome, StoreError> {
     let mut txn = env.write_txn()?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut events = Vec::new();
     for request in batch {
-        outcomes.push(apply(&mut txn, dbs, &request.command)?);
+        outcomes.push(apply(&mut txn, dbs, &request.command, &mut events)?);
     }
     let next_position = dbs.meta.get(&txn, META_NEXT_POSITION)?.unwrap_or(0);
     txn.commit()?;
-    Ok((outcomes, next_position))
+    Ok((outcomes, next_position, events))
 }

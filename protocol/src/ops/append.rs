@@ -28,7 +28,7 @@ use crate::expected::ExpectedVersion;
 use crate::limits::{MAX_EVENTS_PER_APPEND, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{snippet, Args};
 use crate::ops::streams::validate_stream_id;
-use crate::request::{LineOutcome, Request};
+use crate::request::{LineOutcome, PayloadHeader, Request};
 
 pub(crate) fn parse(line: &Bytes, mut args: Args<'_>) -> LineOutcome {
     let stream = args.required("stream id").and_then(validate_stream_id);
@@ -45,7 +45,7 @@ pub(crate) fn parse(line: &Bytes, mut args: Args<'_>) -> LineOutcome {
             .unwrap_or(usize::MAX);
         return LineOutcome::NeedsPayload {
             payload_len,
-            header,
+            header: header.map(|(stream, expected)| PayloadHeader::Append { stream, expected }),
         };
     }
     let result = header.and_then(|(stream, expected)| {

@@ -1,6 +1,8 @@
 //! One file per operation family: how each is parsed and encoded, with its syntax.
 
 pub mod append;
+pub mod psub;
 pub mod read;
 pub mod session;
 pub mod streams;
+pub mod subscribe;

@@ -1,0 +1,386 @@
+//! The subscription operations of a connection: `SUB`, `UNSUB`, `ACK`, `NACK` and `PSUB`.
+//!
+//! Each subscription of a connection is a task pushing `EVENT`s into the connection's outbound
+//! queue; it starts only after its `SUB`'s `+OK` has been queued, so no `EVENT` overtakes it.
+//! Closing the connection or `UNSUB` aborts the task; a persistent consumer then leaves its
+//! group, and its unacked events go to the other consumers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use esdb_protocol::limits::MAX_READ_REPLY_BYTES;
+use esdb_protocol::ops::psub::PsubOp;
+use esdb_protocol::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
+use esdb_protocol::{ErrorCode, ProtocolError, Reply};
+
+use crate::server::dispatch::{Dispatched, Session};
+use crate::store::subscriptions::{self as stored, SubscriptionDefinition};
+use crate::store::{Command, StoreError};
+use crate::subscriptions::catchup::{self, event_reply};
+use crate::subscriptions::persistent::{self, ConsumerId, GroupHandle, GroupMessage};
+use crate::subscriptions::selector::Matcher;
+
+/// Subscriptions one connection may hold at once.
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 256;
+
+type Setup = Shared<BoxFuture<'static, Result<(GroupHandle, ConsumerId), ProtocolError>>>;
+
+/// A subscription of this connection, by sid.
+pub struct SubscriptionEntry {
+    task: JoinHandle<()>,
+    /// For persistent subscriptions: resolves to the group and consumer once joined.
+    setup: Option<Setup>,
+}
+
+/// The subscriptions of one connection; aborted when dropped (the connection closed).
+#[derive(Default)]
+pub struct Subscriptions {
+    by_sid: HashMap<String, SubscriptionEntry>,
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        for entry in self.by_sid.values() {
+            entry.task.abort();
+        }
+    }
+}
+
+fn ready(reply: Reply) -> Dispatched {
+    Dispatched::Reply(futures::future::ready(reply).boxed())
+}
+
+fn error(code: ErrorCode, message: String) -> Dispatched {
+    ready(Reply::Err(ProtocolError::new(code, message)))
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched {
+    let hub = session.hub.clone();
+    let outbound = session.outbound.clone();
+    let subscriptions = &mut session.subscriptions.by_sid;
+    if let Some(existing) = subscriptions.get(&request.sid) {
+        if !existing.task.is_finished() {
+            return error(
+                ErrorCode::SubscriptionConflict,
+                format!("sid {} is already in use on this connection", request.sid),
+            );
+        }
+    }
+    subscriptions.retain(|_, entry| !entry.task.is_finished());
+    if subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+        return error(
+            ErrorCode::InvalidArgument,
+            format!("at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection"),
+        );
+    }
+    let (go, go_rx) = oneshot::channel();
+    let sid = request.sid.clone();
+    let matcher = Matcher::new(request.selector.clone());
+    let (entry, reply) = match request.name.clone() {
+        None => {
+            let task = catchup::start(
+                &hub,
+                sid.clone(),
+                matcher,
+                request.options.start,
+                outbound,
+                go_rx,
+            );
+            let entry = SubscriptionEntry { task, setup: None };
+            (entry, futures::future::ready(Reply::Ok).boxed())
+        }
+        Some(name) => {
+            let (setup_tx, setup_rx) = oneshot::channel();
+            let task = tokio::spawn(run_consumer(hub, outbound, request, name, setup_tx, go_rx));
+            let setup: Setup = setup_rx
+                .map(|result| {
+                    result.unwrap_or_else(|_| {
+                        Err(ProtocolError::new(
+                            ErrorCode::Internal,
+                            "subscription setup failed",
+                        ))
+                    })
+                })
+                .boxed()
+                .shared();
+            let reply = setup
+                .clone()
+                .map(|result| match result {
+                    Ok(_) => Reply::Ok,
+                    Err(error) => Reply::Err(error),
+                })
+                .boxed();
+            (
+                SubscriptionEntry {
+                    task,
+                    setup: Some(setup),
+                },
+                reply,
+            )
+        }
+    };
+    subscriptions.insert(sid, entry);
+    Dispatched::ReplyThen(reply, go)
+}
+
+/// A persistent consumer: ensure the subscription exists, join its group, then forward its
+/// deliveries once `go` fires. Leaving the group happens when this task ends or is aborted
+/// (the membership is dropped).
+fn run_consumer(
+    hub: Arc<crate::subscriptions::SubscriptionHub>,
+    outbound: mpsc::Sender<Reply>,
+    request: SubscribeRequest,
+    name: String,
+    setup: oneshot::Sender<Result<(GroupHandle, ConsumerId), ProtocolError>>,
+    go: oneshot::Receiver<()>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let definition = SubscriptionDefinition {
+            name: name.clone(),
+            selector: request.selector,
+            options: request.options,
+            created_epoch_us: now_us(),
+        };
+        if let Err(e) = hub
+            .store
+            .execute(Command::CreateSubscription(definition))
+            .await
+        {
+            let _ = setup.send(Err(e.to_protocol_error()));
+            return;
+        }
+        // The group never has more than the stored window in flight to one consumer, and the
+        // window is at most the limit, so this channel never fills.
+        let capacity = esdb_protocol::limits::MAX_IN_FLIGHT_LIMIT as usize + 1;
+        let (deliveries, mut delivered) = mpsc::channel(capacity);
+        let membership = match persistent::join(&hub, &name, deliveries).await {
+            Ok(membership) => membership,
+            Err(e) => {
+                let _ = setup.send(Err(e.to_protocol_error()));
+                return;
+            }
+        };
+        let _ = setup.send(Ok((membership.group.clone(), membership.consumer)));
+        if go.await.is_err() {
+            return;
+        }
+        while let Some(delivery) = delivered.recv().await {
+            if outbound
+                .send(event_reply(&request.sid, delivery.event))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        drop(membership);
+    }
+}
+
+pub fn unsubscribe(session: &mut Session, sid: &str) -> Dispatched {
+    match session.subscriptions.by_sid.remove(sid) {
+        Some(entry) => {
+            entry.task.abort();
+            ready(Reply::Ok)
+        }
+        None => error(
+            ErrorCode::SubscriptionNotFound,
+            format!("no subscription {sid} here"),
+        ),
+    }
+}
+
+fn persistent_setup(session: &Session, sid: &str) -> Result<Setup, ProtocolError> {
+    let entry = session.subscriptions.by_sid.get(sid).ok_or_else(|| {
+        ProtocolError::new(
+            ErrorCode::SubscriptionNotFound,
+            format!("no subscription {sid} here"),
+        )
+    })?;
+    entry
+        .setup
+        .clone()
+        .ok_or_else(|| persistent::not_persistent(sid))
+}
+
+pub fn ack(session: &Session, sid: &str, items: Vec<AckItem>) -> Dispatched {
+    to_group(session, sid, move |consumer, reply| GroupMessage::Ack {
+        consumer,
+        items,
+        reply,
+    })
+}
+
+pub fn nack(session: &Session, sid: &str, action: NackAction, items: Vec<AckItem>) -> Dispatched {
+    to_group(session, sid, move |consumer, reply| GroupMessage::Nack {
+        consumer,
+        action,
+        items,
+        reply,
+    })
+}
+
+fn to_group(
+    session: &Session,
+    sid: &str,
+    message: impl FnOnce(ConsumerId, oneshot::Sender<()>) -> GroupMessage + Send + 'static,
+) -> Dispatched {
+    let setup = match persistent_setup(session, sid) {
+        Ok(setup) => setup,
+        Err(e) => return ready(Reply::Err(e)),
+    };
+    Dispatched::Reply(
+        async move {
+            let (group, consumer) = match setup.await {
+                Ok(joined) => joined,
+                Err(error) => return Reply::Err(error),
+            };
+            let (reply, done) = oneshot::channel();
+            if !group.send(message(consumer, reply)) || done.await.is_err() {
+                return Reply::error(ErrorCode::SubscriptionNotFound, "the subscription stopped");
+            }
+            Reply::Ok
+        }
+        .boxed(),
+    )
+}
+
+/// `PSUB` management operations.
+pub fn psub(session: &Session, op: PsubOp) -> Dispatched {
+    let hub = session.hub.clone();
+    Dispatched::Reply(
+        async move {
+            let result = match op {
+                PsubOp::List => {
+                    read(&hub, |txn, dbs| {
+                        let states = stored::list(txn, dbs)?;
+                        let body = serde_json::to_vec(&states).expect("serialises");
+                        Ok(Reply::Subs {
+                            count: states.len() as u64,
+                            body: Bytes::from(body),
+                        })
+                    })
+                    .await
+                }
+                PsubOp::Get { name } => {
+                    read(&hub, move |txn, dbs| {
+                        let state =
+                            stored::load_state(txn, dbs, &name)?.ok_or_else(|| not_found(&name))?;
+                        let body = serde_json::to_vec(&state).expect("serialises");
+                        Ok(Reply::SubInfo {
+                            body: Bytes::from(body),
+                        })
+                    })
+                    .await
+                }
+                PsubOp::Exists { name } => {
+                    read(&hub, move |txn, dbs| {
+                        let exists = stored::load_definition(txn, dbs, &name)?.is_some();
+                        Ok(Reply::SubExists { name, exists })
+                    })
+                    .await
+                }
+                PsubOp::Parked {
+                    name,
+                    from_position,
+                    count,
+                } => {
+                    read(&hub, move |txn, dbs| {
+                        if stored::load_definition(txn, dbs, &name)?.is_none() {
+                            return Err(not_found(&name));
+                        }
+                        parked_events(txn, dbs, &name, from_position, count)
+                    })
+                    .await
+                }
+                PsubOp::Delete { name, type_name } => {
+                    let command = Command::DeleteSubscription {
+                        name: name.clone(),
+                        type_name,
+                    };
+                    match hub.store.execute(command).await {
+                        Ok(_) => {
+                            persistent::notify(&hub, &name, GroupMessage::Deleted).await;
+                            Ok(Reply::Ok)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                PsubOp::Replay { name } => {
+                    match hub
+                        .store
+                        .execute(Command::RequestReplay { name: name.clone() })
+                        .await
+                    {
+                        Ok(_) => {
+                            persistent::notify(&hub, &name, GroupMessage::Replay).await;
+                            Ok(Reply::Ok)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            result.unwrap_or_else(|e| Reply::Err(e.to_protocol_error()))
+        }
+        .boxed(),
+    )
+}
+
+fn not_found(name: &str) -> StoreError {
+    StoreError::Rejected(crate::store::Rejection::SubscriptionNotFound {
+        name: name.to_owned(),
+    })
+}
+
+fn parked_events(
+    txn: &heed::RoTxn,
+    dbs: &crate::store::schema::Databases,
+    name: &str,
+    from_position: u64,
+    count: u64,
+) -> Result<Reply, StoreError> {
+    let mut body = vec![b'['];
+    let mut listed = 0u64;
+    for (position, _) in stored::parked(txn, dbs, name, from_position, count)? {
+        if body.len() >= MAX_READ_REPLY_BYTES {
+            break;
+        }
+        let record = dbs.events.get(txn, &position)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("parked position {position} has no event"))
+        })?;
+        if listed > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(record);
+        listed += 1;
+    }
+    body.push(b']');
+    Ok(Reply::Events {
+        count: listed,
+        body: Bytes::from(body),
+    })
+}
+
+async fn read(
+    hub: &Arc<crate::subscriptions::SubscriptionHub>,
+    f: impl FnOnce(&heed::RoTxn, &crate::store::schema::Databases) -> Result<Reply, StoreError>
+        + Send
+        + 'static,
+) -> Result<Reply, StoreError> {
+    let store = hub.store.clone();
+    tokio::task::spawn_blocking(move || store.with_read(f))
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?
+}

@@ -1,0 +1,70 @@
+//! A catch-up subscription (no name): history from the start position, then live, pushed to
+//! the connection as `EVENT` frames, with one `LIVE` when history is done. Nothing is stored;
+//! the client keeps its own position and resubscribes from it after a reconnect.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use esdb_protocol::ops::subscribe::StartFrom;
+use esdb_protocol::Reply;
+
+use crate::store::CommittedEvent;
+use crate::subscriptions::feed::{self, FeedItem};
+use crate::subscriptions::selector::Matcher;
+use crate::subscriptions::SubscriptionHub;
+
+/// The `EVENT` push for a committed event.
+pub fn event_reply(sid: &str, event: CommittedEvent) -> Reply {
+    Reply::Event {
+        sid: sid.to_owned(),
+        stream: event.stream.to_string(),
+        version: event.version,
+        position: event.position,
+        body: event.record,
+    }
+}
+
+/// Starts the subscription once `go` fires (after its `+OK` is queued, so no `EVENT`
+/// overtakes it). Aborting the task ends the subscription.
+pub fn start(
+    hub: &Arc<SubscriptionHub>,
+    sid: String,
+    matcher: Matcher,
+    start: StartFrom,
+    outbound: mpsc::Sender<Reply>,
+    go: oneshot::Receiver<()>,
+) -> JoinHandle<()> {
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        if go.await.is_err() {
+            return;
+        }
+        let start = match start {
+            StartFrom::Origin => 0,
+            StartFrom::End => *hub.store.head().borrow(),
+            StartFrom::Position(position) => position,
+        };
+        let mut items = feed::spawn(
+            hub.store.clone(),
+            hub.emitters.clone(),
+            Arc::new(matcher),
+            start,
+        );
+        while let Some(item) = items.recv().await {
+            let reply = match item {
+                FeedItem::Event(event) => event_reply(&sid, event),
+                FeedItem::Live => Reply::Live { sid: sid.clone() },
+                FeedItem::Progress(_) => continue,
+                FeedItem::Failed(error) => {
+                    tracing::error!(%sid, %error, "catch-up subscription stopped");
+                    return;
+                }
+            };
+            if outbound.send(reply).await.is_err() {
+                return;
+            }
+        }
+    })
+}

@@ -1,0 +1,195 @@
+//! Reading a subscription's matching events from storage (catch-up), in position order.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use heed::RoTxn;
+use serde::Deserialize;
+
+use crate::store::schema::{
+    stream_index_key, type_index_key, type_index_position, Databases, StreamMeta,
+    META_NEXT_POSITION,
+};
+use crate::store::{CommittedEvent, StoreError};
+use crate::subscriptions::selector::{Candidate, IndexKey, Matcher};
+
+/// Most events one catch-up read examines when it must scan `$all` (pattern, payload and
+/// `$all` selectors): bounds the time one read transaction stays open.
+pub const MAX_SCAN_EVENTS_PER_READ: usize = 4096;
+
+/// A page of matching history.
+#[derive(Debug)]
+pub struct MatchPage {
+    pub events: Vec<CommittedEvent>,
+    /// Where the next read starts: every matching event before it is in `events` or earlier.
+    pub next_position: u64,
+    /// `next_position` reached the limit (the head, or `until`).
+    pub reached_limit: bool,
+}
+
+#[derive(Deserialize)]
+struct RecordHead<'a> {
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    stream_id: Cow<'a, str>,
+    version: u64,
+}
+
+fn committed_event(position: u64, record: &[u8]) -> Result<CommittedEvent, StoreError> {
+    let head: RecordHead<'_> = serde_json::from_slice(record)
+        .map_err(|e| StoreError::Corrupt(format!("record at {position}: {e}")))?;
+    Ok(CommittedEvent {
+        position,
+        version: head.version,
+        stream: Arc::from(head.stream_id.as_ref()),
+        event_type: Arc::from(head.event_type.as_ref()),
+        record: Bytes::copy_from_slice(record),
+    })
+}
+
+fn record_at<'t>(txn: &'t RoTxn, dbs: &Databases, position: u64) -> Result<&'t [u8], StoreError> {
+    dbs.events
+        .get(txn, &position)?
+        .ok_or_else(|| StoreError::Corrupt(format!("missing event at position {position}")))
+}
+
+/// Reads matching events with positions in `[from, min(until, head))`, at most `max_events`.
+pub fn read_matching(
+    txn: &RoTxn,
+    dbs: &Databases,
+    matcher: &Matcher,
+    from: u64,
+    until: Option<u64>,
+    max_events: usize,
+) -> Result<MatchPage, StoreError> {
+    let head = dbs.meta.get(txn, META_NEXT_POSITION)?.unwrap_or(0);
+    let limit = until.map_or(head, |until| until.min(head));
+    if from >= limit {
+        return Ok(MatchPage {
+            events: Vec::new(),
+            next_position: from,
+            reached_limit: true,
+        });
+    }
+    let (events, next_position) = match matcher.index_key() {
+        IndexKey::Stream(stream) => by_stream(txn, dbs, &stream, from, limit, max_events)?,
+        IndexKey::Types(types) => by_types(txn, dbs, &types, from, limit, max_events)?,
+        IndexKey::Scan => by_scan(txn, dbs, matcher, from, limit, max_events)?,
+    };
+    debug_assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    Ok(MatchPage {
+        events,
+        next_position,
+        reached_limit: next_position >= limit,
+    })
+}
+
+/// A stream's events through its index. Versions hidden by a delete are not delivered, as
+/// `READ` does not show them.
+fn by_stream(
+    txn: &RoTxn,
+    dbs: &Databases,
+    stream: &str,
+    from: u64,
+    limit: u64,
+    max_events: usize,
+) -> Result<(Vec<CommittedEvent>, u64), StoreError> {
+    let Some(meta) = dbs
+        .streams
+        .get(txn, stream)?
+        .map(StreamMeta::decode)
+        .transpose()?
+    else {
+        return Ok((Vec::new(), limit));
+    };
+    let position_of = |version: u64| -> Result<u64, StoreError> {
+        dbs.stream_index
+            .get(txn, &stream_index_key(meta.stream_number, version))?
+            .ok_or_else(|| StoreError::Corrupt(format!("stream {stream} lacks version {version}")))
+    };
+    // Positions grow with versions: binary-search the first version at or after `from`.
+    let (mut low, mut high) = (meta.first_visible_version, meta.next_version);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if position_of(middle)? < from {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    let mut events = Vec::new();
+    for version in low..meta.next_version {
+        let position = position_of(version)?;
+        if position >= limit {
+            break;
+        }
+        if events.len() == max_events {
+            return Ok((events, position));
+        }
+        events.push(committed_event(position, record_at(txn, dbs, position)?)?);
+    }
+    Ok((events, limit))
+}
+
+fn by_types(
+    txn: &RoTxn,
+    dbs: &Databases,
+    types: &[String],
+    from: u64,
+    limit: u64,
+    max_events: usize,
+) -> Result<(Vec<CommittedEvent>, u64), StoreError> {
+    let mut positions = Vec::new();
+    for event_type in types {
+        let low = type_index_key(event_type, from);
+        let high = type_index_key(event_type, limit);
+        let range = (
+            std::ops::Bound::Included(&low[..]),
+            std::ops::Bound::Excluded(&high[..]),
+        );
+        for entry in dbs.type_index.range(txn, &range)?.take(max_events + 1) {
+            positions.push(type_index_position(entry?.0)?);
+        }
+    }
+    positions.sort_unstable();
+    let next_position = match positions.get(max_events) {
+        Some(&position) => position,
+        None => limit,
+    };
+    positions.truncate(max_events);
+    let events = positions
+        .into_iter()
+        .map(|position| committed_event(position, record_at(txn, dbs, position)?))
+        .collect::<Result<_, _>>()?;
+    Ok((events, next_position))
+}
+
+fn by_scan(
+    txn: &RoTxn,
+    dbs: &Databases,
+    matcher: &Matcher,
+    from: u64,
+    limit: u64,
+    max_events: usize,
+) -> Result<(Vec<CommittedEvent>, u64), StoreError> {
+    let mut events = Vec::new();
+    let mut next_position = from;
+    for entry in dbs
+        .events
+        .range(txn, &(from..limit))?
+        .take(MAX_SCAN_EVENTS_PER_READ)
+    {
+        if events.len() == max_events {
+            break;
+        }
+        let (position, record) = entry?;
+        let event = committed_event(position, record)?;
+        if matcher.matches(&Candidate::new(&event)) {
+            events.push(event);
+        }
+        next_position = position + 1;
+    }
+    Ok((events, next_position))
+}
