@@ -15,9 +15,16 @@
 //! - [`config`]: flags, environment, config file, defaults, with every default limit.
 //! - [`server`]: the TCP listener, one task per connection, keepalive, shutdown.
 //! - [`store`]: the storage engine (LMDB environment per store, writer thread, reads).
+//! - [`metrics`]: every Prometheus metric, with pre-resolved handles for the hot path.
+//! - [`telemetry`]: the seed's telemetry events (`stream.write.start`, …) as `tracing` events.
+//! - [`http`]: the HTTP listener: `/metrics`, `/health`, `/ready`, `/stats`, and `/ws` (the
+//!   protocol over WebSocket).
 //!
 //! The wire protocol is specified in `protocol/PROTOCOL.md`.
 
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -12,6 +12,7 @@
 //! EXISTS <stream> 0|1␍␊
 //! STREAMS <count> <#bytes>␍␊<JSON array>␍␊
 //! HELP <#bytes>␍␊<text>␍␊
+//! STATS <#bytes>␍␊<JSON object>␍␊
 //! ```
 //! The `-ERR` message runs from the first `'` to the last `'` of the line.
 
@@ -54,6 +55,9 @@ pub enum Reply {
         body: Bytes,
     },
     Help {
+        body: Bytes,
+    },
+    Stats {
         body: Bytes,
     },
 }
@@ -105,6 +109,7 @@ impl Reply {
             ),
             Reply::Streams { count, body } => put_sized(dst, &format!("STREAMS {count}"), body),
             Reply::Help { body } => put_sized(dst, "HELP", body),
+            Reply::Stats { body } => put_sized(dst, "STATS", body),
         }
     }
 
@@ -145,6 +150,7 @@ enum BodyKind {
     Events,
     Streams,
     Help,
+    Stats,
 }
 
 /// Client-side decoder of server output.
@@ -207,6 +213,7 @@ impl ReplyDecoder {
                 body,
             },
             BodyKind::Help => Reply::Help { body },
+            BodyKind::Stats => Reply::Stats { body },
         }))
     }
 }
@@ -273,10 +280,15 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
             };
             Ok(LineReply::Body(PendingBody { kind, count, len }))
         }
-        "HELP" => {
+        "HELP" | "STATS" => {
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            let kind = if name == "HELP" {
+                BodyKind::Help
+            } else {
+                BodyKind::Stats
+            };
             Ok(LineReply::Body(PendingBody {
-                kind: BodyKind::Help,
+                kind,
                 count: 0,
                 len,
             }))

@@ -6,7 +6,7 @@ use crate::error::{ErrorCode, ProtocolError};
 use crate::expected::ExpectedVersion;
 use crate::limits::{MAX_CONTROL_LINE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{self, snippet, Args};
-use crate::ops::{append, read, session, streams};
+use crate::ops::{append, read, session, stats, streams};
 
 /// Direction of a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,7 @@ pub enum Request {
         stream: String,
         expected: ExpectedVersion,
     },
+    Stats,
 }
 
 impl Request {
@@ -87,6 +88,7 @@ impl Request {
             Request::Exists { .. } => "EXISTS",
             Request::Streams { .. } => "STREAMS",
             Request::Delete { .. } => "DELETE",
+            Request::Stats => "STATS",
         }
     }
 
@@ -110,6 +112,7 @@ impl Request {
             | Request::Exists { .. }
             | Request::Streams { .. }
             | Request::Delete { .. } => streams::encode(self, dst),
+            Request::Stats => stats::encode_stats(dst),
         }
     }
 }
@@ -281,6 +284,7 @@ fn parse_line(line: &Bytes) -> LineOutcome {
         b"EXISTS" => done(streams::parse_exists(args)),
         b"STREAMS" => done(streams::parse_streams(args)),
         b"DELETE" => done(streams::parse_delete(args)),
+        b"STATS" => done(stats::parse_stats(args)),
         _ => done(Err(ProtocolError::new(
             ErrorCode::UnknownCommand,
             format!("unknown command {} (try HELP)", snippet(&name)),

@@ -7,12 +7,15 @@
 //! with load by themselves; there is no timer, so a lone append waits for nothing but its own
 //! fsync.
 
+use std::time::Instant;
+
 use heed::{Env, WithoutTls};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::metrics::StoreMetrics;
 use crate::store::command::{apply, Command, Outcome};
 use crate::store::schema::{Databases, META_NEXT_POSITION};
-use crate::store::StoreError;
+use crate::store::{Rejection, StoreError};
 
 /// Most commands in one write transaction: bounds the latency a batch adds to its last member.
 pub const MAX_BATCH_COMMANDS: usize = 1024;
@@ -35,6 +38,7 @@ pub fn run(
     dbs: Databases,
     mut requests: mpsc::Receiver<WriteRequest>,
     head: watch::Sender<u64>,
+    metrics: std::sync::Arc<StoreMetrics>,
 ) {
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(MAX_BATCH_COMMANDS);
     while let Some(first) = requests.blocking_recv() {
@@ -49,10 +53,12 @@ pub fn run(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         match commit_batch(&env, &dbs, &batch) {
             Ok((outcomes, next_position)) => {
                 debug_assert_eq!(outcomes.len(), batch.len());
                 head.send_replace(next_position);
+                record_batch(&metrics, &batch, &outcomes, started, next_position);
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
                     // A dropped receiver means the client went away; its write still stands.
                     let _ = request.reply.send(outcome.map_err(StoreError::from));
@@ -66,6 +72,39 @@ pub fn run(
             }
         }
     }
+}
+
+/// Updates the store's metrics once per batch: a handful of atomic adds, whatever its size.
+fn record_batch(
+    metrics: &StoreMetrics,
+    batch: &[WriteRequest],
+    outcomes: &[Result<Outcome, Rejection>],
+    started: Instant,
+    next_position: u64,
+) {
+    let (mut events, mut bytes, mut conflicts) = (0u64, 0u64, 0u64);
+    for (request, outcome) in batch.iter().zip(outcomes) {
+        let Command::Append(_) = &request.command else {
+            continue;
+        };
+        match outcome {
+            Ok(Outcome::Appended { event_count, .. }) => {
+                events += event_count;
+                bytes += request.command.size_bytes() as u64;
+            }
+            Err(Rejection::WrongExpectedVersion { .. }) => conflicts += 1,
+            _ => {}
+        }
+    }
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_commands.observe(batch.len() as f64);
+    metrics.batch_events.observe(events as f64);
+    metrics.append_events.inc_by(events);
+    metrics.append_bytes.inc_by(bytes);
+    metrics.append_conflicts.inc_by(conflicts);
+    metrics.last_position.set(next_position as i64 - 1);
 }
 
 type BatchOutcome = (Vec<Result<Outcome, crate::store::Rejection>>, u64);

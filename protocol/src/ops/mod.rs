@@ -3,4 +3,5 @@
 pub mod append;
 pub mod read;
 pub mod session;
+pub mod stats;
 pub mod streams;
