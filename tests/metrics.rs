@@ -367,3 +367,34 @@ fn every_metric_has_help_text_and_follows_the_naming_rule() {
         );
     }
 }
+
+/// The Grafana dashboard only queries metrics that exist.
+#[test]
+fn grafana_dashboard_uses_only_defined_metrics() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana/esdb-dashboard.json"
+    );
+    let dashboard = std::fs::read_to_string(path).expect("dashboard");
+    serde_json::from_str::<serde_json::Value>(&dashboard).expect("valid JSON");
+    let metrics = esdb::metrics::metrics();
+    let _ = metrics.store("dashboard_test");
+    let _ = metrics.connections(esdb::metrics::Transport::Tcp);
+    let defined: Vec<String> = metrics
+        .registry
+        .gather()
+        .iter()
+        .map(|family| family.name().to_owned())
+        .collect();
+    let used = regex::Regex::new(r"esdb_[a-z_]+").unwrap();
+    for name in used.find_iter(&dashboard).map(|m| m.as_str()) {
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            defined.iter().any(|d| d == base),
+            "dashboard queries unknown {name}"
+        );
+    }
+}

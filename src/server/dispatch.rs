@@ -179,29 +179,50 @@ fn read_start(
     from: ReadStart,
     count: u64,
     direction: Direction,
-) -> Option<Instant> {
+) -> Option<ReadTelemetry> {
     if !telemetry::enabled() {
         return None;
     }
+    let start_version = match from {
+        ReadStart::At(at) => at.to_string(),
+        ReadStart::End => "end".to_owned(),
+    };
+    let direction = match direction {
+        Direction::Forward => "forward",
+        Direction::Backward => "backward",
+    };
     crate::telemetry!(
         "stream.read.start",
         system_time = telemetry::system_time_us(),
         store_id = session.store.name(),
         stream_id = stream,
-        start_version = ?from,
+        start_version,
         count,
-        direction = ?direction
+        direction
     );
-    Some(Instant::now())
+    Some(ReadTelemetry {
+        started: Instant::now(),
+        store: session.store.name().to_owned(),
+        stream: stream.to_owned(),
+    })
+}
+
+/// What `stream.read.stop` repeats from its start.
+struct ReadTelemetry {
+    started: Instant,
+    store: String,
+    stream: String,
 }
 
 /// `stream.read.stop`, when `read_start` emitted a start.
-fn read_stop(start: Option<Instant>, page: &Result<EventsPage, StoreError>) {
-    if let Some(started) = start {
+fn read_stop(start: Option<ReadTelemetry>, page: &Result<EventsPage, StoreError>) {
+    if let Some(start) = start {
         let event_count = page.as_ref().map_or(0, |page| page.count);
         crate::telemetry!(
             "stream.read.stop",
-            duration_us = started.elapsed().as_micros() as u64,
+            store_id = start.store.as_str(),
+            stream_id = start.stream.as_str(),
+            duration_us = start.started.elapsed().as_micros() as u64,
             event_count
         );
     }
@@ -260,8 +281,10 @@ async fn append(
             return error(e);
         }
     };
-    let telemetry_on = telemetry::enabled();
-    if telemetry_on {
+    // Store and stream ids for the stop/error events, only copied when telemetry is on.
+    let telemetry_ids =
+        telemetry::enabled().then(|| (session.store.name().to_owned(), stream.clone()));
+    if telemetry_ids.is_some() {
         crate::telemetry!(
             "stream.write.start",
             system_time = telemetry::system_time_us(),
@@ -318,8 +341,14 @@ async fn append(
             let reply = reply.await;
             let elapsed = received.elapsed();
             metrics.append_latency.observe(elapsed.as_secs_f64());
-            if telemetry_on {
-                write_telemetry(&reply, elapsed.as_micros() as u64, event_count);
+            if let Some((store, stream)) = telemetry_ids {
+                write_telemetry(
+                    &reply,
+                    &store,
+                    &stream,
+                    elapsed.as_micros() as u64,
+                    event_count,
+                );
             }
             reply
         }
@@ -328,16 +357,20 @@ async fn append(
 }
 
 /// `stream.write.stop` or `stream.write.error`, as the seed reports them.
-fn write_telemetry(reply: &Reply, duration_us: u64, event_count: usize) {
+fn write_telemetry(reply: &Reply, store: &str, stream: &str, duration_us: u64, event_count: usize) {
     match reply {
         Reply::Appended { last_version, .. } => crate::telemetry!(
             "stream.write.stop",
+            store_id = store,
+            stream_id = stream,
             duration_us,
             event_count,
             new_version = last_version
         ),
         Reply::Err(error) => crate::telemetry!(
             "stream.write.error",
+            store_id = store,
+            stream_id = stream,
             duration_us,
             reason = error.code.as_str()
         ),
