@@ -11,6 +11,9 @@ use serde::Deserialize;
 /// Default protocol address. Not NATS's 4222, so both can run side by side; loopback, because
 /// there is no authentication yet.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4350";
+/// Default HTTP address (`/metrics`, `/health`, `/ready`, `/stats`, `/ws`): the protocol port's
+/// neighbour, loopback for the same reason.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8350";
 /// Default data directory, relative to where the server starts.
 pub const DEFAULT_DATA_DIR: &str = "./esdb-data";
 /// Default store name.
@@ -65,6 +68,10 @@ pub struct ServeArgs {
     /// Protocol address HOST:PORT; port 0 picks a free port [default: 127.0.0.1:4350].
     #[arg(long, env = "ESDB_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// HTTP address HOST:PORT for /metrics, /health, /ready, /stats and the WebSocket
+    /// endpoint /ws; port 0 picks a free port [default: 127.0.0.1:8350].
+    #[arg(long, env = "ESDB_HTTP")]
+    pub http: Option<SocketAddr>,
     /// A store to serve (repeatable; the env var takes a comma-separated list). The first is
     /// the one a connection starts in [default: default].
     #[arg(long = "store", env = "ESDB_STORE", value_delimiter = ',')]
@@ -108,6 +115,7 @@ pub enum LogFormat {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    http: Option<SocketAddr>,
     stores: Option<Vec<String>>,
     ping_interval_ms: Option<u64>,
     max_pings_out: Option<u32>,
@@ -124,6 +132,7 @@ struct FileConfig {
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    pub http: SocketAddr,
     pub stores: Vec<String>,
     pub ping_interval_ms: u64,
     pub max_pings_out: u32,
@@ -163,6 +172,10 @@ impl Config {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            http: args
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
             stores,
             ping_interval_ms: args
                 .ping_interval_ms

@@ -17,10 +17,17 @@
 //! - [`store`]: the storage engine (LMDB environment per store, writer thread, reads).
 //! - [`subscriptions`]: catch-up and persistent subscriptions, the emitter pool, feeds.
 //!   Their operations are dispatched in [`server::subscribe`].
+//! - [`metrics`]: every Prometheus metric, with pre-resolved handles for the hot path.
+//! - [`telemetry`]: the seed's telemetry events (`stream.write.start`, …) as `tracing` events.
+//! - [`http`]: the HTTP listener: `/metrics`, `/health`, `/ready`, `/stats`, and `/ws` (the
+//!   protocol over WebSocket).
 //!
 //! The wire protocol is specified in `protocol/PROTOCOL.md`.
 
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod subscriptions;
+pub mod telemetry;

@@ -17,6 +17,7 @@
 //! SUBS <count> <#bytes>␍␊<JSON array>␍␊
 //! SUBINFO <#bytes>␍␊<JSON object>␍␊
 //! SUBEXISTS <name> 0|1␍␊
+//! STATS <#bytes>␍␊<JSON object>␍␊
 //! ```
 //! The `-ERR` message runs from the first `'` to the last `'` of the line.
 
@@ -83,6 +84,9 @@ pub enum Reply {
     SubExists {
         name: String,
         exists: bool,
+    },
+    Stats {
+        body: Bytes,
     },
 }
 
@@ -151,6 +155,7 @@ impl Reply {
                 dst,
                 &[format!("SUBEXISTS {name} {}", u8::from(*exists)).as_bytes()],
             ),
+            Reply::Stats { body } => put_sized(dst, "STATS", body),
         }
     }
 
@@ -199,6 +204,7 @@ enum BodyKind {
     },
     Subs,
     SubInfo,
+    Stats,
 }
 
 /// Client-side decoder of server output.
@@ -278,6 +284,7 @@ impl ReplyDecoder {
                 body,
             },
             BodyKind::SubInfo => Reply::SubInfo { body },
+            BodyKind::Stats => Reply::Stats { body },
         }))
     }
 }
@@ -348,10 +355,15 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
             };
             Ok(LineReply::Body(PendingBody { kind, count, len }))
         }
-        "HELP" => {
+        "HELP" | "STATS" => {
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            let kind = if name == "HELP" {
+                BodyKind::Help
+            } else {
+                BodyKind::Stats
+            };
             Ok(LineReply::Body(PendingBody {
-                kind: BodyKind::Help,
+                kind,
                 count: 0,
                 len,
             }))

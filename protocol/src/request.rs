@@ -8,7 +8,7 @@ use crate::limits::{MAX_CONTROL_LINE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{self, snippet, Args};
 use crate::ops::psub::PsubOp;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
-use crate::ops::{append, psub, read, session, streams, subscribe};
+use crate::ops::{append, psub, read, session, stats, streams, subscribe};
 
 /// Direction of a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,7 @@ pub enum Request {
         positions: Vec<AckItem>,
     },
     Psub(PsubOp),
+    Stats,
 }
 
 impl Request {
@@ -108,6 +109,7 @@ impl Request {
             Request::Ack { .. } => "ACK",
             Request::Nack { .. } => "NACK",
             Request::Psub(_) => "PSUB",
+            Request::Stats => "STATS",
         }
     }
 
@@ -136,6 +138,7 @@ impl Request {
             | Request::Ack { .. }
             | Request::Nack { .. } => subscribe::encode(self, dst),
             Request::Psub(op) => psub::encode(op, dst),
+            Request::Stats => stats::encode_stats(dst),
         }
     }
 }
@@ -335,6 +338,7 @@ fn parse_line(line: &Bytes) -> LineOutcome {
         b"ACK" => done(subscribe::parse_ack(args)),
         b"NACK" => done(subscribe::parse_nack(args)),
         b"PSUB" => done(psub::parse(args)),
+        b"STATS" => done(stats::parse_stats(args)),
         _ => done(Err(ProtocolError::new(
             ErrorCode::UnknownCommand,
             format!("unknown command {} (try HELP)", snippet(&name)),

@@ -369,7 +369,7 @@ fn invalid_cases() -> Vec<(Vec<u8>, ErrorCode)> {
         (b"FROB x\r\n".to_vec(), UnknownCommand),
         (b"PINGPONG\r\n".to_vec(), UnknownCommand),
         (b"\xff\xfe\r\n".to_vec(), UnknownCommand),
-        (b"SUB foo 1\n".to_vec(), UnknownCommand),
+        (b"PUB foo 1\n".to_vec(), UnknownCommand),
         // Missing arguments.
         (b"USE\r\n".to_vec(), InvalidArgument),
         (b"APPEND\r\n".to_vec(), InvalidArgument),

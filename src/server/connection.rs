@@ -35,25 +35,23 @@ pub const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// client that stops reading must not pin server memory).
 pub const WRITE_STALL_TIMEOUT_MS: u64 = 10_000;
 
-/// Why a connection ended (logged; later a metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    ClientQuit,
-    ProtocolError,
-    Stale,
-    SlowConsumer,
-    Shutdown,
-    IoError,
-}
+/// Why a connection ended (logged, and the `reason` label of `esdb_connection_closed_total`).
+pub use crate::metrics::CloseReason;
+use crate::metrics::{metrics, Transport};
 
+/// Serves one client connection, over any byte stream (a TCP socket, or the WebSocket bridge
+/// in `crate::http::ws`), until it ends.
 pub async fn serve<S>(
     stream: S,
     peer: String,
+    transport: Transport,
     context: Arc<ServerContext>,
     cancel: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let connection_metrics = context.connection_metrics(transport);
+    connection_metrics.opened();
     let (reader, writer) = tokio::io::split(stream);
     let (outbound, outbound_rx) = mpsc::channel::<Reply>(OUTBOUND_QUEUE_REPLIES);
     let writer_task = tokio::spawn(write_loop(writer, outbound_rx));
@@ -64,7 +62,8 @@ pub async fn serve<S>(
         Ok(Some(write_failure)) if reason == CloseReason::ClientQuit => write_failure,
         _ => reason,
     };
-    tracing::debug!(%peer, ?reason, "connection closed");
+    connection_metrics.closed(reason);
+    tracing::debug!(%peer, transport = transport.as_str(), ?reason, "connection closed");
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -184,7 +183,8 @@ async fn send_outgoing(outbound: &mpsc::Sender<Reply>, (reply, then): Outgoing) 
 }
 
 /// Writes queued replies, batching whatever is queued into one flush. Returns a close reason
-/// if the client stopped reading or the socket failed.
+/// if the client stopped reading or the socket failed. Every `-ERR` a connection sends passes
+/// here, so this is where errors are counted by code.
 async fn write_loop<W: AsyncWrite + Unpin>(
     writer: W,
     mut replies: mpsc::Receiver<Reply>,
@@ -194,9 +194,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let stall = Duration::from_millis(WRITE_STALL_TIMEOUT_MS);
     while let Some(reply) = replies.recv().await {
         scratch.clear();
-        reply.encode(&mut scratch);
+        encode_counted(&reply, &mut scratch);
         while let Ok(more) = replies.try_recv() {
-            more.encode(&mut scratch);
+            encode_counted(&more, &mut scratch);
             if scratch.len() >= 256 * 1024 {
                 break;
             }
@@ -213,4 +213,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
     let _ = writer.shutdown().await;
     None
+}
+
+fn encode_counted(reply: &Reply, dst: &mut BytesMut) {
+    if let Reply::Err(error) = reply {
+        metrics().error_sent(error.code);
+    }
+    reply.encode(dst);
 }

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::store::{Store, Stores};
+use crate::metrics::{metrics, ConnectionMetrics, Transport};
+use crate::store::{Store, StoreStats, Stores};
 use crate::subscriptions::SubscriptionHub;
 
 /// Reads running at once on the blocking pool, server-wide. Each holds an LMDB reader slot and
@@ -22,7 +23,11 @@ pub struct ServerContext {
     /// Taken out at shutdown so the stores can be closed once connections are gone.
     stores: Mutex<Option<Arc<Stores>>>,
     pub reads: Arc<Semaphore>,
+    /// One permit per open client connection, TCP and WebSocket alike (`--max-connections`).
+    pub connections: Arc<Semaphore>,
     pub server_id: String,
+    tcp_metrics: ConnectionMetrics,
+    ws_metrics: ConnectionMetrics,
 }
 
 impl ServerContext {
@@ -38,9 +43,12 @@ impl ServerContext {
             .collect();
         ServerContext {
             hubs: Mutex::new(hubs),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
             config,
             stores: Mutex::new(Some(Arc::new(stores))),
             reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
+            tcp_metrics: metrics().connections(Transport::Tcp),
+            ws_metrics: metrics().connections(Transport::Ws),
             server_id: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
@@ -56,6 +64,49 @@ impl ServerContext {
 
     pub fn hub(&self, name: &str) -> Option<Arc<SubscriptionHub>> {
         self.hubs.lock().expect("hubs mutex").get(name).cloned()
+    }
+
+    /// Pre-resolved connection metrics for a transport.
+    pub fn connection_metrics(&self, transport: Transport) -> &ConnectionMetrics {
+        match transport {
+            Transport::Tcp => &self.tcp_metrics,
+            Transport::Ws => &self.ws_metrics,
+        }
+    }
+
+    /// Whether the stores are open (they are, from start until shutdown closes them).
+    pub fn stores_open(&self) -> bool {
+        self.stores.lock().expect("stores mutex").is_some()
+    }
+
+    /// Sets every store's LMDB size gauges; called when `/metrics` is scraped.
+    pub fn refresh_storage_gauges(&self) {
+        if let Some(stores) = self.stores.lock().expect("stores mutex").as_ref() {
+            stores
+                .iter()
+                .for_each(|store| store.refresh_storage_gauges());
+        }
+    }
+
+    /// `{"stores":{"<name>":{"streams":…,"events":…,"last_position":…,"subscriptions":…}}}`
+    /// for `STATS` and `/stats`. Blocking (a read transaction per store).
+    pub fn stats_json(&self) -> Result<Bytes, crate::store::StoreError> {
+        let stores: Vec<Arc<Store>> = match self.stores.lock().expect("stores mutex").as_ref() {
+            Some(stores) => stores.iter().cloned().collect(),
+            None => return Err(crate::store::StoreError::ShuttingDown),
+        };
+        let mut by_name = serde_json::Map::new();
+        for store in stores {
+            let stats: StoreStats = store.stats()?;
+            by_name.insert(
+                store.name().to_owned(),
+                serde_json::to_value(stats).expect("stats serialise"),
+            );
+        }
+        let json = serde_json::json!({ "stores": by_name });
+        Ok(Bytes::from(
+            serde_json::to_vec(&json).expect("json serialises"),
+        ))
     }
 
     pub fn ping_interval(&self) -> Duration {

@@ -12,7 +12,7 @@
 //! serialised behind each other's fsync.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -20,13 +20,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use esdb_protocol::ops::append::parse_events;
 use esdb_protocol::ops::session::{ConnectOptions, HELP_TEXT};
-use esdb_protocol::{ErrorCode, ExpectedVersion, ProtocolError, Reply, Request};
+use esdb_protocol::{
+    Direction, ErrorCode, ExpectedVersion, ProtocolError, ReadStart, Reply, Request,
+};
 
 use crate::server::subscribe::{self, Subscriptions};
 use crate::server::ServerContext;
 use crate::store::read::{self, EventsPage};
 use crate::store::{AppendCommand, Command, NewEvent, Outcome, Store, StoreError};
 use crate::subscriptions::SubscriptionHub;
+use crate::telemetry;
 
 type WriteFuture = Shared<BoxFuture<'static, Reply>>;
 
@@ -107,6 +110,7 @@ pub async fn dispatch(
             payload,
         } => append(session, stream, expected, &payload).await,
         Request::Delete { stream, expected } => {
+            session.store.metrics().delete_requests.inc();
             let command = Command::Delete { stream, expected };
             write(session, command, |_| Reply::Ok).await
         }
@@ -115,16 +119,26 @@ pub async fn dispatch(
             from,
             count,
             direction,
-        } => read(context, session, move |txn, dbs| {
-            read::read_stream(txn, dbs, &stream, from, count, direction).map(events_reply)
-        }),
+        } => {
+            let start = read_start(session, &stream, from, count, direction);
+            read(context, session, move |txn, dbs| {
+                let page = read::read_stream(txn, dbs, &stream, from, count, direction);
+                read_stop(start, &page);
+                page.map(events_reply)
+            })
+        }
         Request::ReadAll {
             from,
             count,
             direction,
-        } => read(context, session, move |txn, dbs| {
-            read::read_all(txn, dbs, from, count, direction).map(events_reply)
-        }),
+        } => {
+            let start = read_start(session, "$all", from, count, direction);
+            read(context, session, move |txn, dbs| {
+                let page = read::read_all(txn, dbs, from, count, direction);
+                read_stop(start, &page);
+                page.map(events_reply)
+            })
+        }
         Request::ReadTypes {
             types,
             from_position,
@@ -156,6 +170,92 @@ pub async fn dispatch(
             positions,
         } => subscribe::nack(session, &sid, action, positions),
         Request::Psub(op) => subscribe::psub(session, op),
+        Request::Stats => stats(context, session),
+    }
+}
+
+/// `STATS`: every store's counts, read on the blocking pool. Ordered like a read: it sees the
+/// connection's earlier writes, and its later writes wait for it.
+fn stats(context: &Arc<ServerContext>, session: &mut Session) -> Dispatched {
+    let context = context.clone();
+    let earlier_write = session.last_write.clone();
+    let (done, done_rx) = oneshot::channel::<()>();
+    session.last_read_started = Some(done_rx.map(|_| ()).boxed().shared());
+    // Its own task, so it progresses while the connection task waits on it (as `read`).
+    let task = tokio::spawn(async move {
+        if let Some(write) = earlier_write {
+            write.await;
+        }
+        let stats = tokio::task::spawn_blocking(move || context.stats_json()).await;
+        let _ = done.send(());
+        match stats {
+            Ok(Ok(body)) => Reply::Stats { body },
+            Ok(Err(e)) => Reply::Err(e.to_protocol_error()),
+            Err(_) => Reply::error(ErrorCode::Internal, "stats failed"),
+        }
+    });
+    Dispatched::Reply(
+        async move {
+            task.await
+                .unwrap_or_else(|_| Reply::error(ErrorCode::Internal, "stats failed"))
+        }
+        .boxed(),
+    )
+}
+
+/// `stream.read.start`; returns what `stream.read.stop` needs (only when telemetry is on).
+fn read_start(
+    session: &Session,
+    stream: &str,
+    from: ReadStart,
+    count: u64,
+    direction: Direction,
+) -> Option<ReadTelemetry> {
+    if !telemetry::enabled() {
+        return None;
+    }
+    let start_version = match from {
+        ReadStart::At(at) => at.to_string(),
+        ReadStart::End => "end".to_owned(),
+    };
+    let direction = match direction {
+        Direction::Forward => "forward",
+        Direction::Backward => "backward",
+    };
+    crate::telemetry!(
+        "stream.read.start",
+        system_time = telemetry::system_time_us(),
+        store_id = session.store.name(),
+        stream_id = stream,
+        start_version,
+        count,
+        direction
+    );
+    Some(ReadTelemetry {
+        started: Instant::now(),
+        store: session.store.name().to_owned(),
+        stream: stream.to_owned(),
+    })
+}
+
+/// What `stream.read.stop` repeats from its start.
+struct ReadTelemetry {
+    started: Instant,
+    store: String,
+    stream: String,
+}
+
+/// `stream.read.stop`, when `read_start` emitted a start.
+fn read_stop(start: Option<ReadTelemetry>, page: &Result<EventsPage, StoreError>) {
+    if let Some(start) = start {
+        let event_count = page.as_ref().map_or(0, |page| page.count);
+        crate::telemetry!(
+            "stream.read.stop",
+            store_id = start.store.as_str(),
+            stream_id = start.stream.as_str(),
+            duration_us = start.started.elapsed().as_micros() as u64,
+            event_count
+        );
     }
 }
 
@@ -200,11 +300,32 @@ async fn append(
     expected: ExpectedVersion,
     payload: &[u8],
 ) -> Dispatched {
+    let received = Instant::now();
+    let metrics = session.store.metrics().clone();
+    metrics.append_requests.inc();
     let events = match parse_events(payload) {
         Ok(events) => events,
-        Err(e) => return error(e),
+        Err(e) => {
+            metrics
+                .append_latency
+                .observe(received.elapsed().as_secs_f64());
+            return error(e);
+        }
     };
-    let events = events
+    // Store and stream ids for the stop/error events, only copied when telemetry is on.
+    let telemetry_ids =
+        telemetry::enabled().then(|| (session.store.name().to_owned(), stream.clone()));
+    if telemetry_ids.is_some() {
+        crate::telemetry!(
+            "stream.write.start",
+            system_time = telemetry::system_time_us(),
+            store_id = session.store.name(),
+            stream_id = stream.as_str(),
+            event_count = events.len(),
+            expected_version = %expected
+        );
+    }
+    let events: Vec<NewEvent> = events
         .into_iter()
         .map(|event| NewEvent {
             event_id: event.event_id.unwrap_or_else(uuid::Uuid::new_v4),
@@ -217,13 +338,14 @@ async fn append(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_micros() as u64);
     let reply_stream = stream.clone();
+    let event_count = events.len();
     let command = Command::Append(AppendCommand {
         stream,
         expected,
         epoch_us,
         events,
     });
-    write(session, command, move |outcome| match outcome {
+    let dispatched = write(session, command, move |outcome| match outcome {
         Outcome::Appended {
             last_version,
             last_position,
@@ -239,7 +361,52 @@ async fn append(
         },
         other => unreachable!("an append never answers {other:?}"),
     })
-    .await
+    .await;
+    // Latency ends when the reply is ready (fsynced); events, bytes and conflicts are counted
+    // by the writer, once per batch.
+    let Dispatched::Reply(reply) = dispatched else {
+        return dispatched;
+    };
+    Dispatched::Reply(
+        async move {
+            let reply = reply.await;
+            let elapsed = received.elapsed();
+            metrics.append_latency.observe(elapsed.as_secs_f64());
+            if let Some((store, stream)) = telemetry_ids {
+                write_telemetry(
+                    &reply,
+                    &store,
+                    &stream,
+                    elapsed.as_micros() as u64,
+                    event_count,
+                );
+            }
+            reply
+        }
+        .boxed(),
+    )
+}
+
+/// `stream.write.stop` or `stream.write.error`, as the seed reports them.
+fn write_telemetry(reply: &Reply, store: &str, stream: &str, duration_us: u64, event_count: usize) {
+    match reply {
+        Reply::Appended { last_version, .. } => crate::telemetry!(
+            "stream.write.stop",
+            store_id = store,
+            stream_id = stream,
+            duration_us,
+            event_count,
+            new_version = last_version
+        ),
+        Reply::Err(error) => crate::telemetry!(
+            "stream.write.error",
+            store_id = store,
+            stream_id = stream,
+            duration_us,
+            reason = error.code.as_str()
+        ),
+        _ => {}
+    }
 }
 
 /// Submits a write in request order and returns the future of its reply.
@@ -278,11 +445,14 @@ fn read(
         + Send
         + 'static,
 ) -> Dispatched {
+    let received = Instant::now();
     let store = session.store.clone();
+    store.metrics().read_requests.inc();
     let earlier_write = session.last_write.clone();
     let reads = context.reads.clone();
     let (started, started_rx) = oneshot::channel::<()>();
     session.last_read_started = Some(started_rx.map(|_| ()).boxed().shared());
+    let store_metrics = store.metrics().clone();
     let task = tokio::spawn(async move {
         if let Some(write) = earlier_write {
             write.await;
@@ -297,6 +467,13 @@ fn read(
             })
         })
         .await;
+        let metrics = store_metrics;
+        metrics
+            .read_latency
+            .observe(received.elapsed().as_secs_f64());
+        if let Ok(Ok(Reply::Events { count, .. })) = &result {
+            metrics.read_events.inc_by(*count);
+        }
         match result {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => Reply::Err(e.to_protocol_error()),

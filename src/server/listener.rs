@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use esdb_protocol::{ErrorCode, Reply};
 
+use crate::metrics::{metrics, Transport};
 use crate::server::connection;
 use crate::server::ServerContext;
 
@@ -23,7 +23,8 @@ pub async fn accept_loop(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(context.config.max_connections));
+    let permits = context.connections.clone();
+    let connection_metrics = context.connection_metrics(Transport::Tcp);
     let mut backoff_ms = 1;
     loop {
         let accepted = tokio::select! {
@@ -44,6 +45,8 @@ pub async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            connection_metrics.refused.inc();
+            metrics().error_sent(ErrorCode::TooManyConnections);
             tracker.spawn(async move {
                 let reply = Reply::error(ErrorCode::TooManyConnections, "connection limit reached");
                 let _ = socket.write_all(&reply.to_bytes()).await;
@@ -53,7 +56,7 @@ pub async fn accept_loop(
         let context = context.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
-            connection::serve(socket, peer.to_string(), context, cancel).await;
+            connection::serve(socket, peer.to_string(), Transport::Tcp, context, cancel).await;
             drop(permit);
         });
     }

@@ -1,6 +1,7 @@
 //! The server: listener, connections, dispatch, shutdown.
 //!
-//! - [`listener`]: accepts TCP connections under the connection limit.
+//! - [`listener`]: accepts TCP connections under the connection limit (WebSocket connections
+//!   arrive through [`crate::http`] and share the limit).
 //! - [`connection`]: one task per connection: framing, pipelining, keepalive, draining.
 //! - [`dispatch`]: what each request does, as a future of its reply.
 //! - [`context`]: state shared by all connections.
@@ -36,20 +37,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .await
         .map_err(|e| format!("binding {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let http_listener = TcpListener::bind(config.http)
+        .await
+        .map_err(|e| format!("binding http {}: {e}", config.http))?;
+    let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
+    // Both ports are bound before either is announced: a script that read both lines can
+    // connect to both. The first line's format is relied on by scripts and tests.
     announce(&format!(
         "esdb listening on {local} (protocol tcp; stores: {}; data: {})",
         config.stores.join(","),
         config.data_dir.display()
     ));
+    announce(&format!(
+        "esdb http on {http_local} (/metrics /health /ready /stats /ws)"
+    ));
     let context = Arc::new(ServerContext::new(config.clone(), stores));
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let http_state = crate::http::HttpState {
+        context: context.clone(),
+        cancel: cancel.clone(),
+        tracker: tracker.clone(),
+    };
+    let http = tokio::spawn(crate::http::accept_loop(http_listener, http_state));
     let accept = listener::accept_loop(listener, context.clone(), cancel.clone(), tracker.clone());
     tokio::select! {
         _ = accept => {}
         _ = shutdown => tracing::info!("shutdown requested"),
     }
     cancel.cancel();
+    let _ = http.await;
     tracker.close();
     let deadline = Duration::from_millis(config.shutdown_deadline_ms);
     if tokio::time::timeout(deadline, tracker.wait())

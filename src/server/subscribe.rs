@@ -138,55 +138,53 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
 /// A persistent consumer: ensure the subscription exists, join its group, then forward its
 /// deliveries once `go` fires. Leaving the group happens when this task ends or is aborted
 /// (the membership is dropped).
-fn run_consumer(
+async fn run_consumer(
     hub: Arc<crate::subscriptions::SubscriptionHub>,
     outbound: mpsc::Sender<Reply>,
     request: SubscribeRequest,
     name: String,
     setup: oneshot::Sender<Result<(GroupHandle, ConsumerId), ProtocolError>>,
     go: oneshot::Receiver<()>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let definition = SubscriptionDefinition {
-            name: name.clone(),
-            selector: request.selector,
-            options: request.options,
-            created_epoch_us: now_us(),
-        };
-        if let Err(e) = hub
-            .store
-            .execute(Command::CreateSubscription(definition))
-            .await
-        {
+) {
+    let definition = SubscriptionDefinition {
+        name: name.clone(),
+        selector: request.selector,
+        options: request.options,
+        created_epoch_us: now_us(),
+    };
+    if let Err(e) = hub
+        .store
+        .execute(Command::CreateSubscription(definition))
+        .await
+    {
+        let _ = setup.send(Err(e.to_protocol_error()));
+        return;
+    }
+    // The group never has more than the stored window in flight to one consumer, and the
+    // window is at most the limit, so this channel never fills.
+    let capacity = esdb_protocol::limits::MAX_IN_FLIGHT_LIMIT as usize + 1;
+    let (deliveries, mut delivered) = mpsc::channel(capacity);
+    let membership = match persistent::join(&hub, &name, deliveries).await {
+        Ok(membership) => membership,
+        Err(e) => {
             let _ = setup.send(Err(e.to_protocol_error()));
             return;
         }
-        // The group never has more than the stored window in flight to one consumer, and the
-        // window is at most the limit, so this channel never fills.
-        let capacity = esdb_protocol::limits::MAX_IN_FLIGHT_LIMIT as usize + 1;
-        let (deliveries, mut delivered) = mpsc::channel(capacity);
-        let membership = match persistent::join(&hub, &name, deliveries).await {
-            Ok(membership) => membership,
-            Err(e) => {
-                let _ = setup.send(Err(e.to_protocol_error()));
-                return;
-            }
-        };
-        let _ = setup.send(Ok((membership.group.clone(), membership.consumer)));
-        if go.await.is_err() {
-            return;
-        }
-        while let Some(delivery) = delivered.recv().await {
-            if outbound
-                .send(event_reply(&request.sid, delivery.event))
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        drop(membership);
+    };
+    let _ = setup.send(Ok((membership.group.clone(), membership.consumer)));
+    if go.await.is_err() {
+        return;
     }
+    while let Some(delivery) = delivered.recv().await {
+        if outbound
+            .send(event_reply(&request.sid, delivery.event))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(membership);
 }
 
 pub fn unsubscribe(session: &mut Session, sid: &str) -> Dispatched {

@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
+use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use command::{AppendCommand, Command, NewEvent, Outcome};
@@ -33,6 +34,8 @@ pub use error::{Rejection, StoreError};
 pub use read::EventsPage;
 use schema::{Databases, DATABASE_COUNT, META_NEXT_POSITION};
 use writer::{WriteRequest, WriteResult, WRITE_QUEUE_CAPACITY};
+
+use crate::metrics::StoreMetrics;
 
 /// LMDB reader slots: one per concurrent read transaction (reads run on tokio's blocking pool,
 /// at most 512 threads, and are bounded further by the server).
@@ -57,6 +60,20 @@ pub struct Store {
     /// Committed batches, for the subscription emitters.
     published: broadcast::Sender<Arc<CommittedBatch>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    metrics: Arc<StoreMetrics>,
+}
+
+/// Per-store counts for `STATS` and `/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Streams ever created in the store, deleted ones included.
+    pub streams: u64,
+    /// Events in `$all` (every event ever written, deleted streams' included).
+    pub events: u64,
+    /// Position of the newest event, -1 when the store is empty.
+    pub last_position: i64,
+    /// Subscriptions active now, every type.
+    pub subscriptions: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -117,9 +134,21 @@ impl Store {
         let (published, _) = broadcast::channel(COMMITTED_BATCH_CHANNEL_CAPACITY);
         let writer_env = env.clone();
         let writer_published = published.clone();
+        let metrics = crate::metrics::metrics().store(name);
+        metrics.last_position.set(next_position as i64 - 1);
+        let writer_metrics = metrics.clone();
         let writer_thread = std::thread::Builder::new()
             .name(format!("esdb-writer-{name}"))
-            .spawn(move || writer::run(writer_env, dbs, requests, head_tx, writer_published))
+            .spawn(move || {
+                writer::run(
+                    writer_env,
+                    dbs,
+                    requests,
+                    head_tx,
+                    writer_published,
+                    writer_metrics,
+                )
+            })
             .map_err(|e| StoreError::Storage(format!("spawning writer thread: {e}")))?;
         Ok(Store {
             name: name.to_owned(),
@@ -130,11 +159,39 @@ impl Store {
             head,
             published,
             writer_thread: Mutex::new(Some(writer_thread)),
+            metrics,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This store's pre-resolved metric handles.
+    pub fn metrics(&self) -> &Arc<StoreMetrics> {
+        &self.metrics
+    }
+
+    /// Sets the LMDB size gauges (map size, bytes in use). Cheap: no transaction; called when
+    /// `/metrics` is scraped.
+    pub fn refresh_storage_gauges(&self) {
+        let info = self.env.info();
+        let page_size = self.env.unnamed_database_stat().page_size as u64;
+        let used = (info.last_page_number as u64 + 1) * page_size;
+        self.metrics.map_size_bytes.set(info.map_size as i64);
+        self.metrics.used_bytes.set(used as i64);
+    }
+
+    /// Per-store counts. Blocking (one read transaction): call from a blocking context.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let txn = self.env.read_txn()?;
+        let events = self.dbs.meta.get(&txn, META_NEXT_POSITION)?.unwrap_or(0);
+        Ok(StoreStats {
+            streams: self.dbs.streams.len(&txn)?,
+            events,
+            last_position: events as i64 - 1,
+            subscriptions: self.metrics.subscriptions.active_total(),
+        })
     }
 
     /// Queues a command for the writer. Awaiting this only waits for queue space, so a
@@ -242,6 +299,11 @@ impl Stores {
 
     pub fn names(&self) -> Vec<String> {
         self.stores.keys().cloned().collect()
+    }
+
+    /// Every store, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Store>> {
+        self.stores.values()
     }
 
     pub fn close(self, deadline: Duration) {

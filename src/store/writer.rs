@@ -8,14 +8,16 @@
 //! fsync.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use heed::{Env, WithoutTls};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::metrics::StoreMetrics;
 use crate::store::command::{apply, Command, Outcome};
 use crate::store::committed::{CommittedBatch, CommittedEvent};
 use crate::store::schema::{Databases, META_NEXT_POSITION};
-use crate::store::StoreError;
+use crate::store::{Rejection, StoreError};
 
 /// Most commands in one write transaction: bounds the latency a batch adds to its last member.
 pub const MAX_BATCH_COMMANDS: usize = 1024;
@@ -39,6 +41,7 @@ pub fn run(
     mut requests: mpsc::Receiver<WriteRequest>,
     head: watch::Sender<u64>,
     published: broadcast::Sender<Arc<CommittedBatch>>,
+    metrics: Arc<StoreMetrics>,
 ) {
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(MAX_BATCH_COMMANDS);
     while let Some(first) = requests.blocking_recv() {
@@ -53,6 +56,7 @@ pub fn run(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         match commit_batch(&env, &dbs, &batch) {
             Ok((outcomes, next_position, events)) => {
                 debug_assert_eq!(outcomes.len(), batch.len());
@@ -64,6 +68,7 @@ pub fn run(
                     // No receivers (no emitters) is fine: nothing subscribes.
                     let _ = published.send(Arc::new(CommittedBatch { events }));
                 }
+                record_batch(&metrics, &batch, &outcomes, started, next_position);
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
                     // A dropped receiver means the client went away; its write still stands.
                     let _ = request.reply.send(outcome.map_err(StoreError::from));
@@ -84,6 +89,39 @@ type BatchOutcome = (
     u64,
     Vec<CommittedEvent>,
 );
+
+/// Updates the store's metrics once per batch: a handful of atomic adds, whatever its size.
+fn record_batch(
+    metrics: &StoreMetrics,
+    batch: &[WriteRequest],
+    outcomes: &[Result<Outcome, Rejection>],
+    started: Instant,
+    next_position: u64,
+) {
+    let (mut events, mut bytes, mut conflicts) = (0u64, 0u64, 0u64);
+    for (request, outcome) in batch.iter().zip(outcomes) {
+        let Command::Append(_) = &request.command else {
+            continue;
+        };
+        match outcome {
+            Ok(Outcome::Appended { event_count, .. }) => {
+                events += event_count;
+                bytes += request.command.size_bytes() as u64;
+            }
+            Err(Rejection::WrongExpectedVersion { .. }) => conflicts += 1,
+            _ => {}
+        }
+    }
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_commands.observe(batch.len() as f64);
+    metrics.batch_events.observe(events as f64);
+    metrics.append_events.inc_by(events);
+    metrics.append_bytes.inc_by(bytes);
+    metrics.append_conflicts.inc_by(conflicts);
+    metrics.last_position.set(next_position as i64 - 1);
+}
 
 /// Applies every command in one transaction and commits (fsyncs) it. Rejected commands wrote
 /// nothing and do not affect the others; a storage failure aborts the whole batch.

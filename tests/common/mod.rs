@@ -18,6 +18,8 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The HTTP listener (`/metrics`, `/health`, `/ready`, `/stats`, `/ws`).
+    pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
@@ -36,10 +38,11 @@ impl Server {
     /// Starts a server on an existing data directory (for restarts).
     pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Server {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(data_dir, &extra_args, &[]);
+        let (child, addr, http_addr) = spawn_with_http(data_dir, &extra_args, &[]);
         Server {
             child: Some(child),
             addr,
+            http_addr,
             data_dir: data_dir.to_owned(),
             extra_args,
             _temp: None,
@@ -76,9 +79,10 @@ impl Server {
     /// Starts the server again on the same data directory (after kill9 or terminate).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server first");
-        let (child, addr) = spawn(&self.data_dir, &self.extra_args, &[]);
+        let (child, addr, http_addr) = spawn_with_http(&self.data_dir, &self.extra_args, &[]);
         self.child = Some(child);
         self.addr = addr;
+        self.http_addr = http_addr;
     }
 }
 
@@ -113,10 +117,24 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
 
 /// Spawns `esdb serve` on port 0 and reads the announced address from its first stdout line.
 pub fn spawn(data_dir: &Path, extra_args: &[String], envs: &[(&str, &str)]) -> (Child, SocketAddr) {
+    let (child, addr, _) = spawn_with_http(data_dir, extra_args, envs);
+    (child, addr)
+}
+
+/// Spawns `esdb serve` with both listeners on port 0 (unless `extra_args` name them) and reads
+/// the protocol and HTTP addresses it announces on its first two stdout lines.
+pub fn spawn_with_http(
+    data_dir: &Path,
+    extra_args: &[String],
+    envs: &[(&str, &str)],
+) -> (Child, SocketAddr, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_esdb"));
     command.arg("serve").arg("--data-dir").arg(data_dir);
     if !extra_args.iter().any(|a| a == "--listen") {
         command.args(["--listen", "127.0.0.1:0"]);
+    }
+    if !extra_args.iter().any(|a| a == "--http") {
+        command.args(["--http", "127.0.0.1:0"]);
     }
     command.args(extra_args).envs(envs.iter().copied());
     command
@@ -124,22 +142,69 @@ pub fn spawn(data_dir: &Path, extra_args: &[String], envs: &[(&str, &str)]) -> (
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = command.spawn().expect("spawn esdb");
-    let addr = read_announced_addr(&mut child);
-    (child, addr)
+    let (addr, http_addr) = read_announced_addrs(&mut child);
+    (child, addr, http_addr)
 }
 
-/// Reads `esdb listening on <addr> …` from the child's stdout.
-pub fn read_announced_addr(child: &mut Child) -> SocketAddr {
+/// Reads `esdb listening on <addr> …` and `esdb http on <addr> …` from the child's stdout.
+pub fn read_announced_addrs(child: &mut Child) -> (SocketAddr, SocketAddr) {
     let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read announce line");
-    let addr = line
-        .strip_prefix("esdb listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    addr.parse().expect("socket address")
+    let mut stdout = BufReader::new(stdout);
+    let mut read_addr = |prefix: &str| -> SocketAddr {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read announce line");
+        let addr = line
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("expected {prefix:?}…, got {line:?}"));
+        addr.parse().expect("socket address")
+    };
+    let addr = read_addr("esdb listening on ");
+    let http_addr = read_addr("esdb http on ");
+    (addr, http_addr)
+}
+
+/// A plain HTTP/1.1 GET over a real socket: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect http");
+    stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let response = String::from_utf8(response).expect("UTF-8 response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// Decodes a chunked HTTP/1.1 body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
 }
 
 /// A blocking protocol client over a real TCP socket.

@@ -4,5 +4,6 @@ pub mod append;
 pub mod psub;
 pub mod read;
 pub mod session;
+pub mod stats;
 pub mod streams;
 pub mod subscribe;

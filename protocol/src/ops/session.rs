@@ -89,4 +89,4 @@ esdb commands (full spec: protocol/PROTOCOL.md)
   READTYPES <type>[,<type>...] <from_position> <count>
   VERSION <stream>        EXISTS <stream>        DELETE <stream> [<expected>]
   STREAMS [<after>] [<count>]
-  USE <store>    CONNECT <json>    PING    HELP";
+  USE <store>    CONNECT <json>    PING    HELP    STATS";

@@ -1,0 +1,129 @@
+//! The HTTP listener (`--http`): operators' endpoints and the WebSocket transport.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/metrics` | every metric of [`crate::metrics`], Prometheus text format |
+//! | `/health` | `200 ok` while the process runs (liveness probe) |
+//! | `/ready` | `200 ready` while the stores are open, else `503` (readiness probe; later: and the node has a Raft leader) |
+//! | `/stats` | per-store counts as JSON, the same as the `STATS` operation |
+//! | `/ws` | the esdb protocol over WebSocket ([`ws`]) |
+//!
+//! Connections are served by hyper directly (not `axum::serve`) so that a client that does not
+//! finish sending its request headers, a WebSocket handshake included, is cut off after
+//! [`HTTP_HEADER_READ_TIMEOUT_MS`].
+
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::metrics;
+use crate::server::ServerContext;
+
+/// Longest time a client may take to send an HTTP request's headers (a WebSocket handshake
+/// is one such request): bounds what a slow or silent client holds.
+pub const HTTP_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Longest pause after a failed accept (e.g. out of file descriptors); doubles from 1 ms.
+const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub context: Arc<ServerContext>,
+    pub cancel: CancellationToken,
+    /// WebSocket connections are tracked with the TCP ones, so shutdown drains both.
+    pub tracker: TaskTracker,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/stats", get(stats))
+        .route("/ws", get(ws::upgrade))
+        .with_state(state)
+}
+
+/// Serves HTTP connections from `listener` until `cancel`, then asks the open ones to finish
+/// (WebSocket connections end with the protocol connections, through `cancel`).
+pub async fn accept_loop(listener: TcpListener, state: HttpState) {
+    let cancel = state.cancel.clone();
+    let router = router(state);
+    let mut backoff_ms = 1;
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let socket = match accepted {
+            Ok((socket, _peer)) => {
+                backoff_ms = 1;
+                socket
+            }
+            Err(error) => {
+                tracing::warn!(%error, "http accept failed");
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MAX_MS);
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS));
+            let connection = builder
+                .serve_connection(TokioIo::new(socket), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = cancel.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}
+
+async fn metrics_text(State(state): State<HttpState>) -> Response {
+    state.context.refresh_storage_gauges();
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        metrics().encode_text(),
+    )
+        .into_response()
+}
+
+async fn ready(State(state): State<HttpState>) -> Response {
+    if state.context.stores_open() && !state.cancel.is_cancelled() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn stats(State(state): State<HttpState>) -> Response {
+    let context = state.context.clone();
+    match tokio::task::spawn_blocking(move || context.stats_json()).await {
+        Ok(Ok(json)) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Ok(Err(error)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "stats failed\n").into_response(),
+    }
+}

@@ -1,0 +1,167 @@
+//! `/ws`: the esdb protocol over WebSocket, byte for byte the same as over TCP.
+//!
+//! The WebSocket is bridged to the ordinary connection code ([`connection::serve`]) through an
+//! in-memory pipe (`tokio::io::duplex`):
+//! - every Binary or Text message's payload is appended to the protocol byte stream, so a
+//!   message may carry one request, several, or part of one (frames may span messages);
+//! - whatever the server writes goes back as messages of at most [`WS_BRIDGE_BUFFER_BYTES`]
+//!   bytes (plus up to 3 bytes of a split character). A message is Text when its bytes are
+//!   UTF-8, which protocol output nearly always is (browsers then get strings), else Binary. A
+//!   message may hold several replies or part of one: clients must decode the concatenation.
+//!
+//! So a WebSocket connection can do everything a TCP one can, with the same limits, keepalive
+//! and connection limit; its metrics carry `transport="ws"`.
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+
+use esdb_protocol::limits::{MAX_CONTROL_LINE_BYTES, MAX_PAYLOAD_BYTES};
+use esdb_protocol::{ErrorCode, Reply};
+
+use crate::http::HttpState;
+use crate::metrics::{metrics, Transport};
+use crate::server::connection;
+
+/// Largest WebSocket message (and frame) accepted: one control line plus the largest payload
+/// and its CRLF, so a client may send each request as one message. Larger messages close the
+/// connection (tungstenite refuses them before buffering them whole).
+pub const MAX_WS_MESSAGE_BYTES: usize = MAX_CONTROL_LINE_BYTES + MAX_PAYLOAD_BYTES + 2;
+/// tungstenite's read buffer per connection (its default, 128 KiB, is a lot per idle client).
+pub const WS_READ_BUFFER_BYTES: usize = 16 * 1024;
+/// The in-memory pipe between the WebSocket and the connection, each way. Bounds what is in
+/// flight between them (backpressure passes through), and the size of outgoing messages.
+pub const WS_BRIDGE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The HTTP handler: checks the handshake, then serves the protocol on the upgraded socket.
+pub async fn upgrade(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
+    // Held until the connection ends, so shutdown waits for it like for a TCP connection.
+    let token = state.tracker.token();
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| async move {
+            serve(socket, state).await;
+            drop(token);
+        })
+}
+
+async fn serve(mut socket: WebSocket, state: HttpState) {
+    let context = state.context;
+    let Ok(permit) = context.connections.clone().try_acquire_owned() else {
+        context.connection_metrics(Transport::Ws).refused.inc();
+        metrics().error_sent(ErrorCode::TooManyConnections);
+        let reply = Reply::error(ErrorCode::TooManyConnections, "connection limit reached");
+        let _ = socket.send(to_message(reply.to_bytes())).await;
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    };
+    let (server_side, bridge_side) = tokio::io::duplex(WS_BRIDGE_BUFFER_BYTES);
+    let (bridge_read, bridge_write) = tokio::io::split(bridge_side);
+    let (sink, stream) = socket.split();
+    let inbound = tokio::spawn(ws_to_bridge(stream, bridge_write));
+    let peer = "websocket".to_owned();
+    let serve = connection::serve(server_side, peer, Transport::Ws, context, state.cancel);
+    tokio::join!(serve, bridge_to_ws(bridge_read, sink));
+    // The connection is over; stop waiting for client messages nobody will read.
+    inbound.abort();
+    drop(permit);
+}
+
+/// Client messages → the connection's input. Ends (EOF to the connection) when the client
+/// closes or the socket fails.
+async fn ws_to_bridge(mut stream: SplitStream<WebSocket>, mut bridge: WriteHalf<DuplexStream>) {
+    while let Some(Ok(message)) = stream.next().await {
+        let bytes = match message {
+            Message::Text(text) => Bytes::from(text),
+            Message::Binary(bytes) => bytes,
+            Message::Close(_) => break,
+            // Answered by the WebSocket layer itself.
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if bridge.write_all(&bytes).await.is_err() {
+            break;
+        }
+    }
+    let _ = bridge.shutdown().await;
+}
+
+/// The connection's output → messages to the client, until the connection ends; then a Close.
+async fn bridge_to_ws(mut bridge: ReadHalf<DuplexStream>, mut sink: SplitSink<WebSocket, Message>) {
+    let mut buffer = BytesMut::with_capacity(WS_BRIDGE_BUFFER_BYTES);
+    let mut client_gone = false;
+    loop {
+        match bridge.read_buf(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if client_gone {
+            // Keep draining so the connection is not stalled; it ends once the client's EOF
+            // reaches it.
+            buffer.clear();
+            continue;
+        }
+        if let Some(message) = take_message(&mut buffer) {
+            client_gone = sink.send(message).await.is_err();
+        }
+    }
+    if !client_gone {
+        if !buffer.is_empty() {
+            let _ = sink.send(Message::Binary(buffer.split().freeze())).await;
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    }
+}
+
+/// The next message to send from `buffer`: all of it as Text when it is UTF-8; when it ends in
+/// the middle of a character, the part before it (the rest waits for its next bytes); else all
+/// of it as Binary.
+fn take_message(buffer: &mut BytesMut) -> Option<Message> {
+    match std::str::from_utf8(buffer) {
+        Ok(_) => Some(to_message(buffer.split().freeze())),
+        Err(error) if error.error_len().is_none() => {
+            let valid = error.valid_up_to();
+            (valid > 0).then(|| to_message(buffer.split_to(valid).freeze()))
+        }
+        Err(_) => Some(Message::Binary(buffer.split().freeze())),
+    }
+}
+
+fn to_message(bytes: Bytes) -> Message {
+    match Utf8Bytes::try_from(bytes) {
+        Ok(text) => Message::Text(text),
+        Err(_) => unreachable!("callers pass UTF-8"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_text_when_utf8_and_characters_are_never_split() {
+        let mut buffer = BytesMut::from(&b"APPENDED s 0 0\r\n"[..]);
+        assert!(matches!(take_message(&mut buffer), Some(Message::Text(_))));
+        assert!(buffer.is_empty());
+        // "é" is 0xC3 0xA9; the buffer ends after its first byte.
+        let mut buffer = BytesMut::from(&b"ab\xC3"[..]);
+        match take_message(&mut buffer) {
+            Some(Message::Text(text)) => assert_eq!(text.as_str(), "ab"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(&buffer[..], b"\xC3");
+        assert!(take_message(&mut buffer).is_none(), "waits for the rest");
+        buffer.extend_from_slice(b"\xA9");
+        assert!(matches!(take_message(&mut buffer), Some(Message::Text(_))));
+        let mut buffer = BytesMut::from(&b"\xFF\xFE"[..]);
+        assert!(matches!(
+            take_message(&mut buffer),
+            Some(Message::Binary(_))
+        ));
+    }
+}

@@ -1,0 +1,480 @@
+//! Every Prometheus metric of the server, in one place.
+//!
+//! Names follow `esdb_<subsystem>_<what>_<unit>`: counters end in `_total`, histograms and
+//! gauges end in the unit they measure (`_seconds`, `_bytes`, `_events`, `_position`,
+//! `_connections`, `_subscriptions`, …). Labels are bounded sets only: `store` (the configured
+//! stores), `transport` (`tcp`, `ws`), `reason`, `code`, `type`; never a stream id.
+//!
+//! # Cost on the hot path
+//! The metric families live in one process-wide [`Metrics`] (a custom [`Registry`], served at
+//! `/metrics`). Code on the hot path never looks a label up: it holds pre-resolved handles,
+//! [`StoreMetrics`] (made once when a store opens, reached as `store.metrics()`) and
+//! [`ConnectionMetrics`] (one per transport). Updating a handle is one atomic add. The writer
+//! thread updates the append counters once per group-commit batch, not once per event.
+//!
+//! # For code that is still to come
+//! Subscriptions and snapshots call their handles in [`StoreMetrics::subscriptions`] and
+//! [`StoreMetrics::snapshots`], e.g. `store.metrics().subscriptions.events_delivered.inc_by(n)`.
+//! Cluster metrics (term, leader, commit/applied index, replication lag, elections) are to be
+//! added here when Raft lands.
+
+use std::sync::{Arc, LazyLock};
+
+use prometheus::core::Collector;
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use esdb_protocol::error::ALL_ERROR_CODES;
+use esdb_protocol::ErrorCode;
+
+/// Latency buckets: 50 µs to ~6.5 s, doubling (fsync-bound appends sit in the middle).
+fn latency_buckets() -> Vec<f64> {
+    exponential_buckets(0.000_05, 2.0, 18).expect("valid buckets")
+}
+
+/// Buckets for counts per batch or lag in positions: 1 to 65536, ×4.
+fn count_buckets() -> Vec<f64> {
+    exponential_buckets(1.0, 4.0, 9).expect("valid buckets")
+}
+
+/// Buckets for snapshot sizes: 256 B to 64 MiB, ×4.
+fn size_buckets() -> Vec<f64> {
+    exponential_buckets(256.0, 4.0, 10).expect("valid buckets")
+}
+
+/// Why a connection ended: the `reason` label of `esdb_connection_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientQuit,
+    ProtocolError,
+    /// Did not answer the server's PINGs (label `idle`).
+    Stale,
+    SlowConsumer,
+    Shutdown,
+    IoError,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::ClientQuit,
+        CloseReason::ProtocolError,
+        CloseReason::Stale,
+        CloseReason::SlowConsumer,
+        CloseReason::Shutdown,
+        CloseReason::IoError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientQuit => "client_quit",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::Stale => "idle",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::IoError => "io_error",
+        }
+    }
+}
+
+/// How a connection reached the server: the `transport` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Ws,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
+        }
+    }
+}
+
+/// Subscription kinds: the `type` label of `esdb_subscription_active_subscriptions`.
+pub const SUBSCRIPTION_TYPES: [&str; 3] = ["stream", "all", "types"];
+
+/// The metric families and their registry. One per process: [`metrics()`].
+pub struct Metrics {
+    pub registry: Registry,
+    append_requests: IntCounterVec,
+    append_events: IntCounterVec,
+    append_bytes: IntCounterVec,
+    append_latency: HistogramVec,
+    append_conflicts: IntCounterVec,
+    delete_requests: IntCounterVec,
+    writer_batch_events: HistogramVec,
+    writer_batch_commands: HistogramVec,
+    writer_commit_seconds: HistogramVec,
+    read_requests: IntCounterVec,
+    read_events: IntCounterVec,
+    read_latency: HistogramVec,
+    connection_open: IntGaugeVec,
+    connection_accepted: IntCounterVec,
+    connection_closed: IntCounterVec,
+    connection_refused: IntCounterVec,
+    error_sent: IntCounterVec,
+    subscription_active: IntGaugeVec,
+    subscription_events_delivered: IntCounterVec,
+    subscription_lag: HistogramVec,
+    subscription_catchup_fallbacks: IntCounterVec,
+    snapshot_saved: IntCounterVec,
+    snapshot_loaded: IntCounterVec,
+    snapshot_size: HistogramVec,
+    storage_map_size: IntGaugeVec,
+    storage_used: IntGaugeVec,
+    storage_last_position: IntGaugeVec,
+    /// `esdb_error_sent_total` handles, in the order of `ALL_ERROR_CODES`.
+    errors_by_code: Vec<IntCounter>,
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique");
+    collector
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new_custom(Some("esdb".into()), None).expect("valid registry");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect(name),
+            )
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect(name),
+            )
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets);
+            register(&r, HistogramVec::new(opts, labels).expect(name))
+        };
+        let store = &["store"];
+        let error_sent = counter(
+            "error_sent_total",
+            "-ERR replies sent, by error code.",
+            &["code"],
+        );
+        let errors_by_code = ALL_ERROR_CODES
+            .iter()
+            .map(|code| error_sent.with_label_values(&[code.as_str()]))
+            .collect();
+        Metrics {
+            append_requests: counter(
+                "append_requests_total",
+                "APPEND requests received (well-formed ones, whatever their outcome).",
+                store,
+            ),
+            append_events: counter(
+                "append_events_total",
+                "Events written by APPEND (idempotent retries write none).",
+                store,
+            ),
+            append_bytes: counter(
+                "append_bytes_total",
+                "Bytes of event data and metadata written by APPEND.",
+                store,
+            ),
+            append_latency: histogram(
+                "append_latency_seconds",
+                "APPEND latency, from the request being read to its reply being ready (fsynced).",
+                store,
+                latency_buckets(),
+            ),
+            append_conflicts: counter(
+                "append_conflicts_total",
+                "APPENDs refused because the expected version did not hold (optimistic concurrency).",
+                store,
+            ),
+            delete_requests: counter(
+                "delete_requests_total",
+                "DELETE requests received.",
+                store,
+            ),
+            writer_batch_events: histogram(
+                "writer_batch_events",
+                "Events written per group commit (one LMDB transaction, one fsync).",
+                store,
+                count_buckets(),
+            ),
+            writer_batch_commands: histogram(
+                "writer_batch_commands",
+                "Write commands (appends, deletes) per group commit.",
+                store,
+                count_buckets(),
+            ),
+            writer_commit_seconds: histogram(
+                "writer_commit_seconds",
+                "Time to apply and commit (fsync) one group-commit batch.",
+                store,
+                latency_buckets(),
+            ),
+            read_requests: counter(
+                "read_requests_total",
+                "Read requests (READ, READALL, READTYPES, VERSION, EXISTS, STREAMS).",
+                store,
+            ),
+            read_events: counter(
+                "read_events_total",
+                "Events returned by READ, READALL and READTYPES.",
+                store,
+            ),
+            read_latency: histogram(
+                "read_latency_seconds",
+                "Read latency, from the request being read to its reply being ready.",
+                store,
+                latency_buckets(),
+            ),
+            connection_open: gauge(
+                "connection_open_connections",
+                "Client connections open now.",
+                &["transport"],
+            ),
+            connection_accepted: counter(
+                "connection_accepted_total",
+                "Client connections accepted (under the connection limit).",
+                &["transport"],
+            ),
+            connection_closed: counter(
+                "connection_closed_total",
+                "Client connections closed, by reason (client_quit, protocol_error, idle, \
+                 slow_consumer, shutdown, io_error).",
+                &["transport", "reason"],
+            ),
+            connection_refused: counter(
+                "connection_refused_total",
+                "Client connections refused at the connection limit.",
+                &["transport"],
+            ),
+            error_sent,
+            subscription_active: gauge(
+                "subscription_active_subscriptions",
+                "Subscriptions active now, by type (stream, all, types).",
+                &["store", "type"],
+            ),
+            subscription_events_delivered: counter(
+                "subscription_events_delivered_total",
+                "Events delivered to subscribers.",
+                store,
+            ),
+            subscription_lag: histogram(
+                "subscription_lag_events",
+                "How far behind the head of $all a subscriber is, in positions, observed at \
+                 each delivery.",
+                store,
+                count_buckets(),
+            ),
+            subscription_catchup_fallbacks: counter(
+                "subscription_catchup_fallbacks_total",
+                "Live subscribers that fell too far behind and went back to catch-up reads.",
+                store,
+            ),
+            snapshot_saved: counter("snapshot_saved_total", "Snapshots saved.", store),
+            snapshot_loaded: counter("snapshot_loaded_total", "Snapshots loaded.", store),
+            snapshot_size: histogram(
+                "snapshot_size_bytes",
+                "Size of saved snapshots.",
+                store,
+                size_buckets(),
+            ),
+            storage_map_size: gauge(
+                "storage_map_size_bytes",
+                "LMDB map size: the most the store can hold.",
+                store,
+            ),
+            storage_used: gauge(
+                "storage_used_bytes",
+                "Bytes of the LMDB map in use (pages not on the free list).",
+                store,
+            ),
+            storage_last_position: gauge(
+                "storage_last_position",
+                "Position of the newest event in $all (-1 when the store is empty).",
+                store,
+            ),
+            errors_by_code,
+            registry: r,
+        }
+    }
+
+    /// Pre-resolved handles for one store. Cheap to clone; call once per store.
+    pub fn store(&self, store: &str) -> Arc<StoreMetrics> {
+        let s = &[store];
+        Arc::new(StoreMetrics {
+            append_requests: self.append_requests.with_label_values(s),
+            append_events: self.append_events.with_label_values(s),
+            append_bytes: self.append_bytes.with_label_values(s),
+            append_latency: self.append_latency.with_label_values(s),
+            append_conflicts: self.append_conflicts.with_label_values(s),
+            delete_requests: self.delete_requests.with_label_values(s),
+            batch_events: self.writer_batch_events.with_label_values(s),
+            batch_commands: self.writer_batch_commands.with_label_values(s),
+            commit_seconds: self.writer_commit_seconds.with_label_values(s),
+            read_requests: self.read_requests.with_label_values(s),
+            read_events: self.read_events.with_label_values(s),
+            read_latency: self.read_latency.with_label_values(s),
+            map_size_bytes: self.storage_map_size.with_label_values(s),
+            used_bytes: self.storage_used.with_label_values(s),
+            last_position: self.storage_last_position.with_label_values(s),
+            subscriptions: SubscriptionMetrics {
+                active_stream: self
+                    .subscription_active
+                    .with_label_values(&[store, "stream"]),
+                active_all: self.subscription_active.with_label_values(&[store, "all"]),
+                active_types: self
+                    .subscription_active
+                    .with_label_values(&[store, "types"]),
+                events_delivered: self.subscription_events_delivered.with_label_values(s),
+                lag_events: self.subscription_lag.with_label_values(s),
+                catchup_fallbacks: self.subscription_catchup_fallbacks.with_label_values(s),
+            },
+            snapshots: SnapshotMetrics {
+                saved: self.snapshot_saved.with_label_values(s),
+                loaded: self.snapshot_loaded.with_label_values(s),
+                size_bytes: self.snapshot_size.with_label_values(s),
+            },
+        })
+    }
+
+    /// Pre-resolved handles for one transport.
+    pub fn connections(&self, transport: Transport) -> ConnectionMetrics {
+        let t = transport.as_str();
+        ConnectionMetrics {
+            open: self.connection_open.with_label_values(&[t]),
+            accepted: self.connection_accepted.with_label_values(&[t]),
+            refused: self.connection_refused.with_label_values(&[t]),
+            closed: CloseReason::ALL.map(|reason| {
+                self.connection_closed
+                    .with_label_values(&[t, reason.as_str()])
+            }),
+        }
+    }
+
+    /// Counts one `-ERR` sent. No allocation, no lock: a scan of the 16 codes.
+    pub fn error_sent(&self, code: ErrorCode) {
+        if let Some(index) = ALL_ERROR_CODES.iter().position(|c| *c == code) {
+            self.errors_by_code[index].inc();
+        } else {
+            // A code added to the enum but not to ALL_ERROR_CODES (a test forbids this).
+            self.error_sent.with_label_values(&[code.as_str()]).inc();
+        }
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn encode_text(&self) -> String {
+        use prometheus::Encoder;
+        let mut buffer = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buffer).expect("text format is UTF-8")
+    }
+}
+
+/// Handles for one store: what the hot path touches.
+pub struct StoreMetrics {
+    pub append_requests: IntCounter,
+    pub append_events: IntCounter,
+    pub append_bytes: IntCounter,
+    pub append_latency: Histogram,
+    pub append_conflicts: IntCounter,
+    pub delete_requests: IntCounter,
+    /// Events per group commit.
+    pub batch_events: Histogram,
+    pub batch_commands: Histogram,
+    pub commit_seconds: Histogram,
+    pub read_requests: IntCounter,
+    pub read_events: IntCounter,
+    pub read_latency: Histogram,
+    pub map_size_bytes: IntGauge,
+    pub used_bytes: IntGauge,
+    pub last_position: IntGauge,
+    pub subscriptions: SubscriptionMetrics,
+    pub snapshots: SnapshotMetrics,
+}
+
+/// Handles for the subscription feature of one store.
+pub struct SubscriptionMetrics {
+    /// Active subscriptions to one stream (`type="stream"`).
+    pub active_stream: IntGauge,
+    /// Active subscriptions to `$all` (`type="all"`).
+    pub active_all: IntGauge,
+    /// Active subscriptions by event type (`type="types"`).
+    pub active_types: IntGauge,
+    /// Add the number of events of each delivery (one `inc_by` per batch delivered).
+    pub events_delivered: IntCounter,
+    /// Observe `head - delivered position` at each delivery.
+    pub lag_events: Histogram,
+    /// A live subscriber fell behind and went back to catch-up reads.
+    pub catchup_fallbacks: IntCounter,
+}
+
+impl SubscriptionMetrics {
+    /// Every active subscription of the store, all types.
+    pub fn active_total(&self) -> i64 {
+        self.active_stream.get() + self.active_all.get() + self.active_types.get()
+    }
+}
+
+/// Handles for the snapshot feature of one store.
+pub struct SnapshotMetrics {
+    pub saved: IntCounter,
+    pub loaded: IntCounter,
+    /// Observe the size in bytes of each saved snapshot.
+    pub size_bytes: Histogram,
+}
+
+/// Handles for one transport's connections.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGauge,
+    pub accepted: IntCounter,
+    pub refused: IntCounter,
+    closed: [IntCounter; 6],
+}
+
+impl ConnectionMetrics {
+    /// A connection was accepted: counts it and its being open.
+    pub fn opened(&self) {
+        self.accepted.inc();
+        self.open.inc();
+    }
+
+    pub fn closed(&self, reason: CloseReason) {
+        self.open.dec();
+        let index = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is listed");
+        self.closed[index].inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_has_a_handle() {
+        let m = metrics();
+        assert_eq!(m.errors_by_code.len(), ALL_ERROR_CODES.len());
+        m.error_sent(ErrorCode::Internal);
+        assert!(m
+            .encode_text()
+            .contains("esdb_error_sent_total{code=\"internal\"} "));
+    }
+}
