@@ -21,9 +21,17 @@ fn error_table_matches_the_code() {
         .collect();
     assert_eq!(rows.len(), ALL_ERROR_CODES.len(), "one row per code");
     for (row, code) in rows.iter().zip(ALL_ERROR_CODES) {
-        assert_eq!(row[1], format!("`{}`", code.as_str()), "codes in the same order");
+        assert_eq!(
+            row[1],
+            format!("`{}`", code.as_str()),
+            "codes in the same order"
+        );
         let yes = |flag: bool| if flag { "yes" } else { "no" };
-        assert_eq!(row[2], yes(code.closes_connection()), "closes flag of {code}");
+        assert_eq!(
+            row[2],
+            yes(code.closes_connection()),
+            "closes flag of {code}"
+        );
         assert_eq!(row[3], yes(code.is_retryable()), "retryable flag of {code}");
     }
 }
@@ -33,16 +41,43 @@ fn error_table_matches_the_code() {
 fn stated_limits_match_the_constants() {
     let doc = protocol_md();
     for (needle, value) in [
-        ("control line (`max_control_line`) | ", limits::MAX_CONTROL_LINE_BYTES),
+        (
+            "control line (`max_control_line`) | ",
+            limits::MAX_CONTROL_LINE_BYTES,
+        ),
         ("payload (`max_payload`) | ", limits::MAX_PAYLOAD_BYTES),
         ("events per `APPEND` | ", limits::MAX_EVENTS_PER_APPEND),
         ("`count` of a read | ", limits::MAX_READ_COUNT as usize),
         ("types per `READTYPES` | ", limits::MAX_TYPES_PER_READ),
         ("`count` of `STREAMS` | ", limits::MAX_STREAMS_PAGE as usize),
+        (
+            "`count` of `SNAP LIST` | ",
+            limits::MAX_SNAPSHOTS_PAGE as usize,
+        ),
+        (
+            "events folded by one `AGG` | ",
+            limits::MAX_AGGREGATE_EVENTS as usize,
+        ),
     ] {
-        let row = doc.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}"));
-        assert!(row.contains(&format!("| {value}")), "{row} should state {value}");
+        let row = doc
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}"));
+        assert!(
+            row.contains(&format!("| {value}")),
+            "{row} should state {value}"
+        );
     }
+    assert_eq!(
+        limits::MAX_AGGREGATE_EVENT_BYTES,
+        64 << 20,
+        "64 MiB in the AGG limits"
+    );
+    assert_eq!(
+        limits::MAX_AGGREGATE_STATE_BYTES,
+        16 << 20,
+        "16 MiB in the AGG limits"
+    );
     assert_eq!(esdb::server::connection::MAX_PIPELINED_REQUESTS, 256);
     assert!(doc.contains("| 256 unanswered |"));
 }

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     StoreNotFound,
     /// An event id was already written somewhere other than this append's place.
     DuplicateEventId,
+    /// No snapshot of the stream (at that version).
+    SnapshotNotFound,
     /// The server is at its connection limit.
     TooManyConnections,
     /// The client did not answer the server's PINGs.
@@ -44,7 +46,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 16] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 17] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -56,6 +58,7 @@ pub const ALL_ERROR_CODES: [ErrorCode; 16] = [
     ErrorCode::BadFrame,
     ErrorCode::StoreNotFound,
     ErrorCode::DuplicateEventId,
+    ErrorCode::SnapshotNotFound,
     ErrorCode::TooManyConnections,
     ErrorCode::StaleConnection,
     ErrorCode::ShuttingDown,
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::BadFrame => "bad_frame",
             ErrorCode::StoreNotFound => "store_not_found",
             ErrorCode::DuplicateEventId => "duplicate_event_id",
+            ErrorCode::SnapshotNotFound => "snapshot_not_found",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::StaleConnection => "stale_connection",
             ErrorCode::ShuttingDown => "shutting_down",

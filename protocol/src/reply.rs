@@ -12,6 +12,9 @@
 //! EXISTS <stream> 0|1␍␊
 //! STREAMS <count> <#bytes>␍␊<JSON array>␍␊
 //! HELP <#bytes>␍␊<text>␍␊
+//! SNAPSHOT <stream> <version> <#bytes>␍␊<snapshot record>␍␊
+//! SNAPSHOTS <count> <#bytes>␍␊<JSON array of snapshot records>␍␊
+//! AGG <stream> <version> <#bytes>␍␊<state JSON object>␍␊
 //! ```
 //! The `-ERR` message runs from the first `'` to the last `'` of the line.
 
@@ -54,6 +57,23 @@ pub enum Reply {
         body: Bytes,
     },
     Help {
+        body: Bytes,
+    },
+    /// `SNAP LOAD`: one snapshot record.
+    Snapshot {
+        stream: String,
+        version: u64,
+        body: Bytes,
+    },
+    /// `SNAP LIST`: a JSON array of snapshot records.
+    Snapshots {
+        count: u64,
+        body: Bytes,
+    },
+    /// `AGG`: the folded state and the stream version it reflects.
+    Aggregate {
+        stream: String,
+        version: u64,
         body: Bytes,
     },
 }
@@ -105,6 +125,17 @@ impl Reply {
             ),
             Reply::Streams { count, body } => put_sized(dst, &format!("STREAMS {count}"), body),
             Reply::Help { body } => put_sized(dst, "HELP", body),
+            Reply::Snapshot {
+                stream,
+                version,
+                body,
+            } => put_sized(dst, &format!("SNAPSHOT {stream} {version}"), body),
+            Reply::Snapshots { count, body } => put_sized(dst, &format!("SNAPSHOTS {count}"), body),
+            Reply::Aggregate {
+                stream,
+                version,
+                body,
+            } => put_sized(dst, &format!("AGG {stream} {version}"), body),
         }
     }
 
@@ -140,11 +171,14 @@ struct PendingBody {
     len: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum BodyKind {
     Events,
     Streams,
     Help,
+    Snapshot { stream: String, version: u64 },
+    Snapshots,
+    Aggregate { stream: String, version: u64 },
 }
 
 /// Client-side decoder of server output.
@@ -207,6 +241,20 @@ impl ReplyDecoder {
                 body,
             },
             BodyKind::Help => Reply::Help { body },
+            BodyKind::Snapshot { stream, version } => Reply::Snapshot {
+                stream,
+                version,
+                body,
+            },
+            BodyKind::Snapshots => Reply::Snapshots {
+                count: pending.count,
+                body,
+            },
+            BodyKind::Aggregate { stream, version } => Reply::Aggregate {
+                stream,
+                version,
+                body,
+            },
         }))
     }
 }
@@ -263,15 +311,30 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
             let exists = args.required("flag")? == "1";
             done(Reply::Exists { stream, exists })
         }
-        "EVENTS" | "STREAMS" => {
+        "EVENTS" | "STREAMS" | "SNAPSHOTS" => {
             let count = parse_u64(args.required("count")?, "count")?;
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
-            let kind = if name == "EVENTS" {
-                BodyKind::Events
-            } else {
-                BodyKind::Streams
+            let kind = match name {
+                "EVENTS" => BodyKind::Events,
+                "STREAMS" => BodyKind::Streams,
+                _ => BodyKind::Snapshots,
             };
             Ok(LineReply::Body(PendingBody { kind, count, len }))
+        }
+        "SNAPSHOT" | "AGG" => {
+            let stream = args.required("stream")?.to_owned();
+            let version = parse_u64(args.required("version")?, "version")?;
+            let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            let kind = if name == "AGG" {
+                BodyKind::Aggregate { stream, version }
+            } else {
+                BodyKind::Snapshot { stream, version }
+            };
+            Ok(LineReply::Body(PendingBody {
+                kind,
+                count: 0,
+                len,
+            }))
         }
         "HELP" => {
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;

@@ -6,7 +6,9 @@ use crate::error::{ErrorCode, ProtocolError};
 use crate::expected::ExpectedVersion;
 use crate::limits::{MAX_CONTROL_LINE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{self, snippet, Args};
-use crate::ops::{append, read, session, streams};
+use crate::ops::agg::AggRequest;
+use crate::ops::snap::SnapRequest;
+use crate::ops::{agg, append, read, session, snap, streams};
 
 /// Direction of a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub enum Request {
         stream: String,
         expected: ExpectedVersion,
     },
+    Snap(SnapRequest),
+    Agg(AggRequest),
 }
 
 impl Request {
@@ -87,6 +91,8 @@ impl Request {
             Request::Exists { .. } => "EXISTS",
             Request::Streams { .. } => "STREAMS",
             Request::Delete { .. } => "DELETE",
+            Request::Snap(_) => "SNAP",
+            Request::Agg(_) => "AGG",
         }
     }
 
@@ -110,6 +116,8 @@ impl Request {
             | Request::Exists { .. }
             | Request::Streams { .. }
             | Request::Delete { .. } => streams::encode(self, dst),
+            Request::Snap(snap) => snap.encode(dst),
+            Request::Agg(agg) => agg.encode(dst),
         }
     }
 }
@@ -129,13 +137,14 @@ pub enum Decoded {
     Invalid(ProtocolError),
 }
 
-/// An `APPEND` header whose payload has not fully arrived yet, kept so the line is not parsed
+/// An `APPEND` or `SNAP SAVE` header whose payload has not fully arrived yet, kept so the line is not parsed
 /// again on every read while a large payload trickles in.
 #[derive(Debug)]
 struct PendingPayload {
     payload_len: usize,
-    /// The parsed header, or the error to answer once the payload has been skipped.
-    header: Result<(String, ExpectedVersion), ProtocolError>,
+    /// The parsed header (its payload still empty), or the error to answer once the payload
+    /// has been skipped.
+    header: Result<Request, ProtocolError>,
 }
 
 /// Frames requests out of a connection's read buffer.
@@ -236,13 +245,26 @@ impl RequestDecoder {
         let frame = buf.split_to(consumed).freeze();
         let payload = frame.slice(..pending.payload_len);
         Ok(Some(match pending.header {
-            Ok((stream, expected)) => Decoded::Request(Request::Append {
+            Ok(request) => Decoded::Request(request.with_payload(payload)),
+            Err(error) => Decoded::Invalid(error),
+        }))
+    }
+}
+
+impl Request {
+    /// The request with its payload filled in, for the operations that carry one.
+    pub(crate) fn with_payload(self, payload: Bytes) -> Request {
+        match self {
+            Request::Append {
+                stream, expected, ..
+            } => Request::Append {
                 stream,
                 expected,
                 payload,
-            }),
-            Err(error) => Decoded::Invalid(error),
-        }))
+            },
+            Request::Snap(snap) => Request::Snap(snap.with_payload(payload)),
+            other => unreachable!("{} carries no payload", other.operation()),
+        }
     }
 }
 
@@ -256,9 +278,10 @@ fn line_too_long(len: usize) -> ProtocolError {
 /// Outcome of parsing one control line.
 pub(crate) enum LineOutcome {
     Done(Result<Request, ProtocolError>),
+    /// The header parsed into its request with an empty payload, or the error to answer.
     NeedsPayload {
         payload_len: usize,
-        header: Result<(String, ExpectedVersion), ProtocolError>,
+        header: Result<Request, ProtocolError>,
     },
 }
 
@@ -281,6 +304,8 @@ fn parse_line(line: &Bytes) -> LineOutcome {
         b"EXISTS" => done(streams::parse_exists(args)),
         b"STREAMS" => done(streams::parse_streams(args)),
         b"DELETE" => done(streams::parse_delete(args)),
+        b"SNAP" => snap::parse(line, args),
+        b"AGG" => done(agg::parse(args)),
         _ => done(Err(ProtocolError::new(
             ErrorCode::UnknownCommand,
             format!("unknown command {} (try HELP)", snippet(&name)),

@@ -15,9 +15,10 @@ use esdb_protocol::ExpectedVersion;
 
 use crate::store::record::{build_record, RecordPlace};
 use crate::store::schema::{
-    stream_index_key, type_index_key, Databases, StreamMeta, META_NEXT_POSITION,
+    snapshot_key, stream_index_key, type_index_key, Databases, StreamMeta, META_NEXT_POSITION,
     META_NEXT_STREAM_NUMBER,
 };
+use crate::store::snapshots::{self, build_snapshot_record};
 use crate::store::{Rejection, StoreError};
 
 /// A write, as the writer thread (and later Raft) carries it.
@@ -27,6 +28,12 @@ pub enum Command {
     Delete {
         stream: String,
         expected: ExpectedVersion,
+    },
+    SaveSnapshot(SaveSnapshotCommand),
+    /// Deletes the stream's snapshot at `version`, or every snapshot of it when `None`.
+    DeleteSnapshots {
+        stream: String,
+        version: Option<u64>,
     },
 }
 
@@ -39,7 +46,10 @@ impl Command {
                 .iter()
                 .map(|e| e.data.get().len() + e.metadata.as_ref().map_or(2, |m| m.get().len()))
                 .sum::<usize>(),
-            Command::Delete { .. } => 64,
+            Command::Delete { .. } | Command::DeleteSnapshots { .. } => 64,
+            Command::SaveSnapshot(save) => {
+                save.data.get().len() + save.metadata.as_ref().map_or(2, |m| m.get().len())
+            }
         }
     }
 }
@@ -52,6 +62,18 @@ pub struct AppendCommand {
     /// every replica) records the same time.
     pub epoch_us: u64,
     pub events: Vec<NewEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SaveSnapshotCommand {
+    pub stream: String,
+    pub version: u64,
+    /// Taken by the node that accepted the save, like an append's.
+    pub epoch_us: u64,
+    pub data: Box<RawValue>,
+    pub metadata: Option<Box<RawValue>>,
+    /// After saving, keep only the stream's newest `keep` snapshots.
+    pub keep: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +98,14 @@ pub enum Outcome {
         last_position: u64,
     },
     Deleted,
+    /// A snapshot was saved (overwriting one at the same version); `pruned` older ones were
+    /// deleted by retention.
+    SnapshotSaved {
+        pruned: u64,
+    },
+    SnapshotsDeleted {
+        count: u64,
+    },
 }
 
 /// Applies one command inside `txn`. `Ok(Err(_))` is a rejection that wrote nothing;
@@ -88,6 +118,11 @@ pub fn apply(
     match command {
         Command::Append(append) => apply_append(txn, dbs, append),
         Command::Delete { stream, expected } => apply_delete(txn, dbs, stream, *expected),
+        Command::SaveSnapshot(save) => apply_save_snapshot(txn, dbs, save),
+        Command::DeleteSnapshots { stream, version } => {
+            let count = snapshots::delete(txn, dbs, stream, *version)?;
+            Ok(Ok(Outcome::SnapshotsDeleted { count }))
+        }
     }
 }
 
@@ -280,5 +315,54 @@ fn apply_delete(
         meta.first_visible_version = meta.next_version;
         dbs.streams.put(txn, stream, &meta.encode())?;
     }
+    // The snapshots go with the stream: they fold events that are now hidden, so a recreated
+    // stream must not start from them. (A stream showing no events has none; this is cheap.)
+    snapshots::delete(txn, dbs, stream, None)?;
     Ok(Ok(Outcome::Deleted))
+}
+
+/// A snapshot must be of a version the stream shows: not beyond its current version, and not
+/// before the version where it restarted after a delete.
+fn apply_save_snapshot(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    save: &SaveSnapshotCommand,
+) -> Result<Result<Outcome, Rejection>, StoreError> {
+    let stream = save.stream.clone();
+    let Some(meta) = load_meta(txn, dbs, &save.stream)? else {
+        return Ok(Err(Rejection::StreamNotFound { stream }));
+    };
+    let Some(current) = meta.current_version() else {
+        return Ok(Err(Rejection::StreamDeleted { stream }));
+    };
+    if save.version > current {
+        let version = save.version;
+        return Ok(Err(Rejection::SnapshotBeyondStream {
+            stream,
+            version,
+            current,
+        }));
+    }
+    if save.version < meta.first_visible_version {
+        let (version, first) = (save.version, meta.first_visible_version);
+        return Ok(Err(Rejection::SnapshotBeforeStream {
+            stream,
+            version,
+            first,
+        }));
+    }
+    let record = build_snapshot_record(
+        &save.stream,
+        save.version,
+        &save.data,
+        save.metadata.as_deref(),
+        save.epoch_us,
+    );
+    let key = snapshot_key(&save.stream, save.version);
+    dbs.snapshots.put(txn, &key, &record)?;
+    let pruned = match save.keep {
+        Some(keep) => snapshots::retain_newest(txn, dbs, &save.stream, keep)?,
+        None => 0,
+    };
+    Ok(Ok(Outcome::SnapshotSaved { pruned }))
 }

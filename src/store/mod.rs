@@ -5,14 +5,18 @@
 //!   replicate).
 //! - [`writer`]: the single writer thread doing group commit.
 //! - [`read`]: reads, straight from LMDB.
+//! - [`snapshots`]: snapshot records and their reads; [`aggregate`]: `AGG`, the fold of a
+//!   stream inside one read transaction.
 //! - [`record`]: the event record JSON.
 //! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
 
+pub mod aggregate;
 pub mod command;
 pub mod error;
 pub mod read;
 pub mod record;
 pub mod schema;
+pub mod snapshots;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -24,7 +28,7 @@ use std::time::Duration;
 use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use command::{AppendCommand, Command, NewEvent, Outcome};
+pub use command::{AppendCommand, Command, NewEvent, Outcome, SaveSnapshotCommand};
 pub use error::{Rejection, StoreError};
 pub use read::EventsPage;
 use schema::{Databases, DATABASE_COUNT, META_NEXT_POSITION};
@@ -85,6 +89,7 @@ impl Store {
                     opener.create_database(wtxn, Some("event_ids"))?,
                     opener.create_database(wtxn, Some("type_index"))?,
                     opener.create_database(wtxn, Some("meta"))?,
+                    opener.create_database(wtxn, Some("snapshots"))?,
                 )))
             })?
             .unwrap_commit();
@@ -95,6 +100,7 @@ impl Store {
             event_ids: dbs.3,
             type_index: dbs.4,
             meta: dbs.5,
+            snapshots: dbs.6,
         };
         let next_position = {
             let rtxn = env.read_txn()?;

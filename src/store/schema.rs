@@ -8,10 +8,13 @@
 //! | `event_ids`    | event id (16 bytes)                   | global position (u64 BE)       |
 //! | `type_index`   | event type ++ `0x00` ++ position (u64 BE) | nothing                    |
 //! | `meta`         | a name (`next_position`, …)           | u64 BE                         |
+//! | `snapshots`    | stream id ++ `0x00` ++ version (u64 BE) | the snapshot record's JSON   |
 //!
 //! Big-endian integers sort numerically, so ranges are key ranges. Streams are interned to a
 //! number so the per-stream index has fixed-width, prefix-free keys. Event types cannot contain
-//! `0x00` (control characters are refused), so the type index keys are prefix-free too.
+//! `0x00` (control characters are refused), so the type index keys are prefix-free too, and so
+//! are the snapshot keys (stream ids cannot contain `0x00` either). Snapshots are keyed by
+//! stream id, not number, so a stream's snapshots need no lookup of its metadata.
 
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, Str, Unit, U64};
@@ -30,10 +33,11 @@ pub struct Databases {
     pub event_ids: Database<'static, Bytes, PositionCodec>,
     pub type_index: Database<'static, Bytes, Unit>,
     pub meta: Database<'static, Str, PositionCodec>,
+    pub snapshots: Database<'static, Bytes, Bytes>,
 }
 
 /// Number of named databases, for `max_dbs`.
-pub const DATABASE_COUNT: u32 = 6;
+pub const DATABASE_COUNT: u32 = 7;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";
@@ -106,6 +110,25 @@ pub fn stream_index_key(stream_number: u64, version: u64) -> [u8; 16] {
     key
 }
 
+/// `snapshots` key of (stream, version).
+pub fn snapshot_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + 9);
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// The version in a `snapshots` key.
+pub fn snapshot_key_version(key: &[u8]) -> Result<u64, StoreError> {
+    let tail = key
+        .len()
+        .checked_sub(8)
+        .map(|at| &key[at..])
+        .ok_or_else(|| StoreError::Corrupt("short snapshot key".into()))?;
+    Ok(u64::from_be_bytes(tail.try_into().unwrap()))
+}
+
 /// `type_index` key of (event type, position).
 pub fn type_index_key(event_type: &str, position: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(event_type.len() + 9);
@@ -150,5 +173,8 @@ mod tests {
             type_index_position(&type_index_key("Type", 42)).unwrap(),
             42
         );
+        assert!(snapshot_key("a", 255) < snapshot_key("a", 256));
+        assert!(snapshot_key("a", u64::MAX) < snapshot_key("a-", 0));
+        assert_eq!(snapshot_key_version(&snapshot_key("s", 42)).unwrap(), 42);
     }
 }

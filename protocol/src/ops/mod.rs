@@ -1,6 +1,8 @@
 //! One file per operation family: how each is parsed and encoded, with its syntax.
 
+pub mod agg;
 pub mod append;
 pub mod read;
 pub mod session;
+pub mod snap;
 pub mod streams;

@@ -89,4 +89,7 @@ esdb commands (full spec: protocol/PROTOCOL.md)
   READTYPES <type>[,<type>...] <from_position> <count>
   VERSION <stream>        EXISTS <stream>        DELETE <stream> [<expected>]
   STREAMS [<after>] [<count>]
+  SNAP SAVE <stream> <version> <json>      save {\"data\":...,\"metadata\":{...}}
+  SNAP LOAD|DELETE|EXISTS <stream> [<version>]      SNAP LIST <stream>
+  AGG <stream> [from_snapshot] [foldr] [raw]    fold the stream's data into its state
   USE <store>    CONNECT <json>    PING    HELP";
