@@ -41,6 +41,12 @@ impl PageBuilder {
         self.count >= self.limit || self.body.len() >= MAX_READ_REPLY_BYTES
     }
 
+    /// Whether a record of `len` bytes keeps the body within the reply size limit (the first
+    /// record always does, so a client always makes progress).
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        self.count == 0 || self.body.len() + len + 2 <= MAX_READ_REPLY_BYTES
+    }
+
     pub(crate) fn push(&mut self, record: &[u8]) {
         if self.count > 0 {
             self.body.push(b',');

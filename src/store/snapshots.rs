@@ -92,10 +92,13 @@ pub fn list(
     let (low, high) = (snapshot_key(stream, from_version), stream_keys(stream).1);
     let mut page = PageBuilder::new(count);
     for entry in dbs.snapshots.range(txn, &inclusive(&low, &high))? {
-        if page.is_full() {
+        let record = entry?.1;
+        // Snapshots can be as large as a payload: stop before the body passes the limit,
+        // not after, so the reply stays within what clients accept.
+        if page.is_full() || !page.fits(record.len()) {
             break;
         }
-        page.push(entry?.1);
+        page.push(record);
     }
     Ok(page.finish())
 }
