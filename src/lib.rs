@@ -8,7 +8,8 @@
 //!    into a future of its `Reply`.
 //! 3. **Applied** in [`store`]: writes become a [`store::Command`] run by
 //!    [`store::command::apply`] on the writer thread ([`store::writer`], group commit); reads
-//!    run straight on LMDB ([`store::read`]).
+//!    run straight on LMDB ([`store::read`]; snapshots in [`store::snapshots`], `AGG` in
+//!    [`store::aggregate`], around the pure fold in `esdb_protocol::aggregate`).
 //! 4. **Answered** in [`server::connection`]: replies go out in request order.
 //!
 //! # Modules

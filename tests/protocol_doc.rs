@@ -50,6 +50,14 @@ fn stated_limits_match_the_constants() {
         ("`count` of a read | ", limits::MAX_READ_COUNT as usize),
         ("types per `READTYPES` | ", limits::MAX_TYPES_PER_READ),
         ("`count` of `STREAMS` | ", limits::MAX_STREAMS_PAGE as usize),
+        (
+            "`count` of `SNAP LIST` | ",
+            limits::MAX_SNAPSHOTS_PAGE as usize,
+        ),
+        (
+            "events folded by one `AGG` | ",
+            limits::MAX_AGGREGATE_EVENTS as usize,
+        ),
     ] {
         let row = doc
             .lines()
@@ -60,6 +68,16 @@ fn stated_limits_match_the_constants() {
             "{row} should state {value}"
         );
     }
+    assert_eq!(
+        limits::MAX_AGGREGATE_EVENT_BYTES,
+        64 << 20,
+        "64 MiB in the AGG limits"
+    );
+    assert_eq!(
+        limits::MAX_AGGREGATE_STATE_BYTES,
+        16 << 20,
+        "16 MiB in the AGG limits"
+    );
     assert_eq!(esdb::server::connection::MAX_PIPELINED_REQUESTS, 256);
     assert!(doc.contains("| 256 unanswered |"));
 }

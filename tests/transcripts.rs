@@ -100,7 +100,7 @@ fn pattern(expected: &str) -> Regex {
 }
 
 /// Reads server output as transcript lines: a control line, and for sized replies (`EVENTS`,
-/// `STREAMS`, `HELP`) the body read by its byte count and split on line breaks.
+/// `STREAMS`, `HELP`, `SNAPSHOT`, `SNAPSHOTS`, `AGG`) the body read by its byte count and split on line breaks.
 struct LineReader {
     stream: TcpStream,
     buffer: Vec<u8>,
@@ -159,8 +159,10 @@ impl LineReader {
 fn body_length(line: &str) -> Option<usize> {
     let parts: Vec<&str> = line.split(' ').collect();
     match parts.as_slice() {
-        ["EVENTS" | "STREAMS", _, len] => len.parse().ok(),
-        ["HELP", len] => len.parse().ok(),
+        ["EVENTS" | "STREAMS" | "SNAPSHOTS" | "SUBS", _, len] => len.parse().ok(),
+        ["SNAPSHOT" | "AGG", _, _, len] => len.parse().ok(),
+        ["EVENT", _, _, _, _, len] => len.parse().ok(),
+        ["HELP" | "STATS" | "SUBINFO", len] => len.parse().ok(),
         _ => None,
     }
 }

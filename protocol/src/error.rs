@@ -31,6 +31,8 @@ pub enum ErrorCode {
     StoreNotFound,
     /// An event id was already written somewhere other than this append's place.
     DuplicateEventId,
+    /// No snapshot of the stream (at that version).
+    SnapshotNotFound,
     /// The server is at its connection limit.
     TooManyConnections,
     /// The subscription type is not one of the four.
@@ -53,7 +55,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 20] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 21] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -69,6 +71,7 @@ pub const ALL_ERROR_CODES: [ErrorCode; 20] = [
     ErrorCode::InvalidSelector,
     ErrorCode::SubscriptionNotFound,
     ErrorCode::SubscriptionConflict,
+    ErrorCode::SnapshotNotFound,
     ErrorCode::TooManyConnections,
     ErrorCode::StaleConnection,
     ErrorCode::ShuttingDown,
@@ -95,6 +98,7 @@ impl ErrorCode {
             ErrorCode::InvalidSelector => "invalid_selector",
             ErrorCode::SubscriptionNotFound => "subscription_not_found",
             ErrorCode::SubscriptionConflict => "subscription_conflict",
+            ErrorCode::SnapshotNotFound => "snapshot_not_found",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::StaleConnection => "stale_connection",
             ErrorCode::ShuttingDown => "shutting_down",

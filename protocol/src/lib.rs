@@ -4,6 +4,8 @@
 //! server and the Rust client. Nothing here does I/O: bytes go in, frames come out.
 //!
 //! # Layout
+//! - [`aggregate`]: the pure fold behind `AGG` (tagged `$sum`/`$overwrite` values), shared with
+//!   the Rust client.
 //! - [`limits`]: every size limit of the protocol, as named constants.
 //! - [`error`]: the one table of wire error codes (`-ERR <code> '<message>'`).
 //! - [`expected`]: the `<expected>` argument of `APPEND` and `DELETE`.
@@ -12,10 +14,12 @@
 //!   [`ops::session`] (CONNECT, PING, PONG, USE, HELP), [`ops::append`] (APPEND and its
 //!   payload), [`ops::read`] (READ, READALL, READTYPES), [`ops::streams`] (VERSION, EXISTS,
 //!   STREAMS, DELETE), [`ops::subscribe`] (SUB, UNSUB, ACK, NACK, EVENT, LIVE),
-//!   [`ops::psub`] (persistent subscription management).
+//!   [`ops::psub`] (persistent subscription management), [`ops::snap`] (SNAP
+//!   SAVE/LOAD/LIST/DELETE/EXISTS), [`ops::agg`] (AGG), [`ops::stats`] (STATS).
 //! - [`reply`]: [`Reply`], what the server sends, with its encoder and a client-side decoder.
 //! - [`line`]: the nom parsers shared by every operation (control line, tokens, numbers).
 
+pub mod aggregate;
 pub mod error;
 pub mod expected;
 pub mod limits;

@@ -57,3 +57,19 @@ pub const MAX_PAYLOAD_SELECTOR_DEPTH: usize = 16;
 // events must be expressible within the payload limit (about 100 bytes an event).
 const _: () = assert!(MAX_PAYLOAD_BYTES >= MAX_EVENTS_PER_APPEND * 100);
 const _: () = assert!(MAX_STREAM_ID_BYTES + 64 < MAX_CONTROL_LINE_BYTES);
+
+/// Largest `SNAP LIST` page (count), before the reply size limit. A snapshot may be as large as
+/// a payload, so pages stop at `MAX_READ_REPLY_BYTES` too (never before the first snapshot).
+pub const MAX_SNAPSHOTS_PAGE: u64 = 1_000;
+
+/// Most events one `AGG` folds (after its snapshot, when it starts from one). Bounds the time
+/// one `AGG` holds a read transaction and a blocking thread; beyond it the client is told to
+/// save a snapshot and fold from it.
+pub const MAX_AGGREGATE_EVENTS: u64 = 100_000;
+
+/// Most bytes of event records one `AGG` folds. The state can only be as large as what was
+/// folded into it, so this bounds the server's memory for one `AGG`.
+pub const MAX_AGGREGATE_EVENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest `AGG` reply body (the state JSON), like a read reply.
+pub const MAX_AGGREGATE_STATE_BYTES: usize = MAX_READ_REPLY_BYTES;

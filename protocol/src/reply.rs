@@ -18,6 +18,9 @@
 //! SUBINFO <#bytes>␍␊<JSON object>␍␊
 //! SUBEXISTS <name> 0|1␍␊
 //! STATS <#bytes>␍␊<JSON object>␍␊
+//! SNAPSHOT <stream> <version> <#bytes>␍␊<snapshot record>␍␊
+//! SNAPSHOTS <count> <#bytes>␍␊<JSON array of snapshot records>␍␊
+//! AGG <stream> <version> <#bytes>␍␊<state JSON object>␍␊
 //! ```
 //! The `-ERR` message runs from the first `'` to the last `'` of the line.
 
@@ -88,6 +91,23 @@ pub enum Reply {
     Stats {
         body: Bytes,
     },
+    /// `SNAP LOAD`: one snapshot record.
+    Snapshot {
+        stream: String,
+        version: u64,
+        body: Bytes,
+    },
+    /// `SNAP LIST`: a JSON array of snapshot records.
+    Snapshots {
+        count: u64,
+        body: Bytes,
+    },
+    /// `AGG`: the folded state and the stream version it reflects.
+    Aggregate {
+        stream: String,
+        version: u64,
+        body: Bytes,
+    },
 }
 
 impl Reply {
@@ -156,6 +176,17 @@ impl Reply {
                 &[format!("SUBEXISTS {name} {}", u8::from(*exists)).as_bytes()],
             ),
             Reply::Stats { body } => put_sized(dst, "STATS", body),
+            Reply::Snapshot {
+                stream,
+                version,
+                body,
+            } => put_sized(dst, &format!("SNAPSHOT {stream} {version}"), body),
+            Reply::Snapshots { count, body } => put_sized(dst, &format!("SNAPSHOTS {count}"), body),
+            Reply::Aggregate {
+                stream,
+                version,
+                body,
+            } => put_sized(dst, &format!("AGG {stream} {version}"), body),
         }
     }
 
@@ -191,7 +222,7 @@ struct PendingBody {
     len: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum BodyKind {
     Events,
     Streams,
@@ -205,6 +236,15 @@ enum BodyKind {
     Subs,
     SubInfo,
     Stats,
+    Snapshot {
+        stream: String,
+        version: u64,
+    },
+    Snapshots,
+    Aggregate {
+        stream: String,
+        version: u64,
+    },
 }
 
 /// Client-side decoder of server output.
@@ -285,6 +325,20 @@ impl ReplyDecoder {
             },
             BodyKind::SubInfo => Reply::SubInfo { body },
             BodyKind::Stats => Reply::Stats { body },
+            BodyKind::Snapshot { stream, version } => Reply::Snapshot {
+                stream,
+                version,
+                body,
+            },
+            BodyKind::Snapshots => Reply::Snapshots {
+                count: pending.count,
+                body,
+            },
+            BodyKind::Aggregate { stream, version } => Reply::Aggregate {
+                stream,
+                version,
+                body,
+            },
         }))
     }
 }
@@ -345,15 +399,30 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
             };
             done(Reply::Exists { stream, exists })
         }
-        "EVENTS" | "STREAMS" => {
+        "EVENTS" | "STREAMS" | "SNAPSHOTS" => {
             let count = parse_u64(args.required("count")?, "count")?;
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
-            let kind = if name == "EVENTS" {
-                BodyKind::Events
-            } else {
-                BodyKind::Streams
+            let kind = match name {
+                "EVENTS" => BodyKind::Events,
+                "STREAMS" => BodyKind::Streams,
+                _ => BodyKind::Snapshots,
             };
             Ok(LineReply::Body(PendingBody { kind, count, len }))
+        }
+        "SNAPSHOT" | "AGG" => {
+            let stream = args.required("stream")?.to_owned();
+            let version = parse_u64(args.required("version")?, "version")?;
+            let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
+            let kind = if name == "AGG" {
+                BodyKind::Aggregate { stream, version }
+            } else {
+                BodyKind::Snapshot { stream, version }
+            };
+            Ok(LineReply::Body(PendingBody {
+                kind,
+                count: 0,
+                len,
+            }))
         }
         "HELP" | "STATS" => {
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;

@@ -6,9 +6,11 @@ use crate::error::{ErrorCode, ProtocolError};
 use crate::expected::ExpectedVersion;
 use crate::limits::{MAX_CONTROL_LINE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{self, snippet, Args};
+use crate::ops::agg::AggRequest;
 use crate::ops::psub::PsubOp;
+use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
-use crate::ops::{append, psub, read, session, stats, streams, subscribe};
+use crate::ops::{agg, append, psub, read, session, snap, stats, streams, subscribe};
 
 /// Direction of a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,8 @@ pub enum Request {
     },
     Psub(PsubOp),
     Stats,
+    Snap(SnapRequest),
+    Agg(AggRequest),
 }
 
 impl Request {
@@ -110,6 +114,8 @@ impl Request {
             Request::Nack { .. } => "NACK",
             Request::Psub(_) => "PSUB",
             Request::Stats => "STATS",
+            Request::Snap(_) => "SNAP",
+            Request::Agg(_) => "AGG",
         }
     }
 
@@ -139,6 +145,8 @@ impl Request {
             | Request::Nack { .. } => subscribe::encode(self, dst),
             Request::Psub(op) => psub::encode(op, dst),
             Request::Stats => stats::encode_stats(dst),
+            Request::Snap(snap) => snap.encode(dst),
+            Request::Agg(agg) => agg.encode(dst),
         }
     }
 }
@@ -161,23 +169,16 @@ pub enum Decoded {
 /// What a payload-carrying request learned from its control line.
 #[derive(Debug)]
 pub(crate) enum PayloadHeader {
-    Append {
-        stream: String,
-        expected: ExpectedVersion,
-    },
-    Subscribe {
-        sid: String,
-    },
+    /// `APPEND`, `SNAP SAVE`: the request, its payload still empty.
+    Request(Request),
+    /// The full form of `SUB`: its options are the payload.
+    Subscribe { sid: String },
 }
 
 impl PayloadHeader {
     fn complete(self, payload: Bytes) -> Result<Request, ProtocolError> {
         match self {
-            PayloadHeader::Append { stream, expected } => Ok(Request::Append {
-                stream,
-                expected,
-                payload,
-            }),
+            PayloadHeader::Request(request) => Ok(request.with_payload(payload)),
             PayloadHeader::Subscribe { sid } => subscribe::complete_full_form(sid, &payload),
         }
     }
@@ -298,6 +299,23 @@ impl RequestDecoder {
     }
 }
 
+impl Request {
+    /// The request with its payload filled in, for the operations that carry one.
+    pub(crate) fn with_payload(self, payload: Bytes) -> Request {
+        match self {
+            Request::Append {
+                stream, expected, ..
+            } => Request::Append {
+                stream,
+                expected,
+                payload,
+            },
+            Request::Snap(snap) => Request::Snap(snap.with_payload(payload)),
+            other => unreachable!("{} carries no payload", other.operation()),
+        }
+    }
+}
+
 fn line_too_long(len: usize) -> ProtocolError {
     ProtocolError::new(
         ErrorCode::LineTooLong,
@@ -308,6 +326,7 @@ fn line_too_long(len: usize) -> ProtocolError {
 /// Outcome of parsing one control line.
 pub(crate) enum LineOutcome {
     Done(Result<Request, ProtocolError>),
+    /// The header parsed into its request with an empty payload, or the error to answer.
     NeedsPayload {
         payload_len: usize,
         header: Result<PayloadHeader, ProtocolError>,
@@ -339,6 +358,8 @@ fn parse_line(line: &Bytes) -> LineOutcome {
         b"NACK" => done(subscribe::parse_nack(args)),
         b"PSUB" => done(psub::parse(args)),
         b"STATS" => done(stats::parse_stats(args)),
+        b"SNAP" => snap::parse(line, args),
+        b"AGG" => done(agg::parse(args)),
         _ => done(Err(ProtocolError::new(
             ErrorCode::UnknownCommand,
             format!("unknown command {} (try HELP)", snippet(&name)),

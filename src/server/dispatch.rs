@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use esdb_protocol::ops::append::parse_events;
 use esdb_protocol::ops::session::{ConnectOptions, HELP_TEXT};
+use esdb_protocol::ops::snap::{parse_snapshot_payload, SnapRequest};
 use esdb_protocol::{
     Direction, ErrorCode, ExpectedVersion, ProtocolError, ReadStart, Reply, Request,
 };
@@ -27,7 +28,9 @@ use esdb_protocol::{
 use crate::server::subscribe::{self, Subscriptions};
 use crate::server::ServerContext;
 use crate::store::read::{self, EventsPage};
-use crate::store::{AppendCommand, Command, NewEvent, Outcome, Store, StoreError};
+use crate::store::{aggregate, snapshots};
+use crate::store::{AppendCommand, Command, NewEvent, Outcome, SaveSnapshotCommand};
+use crate::store::{Store, StoreError};
 use crate::subscriptions::SubscriptionHub;
 use crate::telemetry;
 
@@ -170,6 +173,15 @@ pub async fn dispatch(
             positions,
         } => subscribe::nack(session, &sid, action, positions),
         Request::Psub(op) => subscribe::psub(session, op),
+        Request::Snap(snap) => snap_request(context, session, snap).await,
+        Request::Agg(agg) => read(context, session, move |txn, dbs| {
+            let aggregated = aggregate::aggregate(txn, dbs, &agg)?;
+            Ok(Reply::Aggregate {
+                stream: agg.stream,
+                version: aggregated.version,
+                body: aggregated.body,
+            })
+        }),
         Request::Stats => stats(context, session),
     }
 }
@@ -259,6 +271,70 @@ fn read_stop(start: Option<ReadTelemetry>, page: &Result<EventsPage, StoreError>
     }
 }
 
+/// `SNAP …`: saves and deletes are writes (commands, like appends); the rest are reads.
+async fn snap_request(
+    context: &Arc<ServerContext>,
+    session: &mut Session,
+    request: SnapRequest,
+) -> Dispatched {
+    match request {
+        SnapRequest::Save {
+            stream,
+            version,
+            payload,
+        } => {
+            let input = match parse_snapshot_payload(&payload) {
+                Ok(input) => input,
+                Err(e) => return error(e),
+            };
+            let command = Command::SaveSnapshot(SaveSnapshotCommand {
+                stream,
+                version,
+                epoch_us: epoch_us_now(),
+                data: input.data,
+                metadata: input.metadata,
+                keep: input.keep,
+            });
+            write(session, command, |_| Reply::Ok).await
+        }
+        SnapRequest::Delete { stream, version } => {
+            let command = Command::DeleteSnapshots { stream, version };
+            write(session, command, |_| Reply::Ok).await
+        }
+        SnapRequest::Load { stream, version } => read(context, session, move |txn, dbs| {
+            let (version, record) = snapshots::load(txn, dbs, &stream, version)?;
+            let body = Bytes::copy_from_slice(record);
+            Ok(Reply::Snapshot {
+                stream,
+                version,
+                body,
+            })
+        }),
+        SnapRequest::List {
+            stream,
+            from_version,
+            count,
+        } => read(context, session, move |txn, dbs| {
+            let page = snapshots::list(txn, dbs, &stream, from_version, count)?;
+            Ok(Reply::Snapshots {
+                count: page.count,
+                body: page.body,
+            })
+        }),
+        SnapRequest::Exists { stream, version } => read(context, session, move |txn, dbs| {
+            let exists = snapshots::exists(txn, dbs, &stream, version)?;
+            Ok(Reply::Exists { stream, exists })
+        }),
+    }
+}
+
+/// Now, for the `epoch_us` a command carries (taken here, never inside `apply`).
+fn epoch_us_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as u64)
+}
+
 fn events_reply(page: EventsPage) -> Reply {
     Reply::Events {
         count: page.count,
@@ -334,9 +410,7 @@ async fn append(
             metadata: event.metadata,
         })
         .collect();
-    let epoch_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_micros() as u64);
+    let epoch_us = epoch_us_now();
     let reply_stream = stream.clone();
     let event_count = events.len();
     let command = Command::Append(AppendCommand {
@@ -359,7 +433,7 @@ async fn append(
             last_version,
             last_position,
         },
-        other => unreachable!("an append never answers {other:?}"),
+        other => unreachable!("an append only appends: {other:?}"),
     })
     .await;
     // Latency ends when the reply is ready (fsynced); events, bytes and conflicts are counted

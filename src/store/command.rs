@@ -19,9 +19,10 @@ use esdb_protocol::ExpectedVersion;
 use crate::store::committed::CommittedEvent;
 use crate::store::record::{build_record, RecordPlace};
 use crate::store::schema::{
-    stream_index_key, type_index_key, Databases, StreamMeta, META_NEXT_POSITION,
+    snapshot_key, stream_index_key, type_index_key, Databases, StreamMeta, META_NEXT_POSITION,
     META_NEXT_STREAM_NUMBER,
 };
+use crate::store::snapshots::{self, build_snapshot_record};
 use crate::store::subscriptions::{self, SubscriptionDefinition};
 use crate::store::{Rejection, StoreError};
 
@@ -47,6 +48,12 @@ pub enum Command {
     RequestReplay {
         name: String,
     },
+    SaveSnapshot(SaveSnapshotCommand),
+    /// Deletes the stream's snapshot at `version`, or every snapshot of it when `None`.
+    DeleteSnapshots {
+        stream: String,
+        version: Option<u64>,
+    },
 }
 
 impl Command {
@@ -65,6 +72,10 @@ impl Command {
             | Command::CreateSubscription(_)
             | Command::DeleteSubscription { .. }
             | Command::RequestReplay { .. } => 64,
+            Command::DeleteSnapshots { .. } => 64,
+            Command::SaveSnapshot(save) => {
+                save.data.get().len() + save.metadata.as_ref().map_or(2, |m| m.get().len())
+            }
         }
     }
 }
@@ -77,6 +88,18 @@ pub struct AppendCommand {
     /// every replica) records the same time.
     pub epoch_us: u64,
     pub events: Vec<NewEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SaveSnapshotCommand {
+    pub stream: String,
+    pub version: u64,
+    /// Taken by the node that accepted the save, like an append's.
+    pub epoch_us: u64,
+    pub data: Box<RawValue>,
+    pub metadata: Option<Box<RawValue>>,
+    /// After saving, keep only the stream's newest `keep` snapshots.
+    pub keep: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +130,14 @@ pub enum Outcome {
     },
     /// A command without a result of its own succeeded.
     Done,
+    /// A snapshot was saved (overwriting one at the same version); `pruned` older ones were
+    /// deleted by retention.
+    SnapshotSaved {
+        pruned: u64,
+    },
+    SnapshotsDeleted {
+        count: u64,
+    },
 }
 
 /// Applies one command inside `txn`. `Ok(Err(_))` is a rejection that wrote nothing;
@@ -136,6 +167,11 @@ pub fn apply(
             unpark,
         } => subscriptions::apply_save_state(txn, dbs, name, *checkpoint, park, unpark),
         Command::RequestReplay { name } => subscriptions::apply_request_replay(txn, dbs, name),
+        Command::SaveSnapshot(save) => apply_save_snapshot(txn, dbs, save),
+        Command::DeleteSnapshots { stream, version } => {
+            let count = snapshots::delete(txn, dbs, stream, *version)?;
+            Ok(Ok(Outcome::SnapshotsDeleted { count }))
+        }
     }
 }
 
@@ -337,5 +373,54 @@ fn apply_delete(
         meta.first_visible_version = meta.next_version;
         dbs.streams.put(txn, stream, &meta.encode())?;
     }
+    // The snapshots go with the stream: they fold events that are now hidden, so a recreated
+    // stream must not start from them. (A stream showing no events has none; this is cheap.)
+    snapshots::delete(txn, dbs, stream, None)?;
     Ok(Ok(Outcome::Deleted))
+}
+
+/// A snapshot must be of a version the stream shows: not beyond its current version, and not
+/// before the version where it restarted after a delete.
+fn apply_save_snapshot(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    save: &SaveSnapshotCommand,
+) -> Result<Result<Outcome, Rejection>, StoreError> {
+    let stream = save.stream.clone();
+    let Some(meta) = load_meta(txn, dbs, &save.stream)? else {
+        return Ok(Err(Rejection::StreamNotFound { stream }));
+    };
+    let Some(current) = meta.current_version() else {
+        return Ok(Err(Rejection::StreamDeleted { stream }));
+    };
+    if save.version > current {
+        let version = save.version;
+        return Ok(Err(Rejection::SnapshotBeyondStream {
+            stream,
+            version,
+            current,
+        }));
+    }
+    if save.version < meta.first_visible_version {
+        let (version, first) = (save.version, meta.first_visible_version);
+        return Ok(Err(Rejection::SnapshotBeforeStream {
+            stream,
+            version,
+            first,
+        }));
+    }
+    let record = build_snapshot_record(
+        &save.stream,
+        save.version,
+        &save.data,
+        save.metadata.as_deref(),
+        save.epoch_us,
+    );
+    let key = snapshot_key(&save.stream, save.version);
+    dbs.snapshots.put(txn, &key, &record)?;
+    let pruned = match save.keep {
+        Some(keep) => snapshots::retain_newest(txn, dbs, &save.stream, keep)?,
+        None => 0,
+    };
+    Ok(Ok(Outcome::SnapshotSaved { pruned }))
 }

@@ -26,6 +26,35 @@ pub enum Rejection {
     SubscriptionNotFound { name: String },
     #[error("persistent subscription {name} exists with another selector ({existing})")]
     SubscriptionConflict { name: String, existing: String },
+    #[error("no snapshot of stream {stream}{}", at_version(.version))]
+    SnapshotNotFound {
+        stream: String,
+        version: Option<u64>,
+    },
+    #[error(
+        "snapshot version {version} is beyond the current version {current} of stream {stream}"
+    )]
+    SnapshotBeyondStream {
+        stream: String,
+        version: u64,
+        current: u64,
+    },
+    #[error(
+        "snapshot version {version} is before version {first}, where stream {stream} restarted \
+         after a delete"
+    )]
+    SnapshotBeforeStream {
+        stream: String,
+        version: u64,
+        first: u64,
+    },
+    /// `AGG` would go past one of its limits; the message says which and what to do.
+    #[error("AGG {stream}: {reason}")]
+    AggregateTooLarge { stream: String, reason: String },
+}
+
+fn at_version(version: &Option<u64>) -> String {
+    version.map_or_else(String::new, |version| format!(" at version {version}"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +93,12 @@ impl StoreError {
             StoreError::Rejected(Rejection::SubscriptionConflict { .. }) => {
                 ErrorCode::SubscriptionConflict
             }
+            StoreError::Rejected(Rejection::SnapshotNotFound { .. }) => ErrorCode::SnapshotNotFound,
+            StoreError::Rejected(
+                Rejection::SnapshotBeyondStream { .. }
+                | Rejection::SnapshotBeforeStream { .. }
+                | Rejection::AggregateTooLarge { .. },
+            ) => ErrorCode::InvalidArgument,
             StoreError::Storage(_) => ErrorCode::StorageError,
             StoreError::Corrupt(_) => ErrorCode::Internal,
             StoreError::ShuttingDown => ErrorCode::ShuttingDown,

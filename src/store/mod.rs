@@ -5,15 +5,19 @@
 //!   replicate).
 //! - [`writer`]: the single writer thread doing group commit.
 //! - [`read`]: reads, straight from LMDB.
+//! - [`snapshots`]: snapshot records and their reads; [`aggregate`]: `AGG`, the fold of a
+//!   stream inside one read transaction.
 //! - [`record`]: the event record JSON.
 //! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
 
+pub mod aggregate;
 pub mod command;
 pub mod committed;
 pub mod error;
 pub mod read;
 pub mod record;
 pub mod schema;
+pub mod snapshots;
 pub mod subscriptions;
 pub mod writer;
 
@@ -27,7 +31,7 @@ use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use command::{AppendCommand, Command, NewEvent, Outcome};
+pub use command::{AppendCommand, Command, NewEvent, Outcome, SaveSnapshotCommand};
 use committed::COMMITTED_BATCH_CHANNEL_CAPACITY;
 pub use committed::{CommittedBatch, CommittedEvent};
 pub use error::{Rejection, StoreError};
@@ -111,6 +115,7 @@ impl Store {
                     opener.create_database(wtxn, Some("psubs"))?,
                     opener.create_database(wtxn, Some("psub_checkpoints"))?,
                     opener.create_database(wtxn, Some("psub_parked"))?,
+                    opener.create_database(wtxn, Some("snapshots"))?,
                 )))
             })?
             .unwrap_commit();
@@ -124,6 +129,7 @@ impl Store {
             psubs: dbs.6,
             psub_checkpoints: dbs.7,
             psub_parked: dbs.8,
+            snapshots: dbs.9,
         };
         let next_position = {
             let rtxn = env.read_txn()?;

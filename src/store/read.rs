@@ -22,14 +22,14 @@ pub struct EventsPage {
 
 /// Collects records into a JSON array, stopping at `count` or at the reply size limit (but
 /// never before the first record, so a client always makes progress).
-struct PageBuilder {
+pub(crate) struct PageBuilder {
     body: Vec<u8>,
     count: u64,
     limit: u64,
 }
 
 impl PageBuilder {
-    fn new(limit: u64) -> PageBuilder {
+    pub(crate) fn new(limit: u64) -> PageBuilder {
         PageBuilder {
             body: vec![b'['],
             count: 0,
@@ -37,11 +37,17 @@ impl PageBuilder {
         }
     }
 
-    fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.count >= self.limit || self.body.len() >= MAX_READ_REPLY_BYTES
     }
 
-    fn push(&mut self, record: &[u8]) {
+    /// Whether a record of `len` bytes keeps the body within the reply size limit (the first
+    /// record always does, so a client always makes progress).
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        self.count == 0 || self.body.len() + len + 2 <= MAX_READ_REPLY_BYTES
+    }
+
+    pub(crate) fn push(&mut self, record: &[u8]) {
         if self.count > 0 {
             self.body.push(b',');
         }
@@ -49,7 +55,7 @@ impl PageBuilder {
         self.count += 1;
     }
 
-    fn finish(mut self) -> EventsPage {
+    pub(crate) fn finish(mut self) -> EventsPage {
         self.body.push(b']');
         EventsPage {
             count: self.count,
@@ -59,11 +65,15 @@ impl PageBuilder {
 }
 
 /// An inclusive range of byte-string keys (`RangeInclusive` needs sized bounds).
-fn inclusive<'k>(low: &'k [u8], high: &'k [u8]) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
+pub(crate) fn inclusive<'k>(low: &'k [u8], high: &'k [u8]) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
     (Bound::Included(low), Bound::Included(high))
 }
 
-fn live_meta(txn: &RoTxn, dbs: &Databases, stream: &str) -> Result<StreamMeta, StoreError> {
+pub(crate) fn live_meta(
+    txn: &RoTxn,
+    dbs: &Databases,
+    stream: &str,
+) -> Result<StreamMeta, StoreError> {
     let meta = dbs
         .streams
         .get(txn, stream)?
@@ -81,7 +91,11 @@ fn live_meta(txn: &RoTxn, dbs: &Databases, stream: &str) -> Result<StreamMeta, S
     Ok(meta)
 }
 
-fn record_at<'t>(txn: &'t RoTxn, dbs: &Databases, position: u64) -> Result<&'t [u8], StoreError> {
+pub(crate) fn record_at<'t>(
+    txn: &'t RoTxn,
+    dbs: &Databases,
+    position: u64,
+) -> Result<&'t [u8], StoreError> {
     dbs.events
         .get(txn, &position)?
         .ok_or_else(|| StoreError::Corrupt(format!("index points at missing position {position}")))

@@ -11,10 +11,13 @@
 //! | `psubs`        | persistent subscription name          | its definition (JSON)          |
 //! | `psub_checkpoints` | subscription name                 | next position to deliver (u64 BE) |
 //! | `psub_parked`  | name ++ `0x00` ++ position (u64 BE)   | 0 parked, 1 replay requested   |
+//! | `snapshots`    | stream id ++ `0x00` ++ version (u64 BE) | the snapshot record's JSON   |
 //!
 //! Big-endian integers sort numerically, so ranges are key ranges. Streams are interned to a
 //! number so the per-stream index has fixed-width, prefix-free keys. Event types cannot contain
-//! `0x00` (control characters are refused), so the type index keys are prefix-free too.
+//! `0x00` (control characters are refused), so the type index keys are prefix-free too, and so
+//! are the snapshot keys (stream ids cannot contain `0x00` either). Snapshots are keyed by
+//! stream id, not number, so a stream's snapshots need no lookup of its metadata.
 
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, Str, Unit, U64};
@@ -36,10 +39,11 @@ pub struct Databases {
     pub psubs: Database<'static, Str, Bytes>,
     pub psub_checkpoints: Database<'static, Str, PositionCodec>,
     pub psub_parked: Database<'static, Bytes, Bytes>,
+    pub snapshots: Database<'static, Bytes, Bytes>,
 }
 
 /// Number of named databases, for `max_dbs`.
-pub const DATABASE_COUNT: u32 = 9;
+pub const DATABASE_COUNT: u32 = 10;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";
@@ -121,6 +125,25 @@ pub fn parked_key(name: &str, position: u64) -> Vec<u8> {
     key
 }
 
+/// `snapshots` key of (stream, version).
+pub fn snapshot_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + 9);
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// The version in a `snapshots` key.
+pub fn snapshot_key_version(key: &[u8]) -> Result<u64, StoreError> {
+    let tail = key
+        .len()
+        .checked_sub(8)
+        .map(|at| &key[at..])
+        .ok_or_else(|| StoreError::Corrupt("short snapshot key".into()))?;
+    Ok(u64::from_be_bytes(tail.try_into().unwrap()))
+}
+
 /// `type_index` key of (event type, position).
 pub fn type_index_key(event_type: &str, position: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(event_type.len() + 9);
@@ -165,5 +188,8 @@ mod tests {
             type_index_position(&type_index_key("Type", 42)).unwrap(),
             42
         );
+        assert!(snapshot_key("a", 255) < snapshot_key("a", 256));
+        assert!(snapshot_key("a", u64::MAX) < snapshot_key("a-", 0));
+        assert_eq!(snapshot_key_version(&snapshot_key("s", 42)).unwrap(), 42);
     }
 }

@@ -36,7 +36,13 @@ pub(crate) fn parse(line: &Bytes, mut args: Args<'_>) -> LineOutcome {
         .required("expected version")
         .and_then(ExpectedVersion::parse);
     let body = args.remainder();
-    let header = stream.and_then(|stream| expected.map(|expected| (stream, expected)));
+    let header = stream.and_then(|stream| {
+        expected.map(|expected| Request::Append {
+            stream,
+            expected,
+            payload: Bytes::new(),
+        })
+    });
     if !body.is_empty() && body.iter().all(u8::is_ascii_digit) {
         // A byte count; one that does not even fit in usize is certainly too large.
         let payload_len = std::str::from_utf8(body)
@@ -45,22 +51,17 @@ pub(crate) fn parse(line: &Bytes, mut args: Args<'_>) -> LineOutcome {
             .unwrap_or(usize::MAX);
         return LineOutcome::NeedsPayload {
             payload_len,
-            header: header.map(|(stream, expected)| PayloadHeader::Append { stream, expected }),
+            header: header.map(PayloadHeader::Request),
         };
     }
-    let result = header.and_then(|(stream, expected)| {
+    let result = header.and_then(|request| {
         if body.is_empty() {
             return Err(ProtocolError::invalid_argument(
                 "APPEND needs a payload: a byte count, or the JSON on the same line",
             ));
         }
         let start = body.as_ptr() as usize - line.as_ptr() as usize;
-        let payload = line.slice(start..start + body.len());
-        Ok(Request::Append {
-            stream,
-            expected,
-            payload,
-        })
+        Ok(request.with_payload(line.slice(start..start + body.len())))
     });
     LineOutcome::Done(result)
 }

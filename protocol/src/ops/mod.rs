@@ -1,9 +1,11 @@
 //! One file per operation family: how each is parsed and encoded, with its syntax.
 
+pub mod agg;
 pub mod append;
 pub mod psub;
 pub mod read;
 pub mod session;
+pub mod snap;
 pub mod stats;
 pub mod streams;
 pub mod subscribe;

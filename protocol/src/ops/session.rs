@@ -89,4 +89,10 @@ esdb commands (full spec: protocol/PROTOCOL.md)
   READTYPES <type>[,<type>...] <from_position> <count>
   VERSION <stream>        EXISTS <stream>        DELETE <stream> [<expected>]
   STREAMS [<after>] [<count>]
+  SNAP SAVE <stream> <version> <json>      save {\"data\":...,\"metadata\":{...}}
+  SNAP LOAD|DELETE|EXISTS <stream> [<version>]      SNAP LIST <stream>
+  AGG <stream> [from_snapshot] [foldr] [raw]    fold the stream's data into its state
+  SUB <sid> stream|event_type|event_pattern|event_payload <selector> [<name>]
+  UNSUB <sid>    ACK <sid> <positions>    NACK <sid> retry|skip|park <positions>
+  PSUB LIST|GET|EXISTS|DELETE|PARKED|REPLAY [<name>]
   USE <store>    CONNECT <json>    PING    HELP    STATS";
