@@ -91,6 +91,9 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests [default: 10000].
     #[arg(long, env = "ESDB_SHUTDOWN_DEADLINE_MS")]
     pub shutdown_deadline_ms: Option<u64>,
+    /// A write to a client stalled this long closes the connection [default: 10000].
+    #[arg(long, env = "ESDB_WRITE_STALL_TIMEOUT_MS")]
+    pub write_stall_timeout_ms: Option<u64>,
     /// Emitter tasks per store fanning events out to subscribers [default: number of cores].
     #[arg(long, env = "ESDB_EMITTERS")]
     pub emitters: Option<usize>,
@@ -123,6 +126,7 @@ struct FileConfig {
     map_size_mb: Option<usize>,
     shutdown_deadline_ms: Option<u64>,
     emitters: Option<usize>,
+    write_stall_timeout_ms: Option<u64>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -140,6 +144,7 @@ pub struct Config {
     pub map_size_mb: usize,
     pub shutdown_deadline_ms: u64,
     pub emitters: usize,
+    pub write_stall_timeout_ms: u64,
     pub log_level: Option<String>,
     pub log_format: LogFormat,
 }
@@ -197,6 +202,10 @@ impl Config {
                 .shutdown_deadline_ms
                 .or(file.shutdown_deadline_ms)
                 .unwrap_or(DEFAULT_SHUTDOWN_DEADLINE_MS),
+            write_stall_timeout_ms: args
+                .write_stall_timeout_ms
+                .or(file.write_stall_timeout_ms)
+                .unwrap_or(crate::server::connection::WRITE_STALL_TIMEOUT_MS),
             emitters: args
                 .emitters
                 .or(file.emitters)
@@ -224,6 +233,9 @@ impl Config {
         }
         if self.emitters == 0 || self.emitters > MAX_EMITTERS {
             return Err(format!("emitters must be 1 to {MAX_EMITTERS}"));
+        }
+        if self.write_stall_timeout_ms == 0 {
+            return Err("write_stall_timeout_ms must be > 0".into());
         }
         if self.ping_interval_ms == 0 || self.max_connections == 0 || self.map_size_mb == 0 {
             return Err("ping_interval_ms, max_connections and map_size_mb must be > 0".into());

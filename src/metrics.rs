@@ -94,8 +94,15 @@ impl Transport {
     }
 }
 
-/// Subscription kinds: the `type` label of `esdb_subscription_active_subscriptions`.
-pub const SUBSCRIPTION_TYPES: [&str; 3] = ["stream", "all", "types"];
+/// Subscription kinds: the `type` label of `esdb_subscription_active_subscriptions` (the
+/// selector types, with `$all` apart from single streams).
+pub const SUBSCRIPTION_TYPES: [&str; 5] = [
+    "stream",
+    "all",
+    "event_type",
+    "event_pattern",
+    "event_payload",
+];
 
 /// The metric families and their registry. One per process: [`metrics()`].
 pub struct Metrics {
@@ -263,7 +270,8 @@ impl Metrics {
             error_sent,
             subscription_active: gauge(
                 "subscription_active_subscriptions",
-                "Subscriptions active now, by type (stream, all, types).",
+                "Subscriptions active now (catch-up subscribers and persistent consumers), by \
+                 selector type (stream, all, event_type, event_pattern, event_payload).",
                 &["store", "type"],
             ),
             subscription_events_delivered: counter(
@@ -331,13 +339,8 @@ impl Metrics {
             used_bytes: self.storage_used.with_label_values(s),
             last_position: self.storage_last_position.with_label_values(s),
             subscriptions: SubscriptionMetrics {
-                active_stream: self
-                    .subscription_active
-                    .with_label_values(&[store, "stream"]),
-                active_all: self.subscription_active.with_label_values(&[store, "all"]),
-                active_types: self
-                    .subscription_active
-                    .with_label_values(&[store, "types"]),
+                active: SUBSCRIPTION_TYPES
+                    .map(|kind| self.subscription_active.with_label_values(&[store, kind])),
                 events_delivered: self.subscription_events_delivered.with_label_values(s),
                 lag_events: self.subscription_lag.with_label_values(s),
                 catchup_fallbacks: self.subscription_catchup_fallbacks.with_label_values(s),
@@ -409,12 +412,8 @@ pub struct StoreMetrics {
 
 /// Handles for the subscription feature of one store.
 pub struct SubscriptionMetrics {
-    /// Active subscriptions to one stream (`type="stream"`).
-    pub active_stream: IntGauge,
-    /// Active subscriptions to `$all` (`type="all"`).
-    pub active_all: IntGauge,
-    /// Active subscriptions by event type (`type="types"`).
-    pub active_types: IntGauge,
+    /// Active subscriptions by `type` label, in the order of [`SUBSCRIPTION_TYPES`].
+    pub active: [IntGauge; 5],
     /// Add the number of events of each delivery (one `inc_by` per batch delivered).
     pub events_delivered: IntCounter,
     /// Observe `head - delivered position` at each delivery.
@@ -426,7 +425,16 @@ pub struct SubscriptionMetrics {
 impl SubscriptionMetrics {
     /// Every active subscription of the store, all types.
     pub fn active_total(&self) -> i64 {
-        self.active_stream.get() + self.active_all.get() + self.active_types.get()
+        self.active.iter().map(IntGauge::get).sum()
+    }
+
+    /// The gauge of a selector type label (one of [`SUBSCRIPTION_TYPES`]).
+    pub fn active(&self, kind: &str) -> &IntGauge {
+        let index = SUBSCRIPTION_TYPES
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        &self.active[index]
     }
 }
 

@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use esdb_protocol::{ErrorCode, Reply, ReplyDecoder};
-use futures::{SinkExt, StreamExt};
+use esdb_protocol::{ErrorCode, Reply};
 use tokio_tungstenite::tungstenite::Message;
 
+use common::ws::WsClient;
 use common::{event, http_get, Server, REPLY_TIMEOUT};
 
 /// One scrape: `(name, labels) → value`.
@@ -210,54 +209,6 @@ fn health_ready_and_stats_answer() {
 }
 
 /// A WebSocket client that decodes replies from the concatenation of message payloads.
-struct WsClient {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    buffer: BytesMut,
-    decoder: ReplyDecoder,
-    text_messages: usize,
-}
-
-impl WsClient {
-    async fn connect(http_addr: SocketAddr) -> WsClient {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{http_addr}/ws"))
-            .await
-            .expect("WebSocket handshake");
-        WsClient {
-            socket,
-            buffer: BytesMut::new(),
-            decoder: ReplyDecoder::new(),
-            text_messages: 0,
-        }
-    }
-
-    async fn send(&mut self, message: Message) {
-        self.socket.send(message).await.expect("send");
-    }
-
-    /// The next reply, or `None` once the server closed the WebSocket.
-    async fn reply(&mut self) -> Option<Reply> {
-        loop {
-            if let Some(reply) = self.decoder.decode(&mut self.buffer).expect("well-formed") {
-                return Some(reply);
-            }
-            let message = tokio::time::timeout(REPLY_TIMEOUT, self.socket.next())
-                .await
-                .expect("reply in time");
-            match message {
-                Some(Ok(Message::Text(text))) => {
-                    self.text_messages += 1;
-                    self.buffer.extend_from_slice(text.as_bytes());
-                }
-                Some(Ok(Message::Binary(bytes))) => self.buffer.extend_from_slice(&bytes),
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn websocket_speaks_the_protocol() {
     let server = Server::start(&[]);

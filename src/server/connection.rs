@@ -32,7 +32,8 @@ pub const OUTBOUND_QUEUE_REPLIES: usize = 256;
 /// Initial read buffer; it grows up to one control line plus one payload.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// A write to the client that makes no progress for this long closes the connection (a
-/// client that stops reading must not pin server memory).
+/// client that stops reading must not pin server memory). Configurable with
+/// `--write-stall-timeout-ms`; this is the default.
 pub const WRITE_STALL_TIMEOUT_MS: u64 = 10_000;
 
 /// Why a connection ended (logged, and the `reason` label of `esdb_connection_closed_total`).
@@ -54,12 +55,29 @@ pub async fn serve<S>(
     connection_metrics.opened();
     let (reader, writer) = tokio::io::split(stream);
     let (outbound, outbound_rx) = mpsc::channel::<Reply>(OUTBOUND_QUEUE_REPLIES);
-    let writer_task = tokio::spawn(write_loop(writer, outbound_rx));
-    let reason = read_loop(reader, &outbound, &context, &cancel).await;
+    let stall = Duration::from_millis(context.config.write_stall_timeout_ms);
+    // When writing fails (the client stopped reading, or the socket broke), the reader must
+    // stop too, or the connection would linger half-dead.
+    let write_failed = CancellationToken::new();
+    let writer_task = {
+        let write_failed = write_failed.clone();
+        tokio::spawn(async move {
+            let failure = write_loop(writer, outbound_rx, stall).await;
+            if failure.is_some() {
+                write_failed.cancel();
+            }
+            failure
+        })
+    };
+    let reason = read_loop(reader, &outbound, &context, &cancel, &write_failed).await;
     // Closing the queue lets the writer flush what is queued and finish.
     drop(outbound);
     let reason = match writer_task.await {
-        Ok(Some(write_failure)) if reason == CloseReason::ClientQuit => write_failure,
+        Ok(Some(write_failure))
+            if matches!(reason, CloseReason::ClientQuit | CloseReason::IoError) =>
+        {
+            write_failure
+        }
         _ => reason,
     };
     connection_metrics.closed(reason);
@@ -71,6 +89,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     outbound: &mpsc::Sender<Reply>,
     context: &Arc<ServerContext>,
     cancel: &CancellationToken,
+    write_failed: &CancellationToken,
 ) -> CloseReason {
     let mut reader = reader;
     let hub = context
@@ -125,6 +144,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let can_read = in_flight.len() < MAX_PIPELINED_REQUESTS;
         tokio::select! {
             _ = cancel.cancelled() => end = Some((CloseReason::Shutdown, None)),
+            _ = write_failed.cancelled() => end = Some((CloseReason::IoError, None)),
             Some(outgoing) = in_flight.next(), if !in_flight.is_empty() => {
                 if send_outgoing(outbound, outgoing).await.is_err() {
                     return CloseReason::IoError;
@@ -188,10 +208,10 @@ async fn send_outgoing(outbound: &mpsc::Sender<Reply>, (reply, then): Outgoing) 
 async fn write_loop<W: AsyncWrite + Unpin>(
     writer: W,
     mut replies: mpsc::Receiver<Reply>,
+    stall: Duration,
 ) -> Option<CloseReason> {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut scratch = BytesMut::with_capacity(16 * 1024);
-    let stall = Duration::from_millis(WRITE_STALL_TIMEOUT_MS);
     while let Some(reply) = replies.recv().await {
         scratch.clear();
         encode_counted(&reply, &mut scratch);

@@ -88,6 +88,12 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
     let (go, go_rx) = oneshot::channel();
     let sid = request.sid.clone();
     let matcher = Matcher::new(request.selector.clone());
+    crate::telemetry::subscription_created(
+        hub.store.name(),
+        request.selector.type_name(),
+        &request.selector.text(),
+        request.name.as_deref().unwrap_or(""),
+    );
     let (entry, reply) = match request.name.clone() {
         None => {
             let task = catchup::start(
@@ -146,6 +152,7 @@ async fn run_consumer(
     setup: oneshot::Sender<Result<(GroupHandle, ConsumerId), ProtocolError>>,
     go: oneshot::Receiver<()>,
 ) {
+    let mut active = hub.track_active(&request.selector);
     let definition = SubscriptionDefinition {
         name: name.clone(),
         selector: request.selector,
@@ -176,6 +183,7 @@ async fn run_consumer(
         return;
     }
     while let Some(delivery) = delivered.recv().await {
+        active.delivered(delivery.event.position, || *hub.store.head().borrow());
         if outbound
             .send(event_reply(&request.sid, delivery.event))
             .await
@@ -310,6 +318,7 @@ pub fn psub(session: &Session, op: PsubOp) -> Dispatched {
                     };
                     match hub.store.execute(command).await {
                         Ok(_) => {
+                            crate::telemetry::subscription_deleted(hub.store.name(), &name);
                             persistent::notify(&hub, &name, GroupMessage::Deleted).await;
                             Ok(Reply::Ok)
                         }

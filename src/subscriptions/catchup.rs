@@ -46,6 +46,7 @@ pub fn start(
             StartFrom::End => *hub.store.head().borrow(),
             StartFrom::Position(position) => position,
         };
+        let mut active = hub.track_active(matcher.selector());
         let mut items = feed::spawn(
             hub.store.clone(),
             hub.emitters.clone(),
@@ -54,7 +55,10 @@ pub fn start(
         );
         while let Some(item) = items.recv().await {
             let reply = match item {
-                FeedItem::Event(event) => event_reply(&sid, event),
+                FeedItem::Event(event) => {
+                    active.delivered(event.position, || *hub.store.head().borrow());
+                    event_reply(&sid, event)
+                }
                 FeedItem::Live => Reply::Live { sid: sid.clone() },
                 FeedItem::Progress(_) => continue,
                 FeedItem::Failed(error) => {

@@ -124,6 +124,7 @@ impl Feed {
                 cursor = self.cursor,
                 "live subscriber fell behind; catching up"
             );
+            self.store.metrics().subscriptions.catchup_fallbacks.inc();
         }
     }
 

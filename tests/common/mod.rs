@@ -2,6 +2,8 @@
 //! temporary directory, and a small blocking client speaking the protocol over a real socket.
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -138,7 +140,10 @@ pub fn spawn_with_http(
     }
     command.args(extra_args).envs(envs.iter().copied());
     command
-        .env("ESDB_LOG_LEVEL", "warn")
+        .env(
+            "ESDB_LOG_LEVEL",
+            std::env::var("TEST_ESDB_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = command.spawn().expect("spawn esdb");
