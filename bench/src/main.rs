@@ -32,7 +32,10 @@ use crate::run::{Backend, Run, Setup};
 use crate::workloads::{Params, Spec};
 
 #[derive(Parser)]
-#[command(name = "esdb-bench", about = "Load generator for esdb, side by side with NATS JetStream")]
+#[command(
+    name = "esdb-bench",
+    about = "Load generator for esdb, side by side with NATS JetStream"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -111,9 +114,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::All(args) => runtime.block_on(all(args)),
         Command::Smoke(common) => runtime.block_on(smoke(common)),
-        Command::Disk(common) => disk::measure(&common.data_root, Duration::from_secs(2)).map(|d| {
-            println!("{}", serde_json::to_string_pretty(&d).expect("json"));
-        }),
+        Command::Disk(common) => {
+            disk::measure(&common.data_root, Duration::from_secs(2)).map(|d| {
+                println!("{}", serde_json::to_string_pretty(&d).expect("json"));
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,11 +153,13 @@ async fn smoke(common: CommonArgs) -> anyhow::Result<()> {
         let figures = run::run_one(&setup, &spec, Backend::Esdb).await?;
         let ok = figures.errors == 0 && figures.events_per_s > 0.0;
         println!(
-            "{} {:<40} {:>10.0} events/s  p99 {:>6} µs  errors {}{}",
+            "{} {:<28} {:>9.0} events/s  p99 {:>7} µs  requests {:>6}  conflicts {:>5}  errors {}{}",
             if ok { "ok  " } else { "FAIL" },
             spec.id,
             figures.events_per_s,
             figures.p99_us,
+            figures.requests,
+            figures.conflicts,
             figures.errors,
             figures
                 .first_error
@@ -169,12 +176,7 @@ async fn smoke(common: CommonArgs) -> anyhow::Result<()> {
 }
 
 async fn all(args: AllArgs) -> anyhow::Result<()> {
-    let params = params(
-        &args.common,
-        5.0,
-        args.read_prefill_events,
-        args.read_page,
-    );
+    let params = params(&args.common, 5.0, args.read_prefill_events, args.read_page);
     #[allow(unused_mut)]
     let mut setup = setup(&args.common, params)?;
     let machine = Machine::describe(&args.common.data_root);
@@ -223,7 +225,10 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
         }
     }
 
-    eprintln!("measuring the disk under {}", args.common.data_root.display());
+    eprintln!(
+        "measuring the disk under {}",
+        args.common.data_root.display()
+    );
     let disk = disk::measure(&args.common.data_root, Duration::from_secs(3))?;
     eprintln!(
         "  {:.0} fdatasync/s, {:.0} MB/s sequential",

@@ -143,15 +143,18 @@ fn latency_cdf(results: &Results, path: &Path) -> anyhow::Result<()> {
         .y_desc("fraction of requests at or below")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()?;
-    for row in rows.iter().filter(|r| {
-        matches!(r.spec.kind, Kind::Append { conns, .. } if wanted.contains(&conns))
-    }) {
+    for row in rows
+        .iter()
+        .filter(|r| matches!(r.spec.kind, Kind::Append { conns, .. } if wanted.contains(&conns)))
+    {
         let conns = match row.spec.kind {
             Kind::Append { conns, .. } => conns,
             _ => continue,
         };
         for backend in BACKENDS {
-            let Some(run) = row.get(backend) else { continue };
+            let Some(run) = row.get(backend) else {
+                continue;
+            };
             let c = color(backend);
             let style = if conns == 1 {
                 c.stroke_width(1)

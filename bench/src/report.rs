@@ -35,15 +35,18 @@ impl Machine {
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
                 .unwrap_or_default()
         };
-        let df = run(
-            "df",
-            &["-hT", data_root.to_str().unwrap_or("/")],
-        );
+        let df = run("df", &["-hT", data_root.to_str().unwrap_or("/")]);
         Machine {
             cpu_model,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             kernel: run("uname", &["-r"]),
-            disk: df.lines().last().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" "),
+            disk: df
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
             loadavg_at_start: std::fs::read_to_string("/proc/loadavg")
                 .unwrap_or_default()
                 .trim()
@@ -94,7 +97,7 @@ fn fmt_rate(v: f64) -> String {
     }
 }
 
-fn find<'a>(rows: &'a [Row], pred: impl Fn(&Spec) -> bool) -> Option<&'a Row> {
+fn find(rows: &[Row], pred: impl Fn(&Spec) -> bool) -> Option<&Row> {
     rows.iter().find(|r| pred(&r.spec))
 }
 
@@ -114,7 +117,9 @@ pub fn check_targets(rows: &[Row], disk: &DiskLimits) -> Vec<TargetCheck> {
     let mut checks = Vec::new();
     let row64 = append_row(rows, 64, 1, 1, 100);
     let esdb64 = esdb_rate(row64);
-    let js64 = row64.and_then(|r| r.get(Backend::JetStream)).map(|r| r.figures.events_per_s);
+    let js64 = row64
+        .and_then(|r| r.get(Backend::JetStream))
+        .map(|r| r.figures.events_per_s);
     checks.push(TargetCheck {
         target: "durable single-event appends, 64 conn: ≥ 150k events/s".into(),
         measured: esdb64.map_or("not run".into(), |v| format!("{} events/s", fmt_rate(v))),
@@ -197,10 +202,15 @@ pub fn markdown(results: &Results) -> String {
             }
         );
     }
-    let mut header = String::from("| workload | esdb events/s | esdb MB/s | esdb p50 / p99 / p99.9 µs");
+    let mut header =
+        String::from("| workload | esdb events/s | esdb MB/s | esdb p50 / p99 / p99.9 µs");
     let mut rule = String::from("|---|---:|---:|---:");
     for b in &backends[1..] {
-        let _ = write!(header, " | {} events/s | p50 / p99 / p99.9 µs | esdb / it", b.label());
+        let _ = write!(
+            header,
+            " | {} events/s | p50 / p99 / p99.9 µs | esdb / it",
+            b.label()
+        );
         rule.push_str("|---:|---:|---:");
     }
     header.push_str(" | notes |");
@@ -210,7 +220,10 @@ pub fn markdown(results: &Results) -> String {
         let esdb = row.get(Backend::Esdb);
         let lat = |r: Option<&Run>| {
             r.map_or("–".into(), |r| {
-                format!("{} / {} / {}", r.figures.p50_us, r.figures.p99_us, r.figures.p999_us)
+                format!(
+                    "{} / {} / {}",
+                    r.figures.p50_us, r.figures.p99_us, r.figures.p999_us
+                )
             })
         };
         let _ = write!(
@@ -274,9 +287,11 @@ pub fn markdown(results: &Results) -> String {
             100.0 * v / d.fdatasync_per_s
         );
     }
-    for row in results.rows.iter().filter(|r| {
-        matches!(r.spec.kind, Kind::Append { batch, .. } if batch > 1)
-    }) {
+    for row in results
+        .rows
+        .iter()
+        .filter(|r| matches!(r.spec.kind, Kind::Append { batch, .. } if batch > 1))
+    {
         if let Some(e) = row.get(Backend::Esdb) {
             let _ = writeln!(
                 md,
@@ -287,7 +302,10 @@ pub fn markdown(results: &Results) -> String {
             );
         }
     }
-    let _ = writeln!(md, "\n**Targets** (from the issue):\n\n| target | measured | met |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "\n**Targets** (from the issue):\n\n| target | measured | met |\n|---|---|---|"
+    );
     for t in &results.targets {
         let met = match t.met {
             Some(true) => "yes",

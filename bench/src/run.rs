@@ -79,7 +79,11 @@ pub async fn run_one(setup: &Setup, spec: &Spec, backend: Backend) -> anyhow::Re
     Ok(Figures::from_tally(&tally, setup.params.measure))
 }
 
-async fn run_esdb(addr: std::net::SocketAddr, spec: &Spec, params: &Params) -> anyhow::Result<Tally> {
+async fn run_esdb(
+    addr: std::net::SocketAddr,
+    spec: &Spec,
+    params: &Params,
+) -> anyhow::Result<Tally> {
     match spec.kind {
         Kind::Append {
             conns,

@@ -60,9 +60,10 @@ impl Conn {
                 Some(Reply::Ping) => self.send(&Request::Pong).await?,
                 Some(reply) => return Ok(reply),
                 None => {
-                    let read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.read_buf))
-                        .await
-                        .context("no reply from esdb in time")??;
+                    let read =
+                        tokio::time::timeout(timeout, self.stream.read_buf(&mut self.read_buf))
+                            .await
+                            .context("no reply from esdb in time")??;
                     if read == 0 {
                         bail!("esdb closed the connection");
                     }

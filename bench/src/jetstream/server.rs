@@ -154,7 +154,7 @@ impl NatsServer {
     ) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
         let client = async_nats::ConnectOptions::new()
             .request_timeout(Some(Duration::from_millis(REQUEST_TIMEOUT_MS)))
-            .connect(self.addr)
+            .connect(format!("nats://{}", self.addr))
             .await
             .map_err(|e| anyhow::anyhow!("connecting to nats-server: {e}"))?;
         let mut js = jetstream::new(client.clone());

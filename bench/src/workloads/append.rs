@@ -115,7 +115,9 @@ pub async fn jetstream(
             let mut in_flight = VecDeque::with_capacity(depth);
             let mut sent: u64 = 0;
             loop {
-                while in_flight.len() < depth && sent < MAX_REQUESTS_PER_CONNECTION && !window.is_over()
+                while in_flight.len() < depth
+                    && sent < MAX_REQUESTS_PER_CONNECTION
+                    && !window.is_over()
                 {
                     // A "batch" is `batch` publishes whose acks are all awaited: JetStream 2.9
                     // has no atomic multi-message publish.

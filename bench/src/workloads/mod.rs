@@ -79,7 +79,7 @@ fn append(conns: usize, window: usize, batch: usize, event_bytes: usize) -> Spec
 }
 
 pub fn size_label(bytes: usize) -> String {
-    if bytes >= 1024 && bytes % 1024 == 0 {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} B")
@@ -154,7 +154,10 @@ pub fn smoke_suite() -> Vec<Spec> {
         },
         event_bytes: 100,
     });
-    for (id, kind) in [("read-stream", Kind::ReadStream), ("read-all", Kind::ReadAll)] {
+    for (id, kind) in [
+        ("read-stream", Kind::ReadStream),
+        ("read-all", Kind::ReadAll),
+    ] {
         specs.push(Spec {
             id: id.into(),
             title: id.into(),
