@@ -125,12 +125,12 @@ impl Figures {
         let latency_cdf = if h.is_empty() {
             Vec::new()
         } else {
-            (0..=CDF_POINTS)
-                .map(|i| {
-                    // Denser near the tail: quantiles 1 - 10^(-k).
-                    let q = 1.0 - 10f64.powf(-(i as f64) * 4.0 / CDF_POINTS as f64);
-                    (h.value_at_quantile(q), q)
-                })
+            // Evenly spaced up to p90, then denser into the tail (1 - 10^-k up to p99.99).
+            let body = (0..CDF_POINTS / 2).map(|i| 0.9 * i as f64 / (CDF_POINTS / 2) as f64);
+            let tail = (0..=CDF_POINTS / 2)
+                .map(|i| 1.0 - 10f64.powf(-1.0 - 3.0 * i as f64 / (CDF_POINTS / 2) as f64));
+            body.chain(tail)
+                .map(|q| (h.value_at_quantile(q), q))
                 .collect()
         };
         Figures {
