@@ -15,6 +15,12 @@ cargo fmt --all -- --check
 
 echo "== lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The benchmark's optional JetStream and plotting code, so it does not rot unbuilt.
+cargo clippy -p esdb-bench --all-targets --all-features --locked -- -D warnings
 
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== benchmark smoke (a few seconds against esdb; checks it runs, measures nothing)"
+cargo build --locked --bin esdb
+cargo run --locked -p esdb-bench -- smoke --esdb-bin target/debug/esdb
