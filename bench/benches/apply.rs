@@ -14,7 +14,7 @@ use esdb::store::command::apply;
 use esdb::store::schema::{Databases, DATABASE_COUNT};
 use esdb::store::{AppendCommand, Command, NewEvent, Store, StoreOptions};
 use esdb_protocol::ExpectedVersion;
-use heed::{CommitOrAbort, EnvOpenOptions};
+use heed::EnvOpenOptions;
 use serde_json::value::RawValue;
 
 fn main() {
@@ -50,28 +50,9 @@ fn apply_in_txn(bencher: Bencher, events_per_command: usize) {
     options.map_size(MAP_SIZE_BYTES).max_dbs(DATABASE_COUNT);
     // SAFETY: this directory is opened once, here.
     let env = unsafe { options.open(dir.path()) }.expect("env");
-    let wtxn = env.write_txn().expect("txn");
-    let dbs = env
-        .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
-            Ok(CommitOrAbort::<_, ()>::Commit((
-                opener.create_database(wtxn, Some("events"))?,
-                opener.create_database(wtxn, Some("streams"))?,
-                opener.create_database(wtxn, Some("stream_index"))?,
-                opener.create_database(wtxn, Some("event_ids"))?,
-                opener.create_database(wtxn, Some("type_index"))?,
-                opener.create_database(wtxn, Some("meta"))?,
-            )))
-        })
-        .expect("databases")
-        .unwrap_commit();
-    let dbs = Databases {
-        events: dbs.0,
-        streams: dbs.1,
-        stream_index: dbs.2,
-        event_ids: dbs.3,
-        type_index: dbs.4,
-        meta: dbs.5,
-    };
+    let dbs = Databases::create(&env).expect("databases");
+    let mut committed = Vec::new();
+
     let commands: Vec<Command> = (0..COMMANDS)
         .map(|i| command(i % 16, events_per_command))
         .collect();
@@ -80,11 +61,12 @@ fn apply_in_txn(bencher: Bencher, events_per_command: usize) {
         .bench_local(|| {
             let mut txn = env.write_txn().expect("txn");
             for c in &commands {
-                apply(&mut txn, &dbs, c)
+                apply(&mut txn, &dbs, c, &mut committed)
                     .expect("storage")
                     .expect("accepted");
             }
             txn.abort();
+            committed.clear();
         });
 }
 

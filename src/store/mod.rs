@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
+use heed::{Env, EnvOpenOptions, WithoutTls};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -102,35 +102,8 @@ impl Store {
         // SAFETY: heed requires that the same file is not opened twice in one process with
         // different options; the server opens each store directory exactly once.
         let env = unsafe { open_options.open(dir)? };
-        let wtxn = env.write_txn()?;
-        let dbs = env
-            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
-                Ok(CommitOrAbort::<_, ()>::Commit((
-                    opener.create_database(wtxn, Some("events"))?,
-                    opener.create_database(wtxn, Some("streams"))?,
-                    opener.create_database(wtxn, Some("stream_index"))?,
-                    opener.create_database(wtxn, Some("event_ids"))?,
-                    opener.create_database(wtxn, Some("type_index"))?,
-                    opener.create_database(wtxn, Some("meta"))?,
-                    opener.create_database(wtxn, Some("psubs"))?,
-                    opener.create_database(wtxn, Some("psub_checkpoints"))?,
-                    opener.create_database(wtxn, Some("psub_parked"))?,
-                    opener.create_database(wtxn, Some("snapshots"))?,
-                )))
-            })?
-            .unwrap_commit();
-        let dbs = Databases {
-            events: dbs.0,
-            streams: dbs.1,
-            stream_index: dbs.2,
-            event_ids: dbs.3,
-            type_index: dbs.4,
-            meta: dbs.5,
-            psubs: dbs.6,
-            psub_checkpoints: dbs.7,
-            psub_parked: dbs.8,
-            snapshots: dbs.9,
-        };
+        let dbs = Databases::create(&env)?;
+
         let next_position = {
             let rtxn = env.read_txn()?;
             dbs.meta.get(&rtxn, META_NEXT_POSITION)?.unwrap_or(0)

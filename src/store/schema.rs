@@ -21,7 +21,7 @@
 
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, Str, Unit, U64};
-use heed::Database;
+use heed::{CommitOrAbort, Database, Env, WithoutTls};
 
 use crate::store::StoreError;
 
@@ -40,6 +40,44 @@ pub struct Databases {
     pub psub_checkpoints: Database<'static, Str, PositionCodec>,
     pub psub_parked: Database<'static, Bytes, Bytes>,
     pub snapshots: Database<'static, Bytes, Bytes>,
+}
+
+impl Databases {
+    /// Creates (or opens) every database of a store's environment.
+    pub fn create(env: &Env<WithoutTls>) -> Result<Databases, heed::Error> {
+        let wtxn = env.write_txn()?;
+        let (core, subscriptions) = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
+                let core = (
+                    opener.create_database(wtxn, Some("events"))?,
+                    opener.create_database(wtxn, Some("streams"))?,
+                    opener.create_database(wtxn, Some("stream_index"))?,
+                    opener.create_database(wtxn, Some("event_ids"))?,
+                    opener.create_database(wtxn, Some("type_index"))?,
+                    opener.create_database(wtxn, Some("meta"))?,
+                );
+                let subscriptions = (
+                    opener.create_database(wtxn, Some("psubs"))?,
+                    opener.create_database(wtxn, Some("psub_checkpoints"))?,
+                    opener.create_database(wtxn, Some("psub_parked"))?,
+                    opener.create_database(wtxn, Some("snapshots"))?,
+                );
+                Ok(CommitOrAbort::<_, ()>::Commit((core, subscriptions)))
+            })?
+            .unwrap_commit();
+        Ok(Databases {
+            events: core.0,
+            streams: core.1,
+            stream_index: core.2,
+            event_ids: core.3,
+            type_index: core.4,
+            meta: core.5,
+            psubs: subscriptions.0,
+            psub_checkpoints: subscriptions.1,
+            psub_parked: subscriptions.2,
+            snapshots: subscriptions.3,
+        })
+    }
 }
 
 /// Number of named databases, for `max_dbs`.
