@@ -739,3 +739,39 @@ async fn websocket_subscriber_receives_events_appended_over_tcp() {
         }
     }
 }
+
+/// SIGTERM while subscribers (catch-up and persistent) are connected and idle: the server
+/// still closes its stores cleanly (no subscription task keeps a store open) and exits 0.
+#[test]
+fn sigterm_with_idle_subscribers_closes_the_stores_cleanly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let temp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esdb"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(temp.path())
+        .env("ESDB_LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr, _) = common::read_announced_addrs(&mut child);
+    append_ok(&mut Client::connect(addr), "x", &event("E", json!(1)));
+    let mut subscriber = Subscriber::new(Client::connect(addr));
+    subscriber.subscribe("SUB a stream $all");
+    subscriber.subscribe("SUB p stream x durable");
+    subscriber.until(|s| s.live.contains("a") && s.positions("p") == vec![0]);
+    common::signal(child.id() as i32, libc::SIGTERM);
+    let status = common::wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("store closed"), "{logs}");
+    assert!(!logs.contains("still in use"), "{logs}");
+}

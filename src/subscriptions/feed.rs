@@ -112,7 +112,14 @@ impl Feed {
                 self.sent_live = true;
                 self.send(FeedItem::Live).await?;
             }
-            while let Some(event) = live.recv().await {
+            loop {
+                // Also wake when the consumer goes away, so an idle feed does not outlive it
+                // (it holds the store open).
+                let event = tokio::select! {
+                    event = live.recv() => event,
+                    _ = self.sender.closed() => return Err(FeedStopped::Closed),
+                };
+                let Some(event) = event else { break };
                 if event.position < self.cursor {
                     continue;
                 }
