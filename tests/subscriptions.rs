@@ -37,30 +37,40 @@ impl Subscriber {
         }
     }
 
-    /// The next reply that is not a push.
-    fn reply(&mut self) -> Reply {
-        loop {
-            match self.client.reply() {
-                Reply::Event {
+    /// Records a push (`EVENT`, `LIVE`); returns any other reply.
+    fn record(&mut self, reply: Reply) -> Option<Reply> {
+        match reply {
+            Reply::Event {
+                sid,
+                stream,
+                version,
+                position,
+                body,
+            } => {
+                let record = serde_json::from_slice(&body).expect("record json");
+                self.events.push(Pushed {
                     sid,
                     stream,
                     version,
                     position,
-                    body,
-                } => {
-                    let record = serde_json::from_slice(&body).expect("record json");
-                    self.events.push(Pushed {
-                        sid,
-                        stream,
-                        version,
-                        position,
-                        record,
-                    });
-                }
-                Reply::Live { sid } => {
-                    assert!(self.live.insert(sid.clone()), "LIVE twice for {sid}");
-                }
-                other => return other,
+                    record,
+                });
+                None
+            }
+            Reply::Live { sid } => {
+                assert!(self.live.insert(sid.clone()), "LIVE twice for {sid}");
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// The next reply that is not a push.
+    fn reply(&mut self) -> Reply {
+        loop {
+            let reply = self.client.reply();
+            if let Some(other) = self.record(reply) {
+                return other;
             }
         }
     }
@@ -83,27 +93,9 @@ impl Subscriber {
                 "timed out; have {} events",
                 self.events.len()
             );
-            match self.client.reply() {
-                Reply::Event {
-                    sid,
-                    stream,
-                    version,
-                    position,
-                    body,
-                } => {
-                    let record = serde_json::from_slice(&body).expect("record json");
-                    self.events.push(Pushed {
-                        sid,
-                        stream,
-                        version,
-                        position,
-                        record,
-                    });
-                }
-                Reply::Live { sid } => {
-                    assert!(self.live.insert(sid.clone()), "LIVE twice for {sid}");
-                }
-                other => panic!("unexpected {other:?}"),
+            let reply = self.client.reply();
+            if let Some(other) = self.record(reply) {
+                panic!("unexpected {other:?}");
             }
         }
     }
