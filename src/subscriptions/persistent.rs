@@ -195,7 +195,14 @@ pub async fn join(
 
 /// Tells a running group its subscription was deleted or has replays waiting.
 pub async fn notify(hub: &SubscriptionHub, name: &str, message: GroupMessage) {
-    if let Some(group) = hub.groups.lock().await.get(name) {
+    let mut groups = hub.groups.lock().await;
+    if let GroupMessage::Deleted = message {
+        // Unregister at once, so a subscription created again under the same name starts a
+        // group of its own instead of joining the one that is stopping.
+        if let Some(group) = groups.remove(name) {
+            group.send(message);
+        }
+    } else if let Some(group) = groups.get(name) {
         group.send(message);
     }
 }
@@ -319,12 +326,12 @@ impl Group {
                 }
             }
         }
-        if self.deleted {
-            hub.groups.lock().await.remove(&name);
-        } else {
+        // A deleted group was unregistered by `notify`, and its state is gone.
+        if !self.deleted {
             self.requeue_all_in_flight();
             self.save().await;
         }
+
         tracing::debug!(subscription = %name, "persistent subscription stopped");
     }
 
