@@ -60,6 +60,9 @@ pub struct Store {
     env: Env<WithoutTls>,
     dbs: Databases,
     writes: mpsc::Sender<WriteRequest>,
+    /// Bytes of queued write payloads (see [`writer::MAX_QUEUED_WRITE_BYTES`]).
+    write_budget: Arc<tokio::sync::Semaphore>,
+
     head: watch::Receiver<u64>,
     /// Committed batches, for the subscription emitters.
     published: broadcast::Sender<Arc<CommittedBatch>>,
@@ -135,8 +138,10 @@ impl Store {
             env,
             dbs,
             writes,
+            write_budget: Arc::new(tokio::sync::Semaphore::new(writer::MAX_QUEUED_WRITE_BYTES)),
             head,
             published,
+
             writer_thread: Mutex::new(Some(writer_thread)),
             metrics,
         })
@@ -181,8 +186,17 @@ impl Store {
         command: Command,
     ) -> Result<oneshot::Receiver<WriteResult>, StoreError> {
         let (reply, receiver) = oneshot::channel();
+        // At least one permit per command; a command's size never exceeds the budget (payloads
+        // are at most 1 MiB), so this cannot wait forever.
+        let size = command.size_bytes().clamp(1, writer::MAX_QUEUED_WRITE_BYTES) as u32;
+        let budget = self
+            .write_budget
+            .clone()
+            .acquire_many_owned(size)
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
         self.writes
-            .send(WriteRequest { command, reply })
+            .send(WriteRequest { command, reply, _budget: budget })
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
         Ok(receiver)

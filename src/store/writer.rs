@@ -32,7 +32,15 @@ pub type WriteResult = Result<Outcome, StoreError>;
 pub struct WriteRequest {
     pub command: Command,
     pub reply: oneshot::Sender<WriteResult>,
+    /// The command's share of [`MAX_QUEUED_WRITE_BYTES`], given back when the request is done.
+    pub _budget: tokio::sync::OwnedSemaphorePermit,
 }
+
+/// Payload bytes of all commands queued for or inside the writer, per store. The queue depth
+/// alone would allow `WRITE_QUEUE_CAPACITY` × 1 MiB; this caps the memory writes can pin, and
+/// submitters wait (backpressure) when it is reached.
+pub const MAX_QUEUED_WRITE_BYTES: usize = 256 * 1024 * 1024;
+
 
 /// Runs until every sender of `requests` is dropped, then returns.
 pub fn run(
