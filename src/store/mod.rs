@@ -188,7 +188,9 @@ impl Store {
         let (reply, receiver) = oneshot::channel();
         // At least one permit per command; a command's size never exceeds the budget (payloads
         // are at most 1 MiB), so this cannot wait forever.
-        let size = command.size_bytes().clamp(1, writer::MAX_QUEUED_WRITE_BYTES) as u32;
+        let size = command
+            .size_bytes()
+            .clamp(1, writer::MAX_QUEUED_WRITE_BYTES) as u32;
         let budget = self
             .write_budget
             .clone()
@@ -196,7 +198,11 @@ impl Store {
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
         self.writes
-            .send(WriteRequest { command, reply, _budget: budget })
+            .send(WriteRequest {
+                command,
+                reply,
+                _budget: budget,
+            })
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
         Ok(receiver)

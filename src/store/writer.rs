@@ -41,7 +41,6 @@ pub struct WriteRequest {
 /// submitters wait (backpressure) when it is reached.
 pub const MAX_QUEUED_WRITE_BYTES: usize = 256 * 1024 * 1024;
 
-
 /// Runs until every sender of `requests` is dropped, then returns.
 pub fn run(
     env: Env<WithoutTls>,
