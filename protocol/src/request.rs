@@ -184,8 +184,41 @@ impl PayloadHeader {
     }
 }
 
+/// The end of a control line that carries a payload: a byte count (the payload follows on the
+/// next line) or, for people typing, the JSON itself. `header` is the request with an empty
+/// payload, or the error to answer (after skipping a sized payload, to keep the framing).
+pub(crate) fn sized_or_inline(
+    line: &Bytes,
+    body: &[u8],
+    header: Result<Request, ProtocolError>,
+    operation: &str,
+) -> LineOutcome {
+    if !body.is_empty() && body.iter().all(u8::is_ascii_digit) {
+        // A byte count; one that does not even fit in usize is certainly too large.
+        let payload_len = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| text.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        return LineOutcome::NeedsPayload {
+            payload_len,
+            header: header.map(PayloadHeader::Request),
+        };
+    }
+    let result = header.and_then(|request| {
+        if body.is_empty() {
+            return Err(ProtocolError::invalid_argument(format!(
+                "{operation} needs a payload: a byte count, or the JSON on the same line"
+            )));
+        }
+        let start = body.as_ptr() as usize - line.as_ptr() as usize;
+        Ok(request.with_payload(line.slice(start..start + body.len())))
+    });
+    LineOutcome::Done(result)
+}
+
 /// A header whose payload has not fully arrived yet, kept so the line is not parsed again on
 /// every read while a large payload trickles in.
+
 #[derive(Debug)]
 struct PendingPayload {
     payload_len: usize,

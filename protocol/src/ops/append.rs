@@ -28,7 +28,7 @@ use crate::expected::ExpectedVersion;
 use crate::limits::{MAX_EVENTS_PER_APPEND, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{snippet, Args};
 use crate::ops::streams::validate_stream_id;
-use crate::request::{LineOutcome, PayloadHeader, Request};
+use crate::request::{sized_or_inline, LineOutcome, Request};
 
 pub(crate) fn parse(line: &Bytes, mut args: Args<'_>) -> LineOutcome {
     let stream = args.required("stream id").and_then(validate_stream_id);
@@ -43,27 +43,7 @@ pub(crate) fn parse(line: &Bytes, mut args: Args<'_>) -> LineOutcome {
             payload: Bytes::new(),
         })
     });
-    if !body.is_empty() && body.iter().all(u8::is_ascii_digit) {
-        // A byte count; one that does not even fit in usize is certainly too large.
-        let payload_len = std::str::from_utf8(body)
-            .ok()
-            .and_then(|text| text.parse::<usize>().ok())
-            .unwrap_or(usize::MAX);
-        return LineOutcome::NeedsPayload {
-            payload_len,
-            header: header.map(PayloadHeader::Request),
-        };
-    }
-    let result = header.and_then(|request| {
-        if body.is_empty() {
-            return Err(ProtocolError::invalid_argument(
-                "APPEND needs a payload: a byte count, or the JSON on the same line",
-            ));
-        }
-        let start = body.as_ptr() as usize - line.as_ptr() as usize;
-        Ok(request.with_payload(line.slice(start..start + body.len())))
-    });
-    LineOutcome::Done(result)
+    sized_or_inline(line, body, header, "APPEND")
 }
 
 /// Encodes an `APPEND` with a sized payload.

@@ -35,7 +35,7 @@ use crate::error::ProtocolError;
 use crate::limits::MAX_SNAPSHOTS_PAGE;
 use crate::line::{parse_u64, snippet, Args};
 use crate::ops::streams::validate_stream_id;
-use crate::request::{put_line, LineOutcome, PayloadHeader, Request};
+use crate::request::{put_line, sized_or_inline, LineOutcome, Request};
 
 /// One `SNAP` request.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,33 +104,15 @@ fn parse_save(line: &Bytes, mut args: Args<'_>) -> LineOutcome {
         .and_then(|text| parse_u64(text, "version"));
     let body = args.remainder();
     let header = stream.and_then(|stream| {
-        version.map(|version| SnapRequest::Save {
-            stream,
-            version,
-            payload: Bytes::new(),
+        version.map(|version| {
+            Request::Snap(SnapRequest::Save {
+                stream,
+                version,
+                payload: Bytes::new(),
+            })
         })
     });
-    if !body.is_empty() && body.iter().all(u8::is_ascii_digit) {
-        // A byte count; one that does not even fit in usize is certainly too large.
-        let payload_len = std::str::from_utf8(body)
-            .ok()
-            .and_then(|text| text.parse::<usize>().ok())
-            .unwrap_or(usize::MAX);
-        return LineOutcome::NeedsPayload {
-            payload_len,
-            header: header.map(|snap| PayloadHeader::Request(Request::Snap(snap))),
-        };
-    }
-    let result = header.and_then(|request| {
-        if body.is_empty() {
-            return Err(ProtocolError::invalid_argument(
-                "SNAP SAVE needs a payload: a byte count, or the JSON on the same line",
-            ));
-        }
-        let start = body.as_ptr() as usize - line.as_ptr() as usize;
-        Ok(request.with_payload(line.slice(start..start + body.len())))
-    });
-    LineOutcome::Done(result.map(Request::Snap))
+    sized_or_inline(line, body, header, "SNAP SAVE")
 }
 
 fn parse_stream_and_version(
