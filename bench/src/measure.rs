@@ -56,6 +56,8 @@ pub struct Tally {
     pub latency_us: Histogram<u64>,
     /// The first error seen, to report.
     pub first_error: Option<String>,
+    /// What else the table's notes should say about this run (e.g. a pacer's achieved rate).
+    pub note: Option<String>,
 }
 
 impl Default for Tally {
@@ -67,6 +69,7 @@ impl Default for Tally {
             conflicts: 0,
             latency_us: new_histogram(),
             first_error: None,
+            note: None,
         }
     }
 }
@@ -95,6 +98,9 @@ impl Tally {
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
+        if self.note.is_none() {
+            self.note.clone_from(&other.note);
+        }
     }
 }
 
@@ -111,6 +117,7 @@ pub struct Figures {
     pub errors: u64,
     pub conflicts: u64,
     pub first_error: Option<String>,
+    pub note: Option<String>,
     /// The latency CDF as (microseconds, fraction at or below) points, for plots.
     pub latency_cdf: Vec<(u64, f64)>,
 }
@@ -144,6 +151,7 @@ impl Figures {
             errors: tally.errors,
             conflicts: tally.conflicts,
             first_error: tally.first_error.clone(),
+            note: tally.note.clone(),
             latency_cdf,
         }
     }

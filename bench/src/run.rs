@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::esdb::server::EsdbServer;
 use crate::measure::{Figures, Tally};
-use crate::workloads::{append, occ, read, Kind, Params, Spec};
+use crate::workloads::{append, occ, read, subscribe, Kind, Params, Spec};
 
 /// What a workload runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +108,17 @@ async fn run_esdb(
         }
         Kind::ReadStream => read::esdb(addr, read::Target::Stream, spec.event_bytes, params).await,
         Kind::ReadAll => read::esdb(addr, read::Target::All, spec.event_bytes, params).await,
+        Kind::Subscribe {
+            rate_per_s,
+            subscribers,
+        } => {
+            let load = subscribe::SubscribeLoad {
+                rate_per_s,
+                subscribers,
+                event_bytes: spec.event_bytes,
+            };
+            subscribe::esdb(addr, &load, params).await
+        }
     }
 }
 
@@ -143,5 +154,16 @@ async fn run_jetstream(
             read::jetstream(server, read::Target::Stream, spec.event_bytes, params).await
         }
         Kind::ReadAll => read::jetstream(server, read::Target::All, spec.event_bytes, params).await,
+        Kind::Subscribe {
+            rate_per_s,
+            subscribers,
+        } => {
+            let load = subscribe::SubscribeLoad {
+                rate_per_s,
+                subscribers,
+                event_bytes: spec.event_bytes,
+            };
+            subscribe::jetstream(server, &load, params).await
+        }
     }
 }

@@ -93,3 +93,49 @@ pub fn encode(request: &Request) -> bytes::Bytes {
     request.encode(&mut bytes);
     bytes.freeze()
 }
+
+/// The read side of a connection whose write side is used elsewhere (a paced writer that must
+/// not wait for replies before sending the next request).
+pub struct ReplyReader {
+    read: tokio::net::tcp::OwnedReadHalf,
+    read_buf: BytesMut,
+    decoder: ReplyDecoder,
+}
+
+impl Conn {
+    /// Splits the connection: replies are read here, requests written to the write half.
+    /// Server `PING`s are skipped, not answered: the server pings only a client that has been
+    /// silent for its ping interval, which a writer sending every few hundred µs never is.
+    pub fn into_split(self) -> (ReplyReader, tokio::net::tcp::OwnedWriteHalf) {
+        let (read, write) = self.stream.into_split();
+        (
+            ReplyReader {
+                read,
+                read_buf: self.read_buf,
+                decoder: self.decoder,
+            },
+            write,
+        )
+    }
+}
+
+impl ReplyReader {
+    pub async fn recv(&mut self) -> anyhow::Result<Reply> {
+        let timeout = Duration::from_millis(REPLY_TIMEOUT_MS);
+        loop {
+            match self.decoder.decode(&mut self.read_buf)? {
+                Some(Reply::Ping) => {}
+                Some(reply) => return Ok(reply),
+                None => {
+                    let read =
+                        tokio::time::timeout(timeout, self.read.read_buf(&mut self.read_buf))
+                            .await
+                            .context("no reply from esdb in time")??;
+                    if read == 0 {
+                        bail!("esdb closed the connection");
+                    }
+                }
+            }
+        }
+    }
+}

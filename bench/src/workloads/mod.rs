@@ -3,13 +3,12 @@
 //! - [`append`]: single-event appends (closed loop or pipelined) and batched appends.
 //! - [`occ`]: appends with exact expected versions over Zipf-distributed streams.
 //! - [`read`]: one stream forward in pages, and `$all`.
-//!
-//! Subscriptions (append-to-delivery latency, fan-out) come as one more module, `subscribe`,
-//! once esdb has `SUB`: a [`Kind`] variant, its two functions, and a line in [`full_suite`].
+//! - [`subscribe`]: append-to-delivery latency at a paced rate, to one or many subscribers.
 
 pub mod append;
 pub mod occ;
 pub mod read;
+pub mod subscribe;
 
 use std::time::Duration;
 
@@ -33,6 +32,9 @@ pub enum Kind {
     ReadStream,
     /// One connection reading `$all` forward, page after page.
     ReadAll,
+    /// `subscribers` subscriptions to `$all` from the end; one writer appending single events
+    /// at `rate_per_s` (paced); latency from append sent to event received.
+    Subscribe { rate_per_s: u64, subscribers: usize },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +98,30 @@ pub const PIPELINE_WINDOW: usize = 64;
 pub const OCC_STREAMS: usize = 10_000;
 /// Connections of the OCC workload.
 pub const OCC_CONNS: usize = 64;
+/// Append rate of the subscription workloads (the "at a fixed rate of 10k events/s").
+pub const SUBSCRIBE_RATE_PER_S: u64 = 10_000;
+/// Subscribers of the fan-out workload.
+pub const FAN_OUT_SUBSCRIBERS: usize = 100;
+
+fn subscribe(rate_per_s: u64, subscribers: usize) -> Spec {
+    Spec {
+        id: format!("sub-r{rate_per_s}-n{subscribers}-s100"),
+        title: format!(
+            "subscription $all, append → delivery, {} events/s paced, {subscribers} subscriber{}, 100 B",
+            if rate_per_s >= 1000 && rate_per_s.is_multiple_of(1000) {
+                format!("{}k", rate_per_s / 1000)
+            } else {
+                rate_per_s.to_string()
+            },
+            if subscribers == 1 { "" } else { "s" }
+        ),
+        kind: Kind::Subscribe {
+            rate_per_s,
+            subscribers,
+        },
+        event_bytes: 100,
+    }
+}
 
 /// Every workload of `esdb-bench all`, in run order.
 pub fn full_suite() -> Vec<Spec> {
@@ -135,6 +161,8 @@ pub fn full_suite() -> Vec<Spec> {
         kind: Kind::ReadAll,
         event_bytes: 100,
     });
+    specs.push(subscribe(SUBSCRIBE_RATE_PER_S, 1));
+    specs.push(subscribe(SUBSCRIBE_RATE_PER_S, FAN_OUT_SUBSCRIBERS));
     specs
 }
 
@@ -165,5 +193,8 @@ pub fn smoke_suite() -> Vec<Spec> {
             event_bytes: 100,
         });
     }
+    // A few hundred events to two subscribers: every one must arrive, in order (a gap, a
+    // duplicate, a reordering or a missing event is an error, and errors fail the smoke run).
+    specs.push(subscribe(1000, 2));
     specs
 }
