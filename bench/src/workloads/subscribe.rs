@@ -12,8 +12,10 @@
 //!   one HDR histogram across all subscribers; a sequence number other than the next expected
 //!   one (a gap, a duplicate, a reordering) or an event never received is an error.
 //!
-//! events/s in the table is deliveries per second (across all subscribers) of events sent in
-//! the measured window; the notes give the writer's achieved append rate.
+//! events/s in the table is deliveries per second (across all subscribers) received in the
+//! measured window; latencies are those of the events sent in it, however late they arrive
+//! (subscribers drain for up to [`DRAIN_TIMEOUT_MS`] after the last append). The notes give
+//! the writer's achieved append rate.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,10 +148,14 @@ impl Delivery {
             ));
         }
         self.next = self.next.max(seq + 1);
-        let sent = self.shared.clock.instant(sent_us);
-        if self.shared.window.counts(sent) {
+        // Throughput counts deliveries received in the window (what the system sustains, even
+        // when a backlog builds); latency counts events sent in it, however late they arrive.
+        if self.shared.window.counts(Instant::now()) {
             self.tally.events += 1;
             self.tally.data_bytes += self.shared.event_bytes as u64;
+        }
+        let sent = self.shared.clock.instant(sent_us);
+        if self.shared.window.counts(sent) {
             self.tally.record_latency(sent);
         }
     }
