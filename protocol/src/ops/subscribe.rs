@@ -46,8 +46,12 @@ pub const DEFAULT_MAX_RETRIES: u32 = 5;
 pub const ALL_STREAMS: &str = "$all";
 
 /// What a subscription selects.
+///
+/// As JSON (the full form of `SUB`, stored definitions, `PSUB GET`) it is
+/// `{"type": "<type>", "selector": <text, or an object for event_payload>}`, the event types of
+/// an `event_type` selector comma-separated as on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "selector", rename_all = "snake_case")]
+#[serde(into = "SelectorJson", try_from = "SelectorJson")]
 pub enum Selector {
     /// One stream by id, or `$all`.
     Stream(String),
@@ -153,6 +157,36 @@ impl Selector {
             Selector::EventPattern(pattern) => pattern.clone(),
             Selector::EventPayload(value) => value.to_string(),
         }
+    }
+}
+
+/// The JSON form of a [`Selector`].
+#[derive(Serialize, Deserialize)]
+struct SelectorJson {
+    #[serde(rename = "type")]
+    type_name: String,
+    selector: Value,
+}
+
+impl From<Selector> for SelectorJson {
+    fn from(selector: Selector) -> SelectorJson {
+        let type_name = selector.type_name().to_owned();
+        let selector = match selector {
+            Selector::EventPayload(value) => value,
+            other => Value::String(other.text()),
+        };
+        SelectorJson {
+            type_name,
+            selector,
+        }
+    }
+}
+
+impl TryFrom<SelectorJson> for Selector {
+    type Error = String;
+
+    fn try_from(json: SelectorJson) -> Result<Selector, String> {
+        Selector::from_value(&json.type_name, json.selector).map_err(|e| e.message)
     }
 }
 
@@ -351,12 +385,11 @@ pub(crate) fn complete_full_form(sid: String, payload: &[u8]) -> Result<Request,
 }
 
 pub(crate) fn encode_sub(request: &SubscribeRequest, dst: &mut BytesMut) {
+    let selector = SelectorJson::from(request.selector.clone());
     let mut options = serde_json::json!({
-        "type": request.selector.type_name(),
-        "selector": match &request.selector {
-            Selector::EventPayload(value) => value.clone(),
-            other => Value::String(other.text()),
-        },
+        "type": selector.type_name,
+        "selector": selector.selector,
+
         "start": request.options.start,
         "max_in_flight": request.options.max_in_flight,
         "ack_timeout_ms": request.options.ack_timeout_ms,
@@ -559,6 +592,23 @@ mod tests {
             code(Selector::parse("nope", "x")),
             crate::ErrorCode::UnknownSelectorType
         );
+    }
+
+    #[test]
+    fn selectors_as_json_read_as_they_are_typed() {
+        let types = Selector::EventType(vec!["A".into(), "B".into()]);
+        let json = serde_json::to_value(&types).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "event_type", "selector": "A,B"})
+        );
+        assert_eq!(serde_json::from_value::<Selector>(json).unwrap(), types);
+        let payload = Selector::EventPayload(serde_json::json!({"data": {"x": 1}}));
+        let json = serde_json::to_value(&payload).unwrap();
+        assert_eq!(json["selector"]["data"]["x"], 1);
+        assert_eq!(serde_json::from_value::<Selector>(json).unwrap(), payload);
+        let bad = serde_json::json!({"type": "stream", "selector": "$nope"});
+        assert!(serde_json::from_value::<Selector>(bad).is_err());
     }
 
     #[test]
