@@ -128,6 +128,7 @@ pub struct Metrics {
     subscription_events_delivered: IntCounterVec,
     subscription_lag: HistogramVec,
     subscription_catchup_fallbacks: IntCounterVec,
+    unreadable_events: IntCounterVec,
     snapshot_saved: IntCounterVec,
     snapshot_loaded: IntCounterVec,
     snapshot_size: HistogramVec,
@@ -291,6 +292,13 @@ impl Metrics {
                 "Live subscribers that fell too far behind and went back to catch-up reads.",
                 store,
             ),
+            unreadable_events: counter(
+                "unreadable_events_total",
+                "Stored records a reader could not parse under the JSON rules (written by an \
+                 older version or damaged on disk), each reported: an UNREADABLE frame, a park \
+                 with the reason, or an AGG error.",
+                store,
+            ),
             snapshot_saved: counter("snapshot_saved_total", "Snapshots saved.", store),
             snapshot_loaded: counter("snapshot_loaded_total", "Snapshots loaded.", store),
             snapshot_size: histogram(
@@ -335,6 +343,7 @@ impl Metrics {
             read_requests: self.read_requests.with_label_values(s),
             read_events: self.read_events.with_label_values(s),
             read_latency: self.read_latency.with_label_values(s),
+            unreadable_events: self.unreadable_events.with_label_values(s),
             map_size_bytes: self.storage_map_size.with_label_values(s),
             used_bytes: self.storage_used.with_label_values(s),
             last_position: self.storage_last_position.with_label_values(s),
@@ -390,6 +399,8 @@ impl Metrics {
 
 /// Handles for one store: what the hot path touches.
 pub struct StoreMetrics {
+    /// Records a reader could not parse (reported to the client, never skipped).
+    pub unreadable_events: IntCounter,
     pub append_requests: IntCounter,
     pub append_events: IntCounter,
     pub append_bytes: IntCounter,

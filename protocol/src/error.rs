@@ -50,12 +50,15 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The storage engine failed (disk full, I/O error); nothing was written.
     StorageError,
+    /// A stored record breaks the rules every reader relies on (written by an older version,
+    /// or damaged on disk): it cannot be folded or matched. The message names its position.
+    UnreadableEvent,
     /// A bug: the server hit a state it did not expect.
     Internal,
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 21] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 22] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -76,6 +79,7 @@ pub const ALL_ERROR_CODES: [ErrorCode; 21] = [
     ErrorCode::StaleConnection,
     ErrorCode::ShuttingDown,
     ErrorCode::StorageError,
+    ErrorCode::UnreadableEvent,
     ErrorCode::Internal,
 ];
 
@@ -103,6 +107,7 @@ impl ErrorCode {
             ErrorCode::StaleConnection => "stale_connection",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::StorageError => "storage_error",
+            ErrorCode::UnreadableEvent => "unreadable_event",
             ErrorCode::Internal => "internal",
         }
     }

@@ -7,6 +7,8 @@
 //! - [`aggregate`]: the pure fold behind `AGG` (tagged `$sum`/`$overwrite` values), shared with
 //!   the Rust client.
 //! - [`limits`]: every size limit of the protocol, as named constants.
+//! - [`json`]: the one definition of acceptable event JSON (depth, numbers, Unicode), checked
+//!   at the door and applied by every reader.
 //! - [`error`]: the one table of wire error codes (`-ERR <code> '<message>'`).
 //! - [`expected`]: the `<expected>` argument of `APPEND` and `DELETE`.
 //! - [`request`]: [`Request`], what a client may send, and [`RequestDecoder`], which frames it.
@@ -22,6 +24,7 @@
 pub mod aggregate;
 pub mod error;
 pub mod expected;
+pub mod json;
 pub mod limits;
 pub mod line;
 pub mod ops;

@@ -77,6 +77,15 @@ pub enum Reply {
     Live {
         sid: String,
     },
+    /// A subscription met a stored record it cannot match (it breaks the JSON rules): pushed
+    /// in its place, so the event is reported rather than skipped; the subscription goes on.
+    Unreadable {
+        sid: String,
+        stream: String,
+        version: u64,
+        position: u64,
+        reason: String,
+    },
     Subs {
         count: u64,
         body: Bytes,
@@ -122,12 +131,7 @@ impl Reply {
             Reply::Ping => dst.put_slice(b"PING\r\n"),
             Reply::Pong => dst.put_slice(b"PONG\r\n"),
             Reply::Err(error) => {
-                // Messages come from our own code, but never let one break the line.
-                let message: String = error
-                    .message
-                    .chars()
-                    .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-                    .collect();
+                let message = one_line(&error.message);
                 put_parts(
                     dst,
                     &[
@@ -169,6 +173,20 @@ impl Reply {
                 body,
             ),
             Reply::Live { sid } => put_parts(dst, &[b"LIVE ", sid.as_bytes()]),
+            Reply::Unreadable {
+                sid,
+                stream,
+                version,
+                position,
+                reason,
+            } => put_parts(
+                dst,
+                &[
+                    format!("UNREADABLE {sid} {stream} {version} {position} '").as_bytes(),
+                    one_line(reason).as_bytes(),
+                    b"'",
+                ],
+            ),
             Reply::Subs { count, body } => put_sized(dst, &format!("SUBS {count}"), body),
             Reply::SubInfo { body } => put_sized(dst, "SUBINFO", body),
             Reply::SubExists { name, exists } => put_parts(
@@ -343,6 +361,23 @@ impl ReplyDecoder {
     }
 }
 
+/// Messages come from our own code, but never let one break its line.
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
+}
+
+/// The text between the first and the last `'` of a reply's remainder (or all of it).
+fn quoted_message(rest: &[u8]) -> &str {
+    let rest = std::str::from_utf8(rest).unwrap_or_default();
+    match (rest.find('\''), rest.rfind('\'')) {
+        (Some(start), Some(end)) if end > start => &rest[start + 1..end],
+        _ => rest,
+    }
+}
+
 enum LineReply {
     Done(Reply),
     Body(PendingBody),
@@ -365,11 +400,7 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
             let code_text = args.required("error code")?;
             let code =
                 ErrorCode::parse(code_text).ok_or_else(|| bad_reply("unknown error code"))?;
-            let rest = std::str::from_utf8(args.remainder()).unwrap_or_default();
-            let message = match (rest.find('\''), rest.rfind('\'')) {
-                (Some(start), Some(end)) if end > start => &rest[start + 1..end],
-                _ => rest,
-            };
+            let message = quoted_message(args.remainder());
             done(Reply::Err(ProtocolError::new(code, message)))
         }
         "APPENDED" => {
@@ -458,6 +489,19 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
         "LIVE" => done(Reply::Live {
             sid: args.required("sid")?.to_owned(),
         }),
+        "UNREADABLE" => {
+            let sid = args.required("sid")?.to_owned();
+            let stream = args.required("stream")?.to_owned();
+            let version = parse_u64(args.required("version")?, "version")?;
+            let position = parse_u64(args.required("position")?, "position")?;
+            done(Reply::Unreadable {
+                sid,
+                stream,
+                version,
+                position,
+                reason: quoted_message(args.remainder()).to_owned(),
+            })
+        }
         "SUBS" => {
             let count = parse_u64(args.required("count")?, "count")?;
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;

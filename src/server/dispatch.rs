@@ -573,6 +573,11 @@ fn read(
         }
         match result {
             Ok(Ok(reply)) => reply,
+            Ok(Err(e @ StoreError::Unreadable(_))) => {
+                metrics.unreadable_events.inc();
+                tracing::error!(error = %e, "a read met an unreadable record");
+                Reply::Err(e.to_protocol_error())
+            }
             Ok(Err(e)) => Reply::Err(e.to_protocol_error()),
             Err(join_error) => {
                 tracing::error!(%join_error, "read task failed");

@@ -360,17 +360,21 @@ fn parked_events(
 ) -> Result<Reply, StoreError> {
     let mut body = vec![b'['];
     let mut listed = 0u64;
-    for (position, _) in stored::parked(txn, dbs, name, from_position, count)? {
+    for entry in stored::parked(txn, dbs, name, from_position, count)? {
         if body.len() >= MAX_READ_REPLY_BYTES {
             break;
         }
+        let position = entry.position;
         let record = dbs.events.get(txn, &position)?.ok_or_else(|| {
             StoreError::Corrupt(format!("parked position {position} has no event"))
         })?;
         if listed > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(record);
+        match &entry.reason {
+            None => body.extend_from_slice(record),
+            Some(reason) => put_with_reason(&mut body, record, position, reason),
+        }
         listed += 1;
     }
     body.push(b']');
@@ -378,6 +382,30 @@ fn parked_events(
         count: listed,
         body: Bytes::from(body),
     })
+}
+
+/// A parked record with `"parked_reason"` as its first field. The record is as stored (it may
+/// be one the server itself could not parse); one not even shaped as an object is shown as a
+/// string instead.
+fn put_with_reason(body: &mut Vec<u8>, record: &[u8], position: u64, reason: &str) {
+    let reason = serde_json::to_string(reason).expect("a string serialises");
+    match record.strip_prefix(b"{") {
+        Some(rest) => {
+            body.extend_from_slice(b"{\"parked_reason\":");
+            body.extend_from_slice(reason.as_bytes());
+            if rest.trim_ascii_start().first() != Some(&b'}') {
+                body.push(b',');
+            }
+            body.extend_from_slice(rest);
+        }
+        None => {
+            let raw = serde_json::to_string(&String::from_utf8_lossy(record)).expect("string");
+            body.extend_from_slice(
+                format!(r#"{{"parked_reason":{reason},"position":{position},"record":{raw}}}"#)
+                    .as_bytes(),
+            );
+        }
+    }
 }
 
 async fn read(

@@ -7,7 +7,6 @@
 
 use bytes::Bytes;
 use heed::RoTxn;
-use serde::Deserialize;
 
 use esdb_protocol::aggregate::{apply_data, finalize, initial_state, FoldOrder, State};
 use esdb_protocol::limits::{
@@ -140,15 +139,20 @@ fn fold_events(
     Ok(())
 }
 
-/// The `data` of a stored event record.
+/// The `data` of a stored event record, read under the rules the door applied.
 fn event_data(record: &[u8], position: u64) -> Result<serde_json::Value, StoreError> {
-    #[derive(Deserialize)]
-    struct EventData {
-        data: serde_json::Value,
+    let unreadable = |reason: String| {
+        StoreError::Unreadable(format!(
+            "AGG cannot fold the record at position {position}: {reason}"
+        ))
+    };
+    match esdb_protocol::json::parse_record(record) {
+        Ok(serde_json::Value::Object(mut fields)) => fields
+            .remove("data")
+            .ok_or_else(|| unreadable("it has no data".into())),
+        Ok(_) => Err(unreadable("it is not an object".into())),
+        Err(error) => Err(unreadable(error.to_string())),
     }
-    serde_json::from_slice::<EventData>(record)
-        .map(|event| event.data)
-        .map_err(|e| StoreError::Corrupt(format!("record at position {position}: {e}")))
 }
 
 fn too_large(stream: &str, reason: String) -> StoreError {

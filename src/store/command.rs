@@ -23,7 +23,7 @@ use crate::store::schema::{
     META_NEXT_STREAM_NUMBER,
 };
 use crate::store::snapshots::{self, build_snapshot_record};
-use crate::store::subscriptions::{self, SubscriptionDefinition};
+use crate::store::subscriptions::{self, ParkedEvent, SubscriptionDefinition};
 use crate::store::{Rejection, StoreError};
 
 /// A write, as the writer thread (and later Raft) carries it.
@@ -42,7 +42,7 @@ pub enum Command {
     SaveSubscriptionState {
         name: String,
         checkpoint: u64,
-        park: Vec<u64>,
+        park: Vec<ParkedEvent>,
         unpark: Vec<u64>,
     },
     RequestReplay {
@@ -66,7 +66,12 @@ impl Command {
                 .map(|e| e.data.get().len() + e.metadata.as_ref().map_or(2, |m| m.get().len()))
                 .sum::<usize>(),
             Command::SaveSubscriptionState { park, unpark, .. } => {
-                64 + 8 * (park.len() + unpark.len())
+                let reasons: usize = park
+                    .iter()
+                    .filter_map(|p| p.reason.as_ref())
+                    .map(String::len)
+                    .sum();
+                64 + 8 * (park.len() + unpark.len()) + reasons
             }
             Command::Delete { .. }
             | Command::CreateSubscription(_)

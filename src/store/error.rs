@@ -64,9 +64,14 @@ pub enum StoreError {
     /// LMDB failed (disk full, map full, I/O error). The whole batch was aborted.
     #[error("storage failure: {0}")]
     Storage(String),
-    /// The data on disk breaks an invariant of the schema.
-    #[error("corrupt store: {0}")]
+    /// The data on disk breaks an invariant of the schema (an index entry without its event, a
+    /// short key): a bug or damage. Not called corruption, since no checksum says so.
+    #[error("store invariant broken: {0}")]
     Corrupt(String),
+    /// A stored record breaks the JSON rules every reader relies on, so it cannot be folded or
+    /// matched; the message names it (position, or stream and version) and the rule.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("store is shutting down")]
     ShuttingDown,
 }
@@ -101,6 +106,7 @@ impl StoreError {
             ) => ErrorCode::InvalidArgument,
             StoreError::Storage(_) => ErrorCode::StorageError,
             StoreError::Corrupt(_) => ErrorCode::Internal,
+            StoreError::Unreadable(_) => ErrorCode::UnreadableEvent,
             StoreError::ShuttingDown => ErrorCode::ShuttingDown,
         };
         ProtocolError::new(code, self.to_string())

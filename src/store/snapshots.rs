@@ -9,6 +9,8 @@ use heed::{RoTxn, RwTxn};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use esdb_protocol::json::{MAX_JSON_DEPTH, RECORD_WRAPPER_DEPTH};
+
 use crate::store::read::{inclusive, EventsPage, PageBuilder};
 use crate::store::schema::{snapshot_key, snapshot_key_version, Databases};
 use crate::store::{Rejection, StoreError};
@@ -166,7 +168,12 @@ pub fn record_data(record: &[u8]) -> Result<serde_json::Value, StoreError> {
     struct SnapshotData {
         data: serde_json::Value,
     }
-    serde_json::from_slice::<SnapshotData>(record)
+    esdb_protocol::json::check(record, MAX_JSON_DEPTH + RECORD_WRAPPER_DEPTH)
+        .map_err(|e| StoreError::Unreadable(format!("the snapshot cannot be read: {e}")))?;
+    let mut deserializer = serde_json::Deserializer::from_slice(record);
+    // Safe: the depth was bounded just above.
+    deserializer.disable_recursion_limit();
+    SnapshotData::deserialize(&mut deserializer)
         .map(|snapshot| snapshot.data)
-        .map_err(|e| StoreError::Corrupt(format!("snapshot record: {e}")))
+        .map_err(|e| StoreError::Unreadable(format!("the snapshot cannot be read: {e}")))
 }

@@ -101,7 +101,7 @@ pub(crate) fn apply_save_state(
     dbs: &Databases,
     name: &str,
     checkpoint: u64,
-    park: &[u64],
+    park: &[ParkedEvent],
     unpark: &[u64],
 ) -> Result<Result<Outcome, Rejection>, StoreError> {
     if dbs.psubs.get(txn, name)?.is_none() {
@@ -113,9 +113,10 @@ pub(crate) fn apply_save_state(
     for position in unpark {
         dbs.psub_parked.delete(txn, &parked_key(name, *position))?;
     }
-    for position in park {
+    for parked in park {
+        let value = parked_value(PARKED, parked.reason.as_deref());
         dbs.psub_parked
-            .put(txn, &parked_key(name, *position), &[PARKED])?;
+            .put(txn, &parked_key(name, parked.position), &value)?;
     }
     Ok(Ok(Outcome::Done))
 }
@@ -131,15 +132,43 @@ pub(crate) fn apply_request_replay(
             name: name.to_owned(),
         }));
     }
-    let keys: Vec<Vec<u8>> = dbs
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = dbs
         .psub_parked
         .prefix_iter(txn, &parked_prefix(name))?
-        .map(|entry| entry.map(|(key, _)| key.to_vec()))
+        .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())))
         .collect::<Result<_, _>>()?;
-    for key in keys {
-        dbs.psub_parked.put(txn, &key, &[REPLAY_REQUESTED])?;
+    for (key, mut value) in entries {
+        // The flag changes; the reason (after the flag byte) stays.
+        match value.first_mut() {
+            Some(flag) => *flag = REPLAY_REQUESTED,
+            None => value.push(REPLAY_REQUESTED),
+        }
+        dbs.psub_parked.put(txn, &key, &value)?;
     }
     Ok(Ok(Outcome::Done))
+}
+
+/// An event a persistent subscription parks, with why when it is not the usual (retries
+/// exhausted, or `NACK park`): e.g. its record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedEvent {
+    pub position: u64,
+    pub reason: Option<String>,
+}
+
+/// A `psub_parked` value: the flag byte, then the reason as UTF-8 (empty when none).
+fn parked_value(flag: u8, reason: Option<&str>) -> Vec<u8> {
+    let mut value = vec![flag];
+    value.extend_from_slice(reason.unwrap_or_default().as_bytes());
+    value
+}
+
+/// One entry of a subscription's parked set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEntry {
+    pub position: u64,
+    pub flag: u8,
+    pub reason: Option<String>,
 }
 
 fn parked_prefix(name: &str) -> Vec<u8> {
@@ -215,14 +244,15 @@ pub fn list(txn: &RoTxn, dbs: &Databases) -> Result<Vec<SubscriptionState>, Stor
     Ok(states)
 }
 
-/// Parked positions of a subscription from `from_position`, at most `count`, with their flag.
+/// Parked positions of a subscription from `from_position`, at most `count`, with their flag
+/// and reason.
 pub fn parked(
     txn: &RoTxn,
     dbs: &Databases,
     name: &str,
     from_position: u64,
     count: u64,
-) -> Result<Vec<(u64, u8)>, StoreError> {
+) -> Result<Vec<ParkedEntry>, StoreError> {
     let mut out = Vec::new();
     for entry in dbs.psub_parked.prefix_iter(txn, &parked_prefix(name))? {
         let (key, flag) = entry?;
@@ -233,7 +263,15 @@ pub fn parked(
         if out.len() as u64 >= count {
             break;
         }
-        out.push((position, flag.first().copied().unwrap_or(PARKED)));
+        let reason = flag
+            .get(1..)
+            .filter(|text| !text.is_empty())
+            .map(|text| String::from_utf8_lossy(text).into_owned());
+        out.push(ParkedEntry {
+            position,
+            flag: flag.first().copied().unwrap_or(PARKED),
+            reason,
+        });
     }
     Ok(out)
 }

@@ -55,9 +55,24 @@ pub fn start(
         );
         while let Some(item) = items.recv().await {
             let reply = match item {
-                FeedItem::Event(event) => {
+                FeedItem::Event(delivery) => {
+                    let event = delivery.event;
                     active.delivered(event.position, || *hub.store.head().borrow());
-                    event_reply(&sid, event)
+                    match delivery.unreadable {
+                        None => event_reply(&sid, event),
+                        Some(reason) => {
+                            hub.store.metrics().unreadable_events.inc();
+                            tracing::error!(%sid, position = event.position, %reason,
+                                "subscription met an unreadable record; reported to the client");
+                            Reply::Unreadable {
+                                sid: sid.clone(),
+                                stream: event.stream.to_string(),
+                                version: event.version,
+                                position: event.position,
+                                reason: reason.to_string(),
+                            }
+                        }
+                    }
                 }
                 FeedItem::Live => Reply::Live { sid: sid.clone() },
                 FeedItem::Progress(_) => continue,

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::store::{CommittedBatch, CommittedEvent};
-use crate::subscriptions::selector::{Candidate, IndexKey, Matcher};
+use crate::store::CommittedBatch;
+use crate::subscriptions::selector::{Candidate, Delivery, IndexKey, Matcher};
 
 /// Events a live subscriber may have queued before it counts as slow and falls back to
 /// catching up from storage.
@@ -37,7 +37,7 @@ enum Control {
     Register {
         id: SubscriberId,
         matcher: Arc<Matcher>,
-        queue: mpsc::Sender<CommittedEvent>,
+        queue: mpsc::Sender<Delivery>,
         reply: oneshot::Sender<u64>,
     },
     Unregister {
@@ -88,7 +88,7 @@ impl EmitterPool {
     pub async fn register(
         &self,
         matcher: Arc<Matcher>,
-        queue: mpsc::Sender<CommittedEvent>,
+        queue: mpsc::Sender<Delivery>,
     ) -> Option<(SubscriberId, u64)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shard = &self.shards[(id as usize) % self.shards.len()];
@@ -114,7 +114,7 @@ impl EmitterPool {
 
 struct LiveSubscriber {
     matcher: Arc<Matcher>,
-    queue: mpsc::Sender<CommittedEvent>,
+    queue: mpsc::Sender<Delivery>,
     index_key: IndexKey,
 }
 
@@ -237,11 +237,14 @@ impl Shard {
                     let Some(subscriber) = self.subscribers.get(id) else {
                         continue;
                     };
-                    if slow.contains(id) || !subscriber.matcher.matches(&candidate) {
+                    if slow.contains(id) {
                         continue;
                     }
+                    let Some(delivery) = subscriber.matcher.delivery(&candidate) else {
+                        continue;
+                    };
                     // Full (slow) or closed (gone): either way it leaves live delivery.
-                    if subscriber.queue.try_send(event.clone()).is_err() {
+                    if subscriber.queue.try_send(delivery).is_err() {
                         slow.push(*id);
                     }
                 }

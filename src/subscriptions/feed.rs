@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::store::{CommittedEvent, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::subscriptions::emitter::{EmitterPool, LIVE_QUEUE_EVENTS};
 use crate::subscriptions::history::{read_matching, MatchPage};
-use crate::subscriptions::selector::Matcher;
+use crate::subscriptions::selector::{Delivery, Matcher};
 
 /// Matching events one catch-up read returns at most.
 pub const CATCH_UP_PAGE_EVENTS: usize = 512;
@@ -23,7 +23,8 @@ pub const FEED_CHANNEL_ITEMS: usize = 256;
 
 #[derive(Debug)]
 pub enum FeedItem {
-    Event(CommittedEvent),
+    /// A matching event, or one the selector could not read (reported, not skipped).
+    Event(Delivery),
     /// Every matching event before this position has been handed over (progress through
     /// events that did not match, so checkpoints can move past them).
     Progress(u64),
@@ -119,12 +120,12 @@ impl Feed {
                     event = live.recv() => event,
                     _ = self.sender.closed() => return Err(FeedStopped::Closed),
                 };
-                let Some(event) = event else { break };
-                if event.position < self.cursor {
+                let Some(delivery) = event else { break };
+                if delivery.event.position < self.cursor {
                     continue;
                 }
-                self.cursor = event.position + 1;
-                self.send(FeedItem::Event(event)).await?;
+                self.cursor = delivery.event.position + 1;
+                self.send(FeedItem::Event(delivery)).await?;
             }
             // The emitter dropped us (we were too slow, or it fell behind): catch up again.
             tracing::debug!(
@@ -140,10 +141,10 @@ impl Feed {
         loop {
             let page = self.read_page(until).await?;
             let advanced = page.next_position > self.cursor;
-            for event in page.events {
-                debug_assert!(event.position >= self.cursor);
-                self.cursor = event.position + 1;
-                self.send(FeedItem::Event(event)).await?;
+            for delivery in page.events {
+                debug_assert!(delivery.event.position >= self.cursor);
+                self.cursor = delivery.event.position + 1;
+                self.send(FeedItem::Event(delivery)).await?;
             }
             self.cursor = self.cursor.max(page.next_position);
             if advanced {

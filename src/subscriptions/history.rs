@@ -12,7 +12,7 @@ use crate::store::schema::{
     META_NEXT_POSITION,
 };
 use crate::store::{CommittedEvent, StoreError};
-use crate::subscriptions::selector::{Candidate, IndexKey, Matcher};
+use crate::subscriptions::selector::{Candidate, Delivery, IndexKey, Matcher};
 
 /// Most events one catch-up read examines when it must scan `$all` (pattern, payload and
 /// `$all` selectors): bounds the time one read transaction stays open.
@@ -21,7 +21,7 @@ pub const MAX_SCAN_EVENTS_PER_READ: usize = 4096;
 /// A page of matching history.
 #[derive(Debug)]
 pub struct MatchPage {
-    pub events: Vec<CommittedEvent>,
+    pub events: Vec<Delivery>,
     /// Where the next read starts: every matching event before it is in `events` or earlier.
     pub next_position: u64,
     /// `next_position` reached the limit (the head, or `until`).
@@ -74,16 +74,23 @@ pub fn read_matching(
         });
     }
     let (events, next_position) = match matcher.index_key() {
-        IndexKey::Stream(stream) => by_stream(txn, dbs, &stream, from, limit, max_events)?,
-        IndexKey::Types(types) => by_types(txn, dbs, &types, from, limit, max_events)?,
+        IndexKey::Stream(stream) => matched(by_stream(txn, dbs, &stream, from, limit, max_events)?),
+        IndexKey::Types(types) => matched(by_types(txn, dbs, &types, from, limit, max_events)?),
         IndexKey::Scan => by_scan(txn, dbs, matcher, from, limit, max_events)?,
     };
-    debug_assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    debug_assert!(events
+        .windows(2)
+        .all(|w| w[0].event.position < w[1].event.position));
     Ok(MatchPage {
         events,
         next_position,
         reached_limit: next_position >= limit,
     })
+}
+
+/// Index reads only return events their key selects: every one is a match.
+fn matched((events, next): (Vec<CommittedEvent>, u64)) -> (Vec<Delivery>, u64) {
+    (events.into_iter().map(Delivery::matched).collect(), next)
 }
 
 /// A stream's events through its index. Versions hidden by a delete are not delivered, as
@@ -173,7 +180,7 @@ fn by_scan(
     from: u64,
     limit: u64,
     max_events: usize,
-) -> Result<(Vec<CommittedEvent>, u64), StoreError> {
+) -> Result<(Vec<Delivery>, u64), StoreError> {
     let mut events = Vec::new();
     let mut next_position = from;
     for entry in dbs
@@ -186,8 +193,8 @@ fn by_scan(
         }
         let (position, record) = entry?;
         let event = committed_event(position, record)?;
-        if matcher.matches(&Candidate::new(&event)) {
-            events.push(event);
+        if let Some(delivery) = matcher.delivery(&Candidate::new(&event)) {
+            events.push(delivery);
         }
         next_position = position + 1;
     }

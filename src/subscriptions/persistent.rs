@@ -32,11 +32,13 @@ use tokio::time::Instant;
 use esdb_protocol::ops::subscribe::{AckItem, NackAction};
 use esdb_protocol::{ErrorCode, ProtocolError};
 
-use crate::store::subscriptions::{self as stored, SubscriptionDefinition, REPLAY_REQUESTED};
+use crate::store::subscriptions::{
+    self as stored, ParkedEvent, SubscriptionDefinition, REPLAY_REQUESTED,
+};
 use crate::store::{Command, CommittedEvent, Store, StoreError};
 use crate::subscriptions::feed::{self, FeedItem};
 use crate::subscriptions::history::read_matching;
-use crate::subscriptions::selector::Matcher;
+use crate::subscriptions::selector::{Delivery as Matched, Matcher};
 use crate::subscriptions::SubscriptionHub;
 
 /// Matching events a group holds that are not yet in flight.
@@ -148,8 +150,8 @@ pub async fn join(
             let replays: Vec<u64> =
                 stored::parked(txn, dbs, &load_name, 0, MAX_REPLAY_EVENTS as u64)?
                     .into_iter()
-                    .filter(|(_, flag)| *flag == REPLAY_REQUESTED)
-                    .map(|(position, _)| position)
+                    .filter(|entry| entry.flag == REPLAY_REQUESTED)
+                    .map(|entry| entry.position)
                     .collect();
             let replays = load_events(txn, dbs, &replays)?;
             Ok(Some((state.definition, state.checkpoint, replays)))
@@ -218,7 +220,7 @@ fn load_events(
     let mut events = Vec::with_capacity(positions.len());
     for &position in positions {
         let page = read_matching(txn, dbs, &all, position, Some(position + 1), 1)?;
-        events.extend(page.events);
+        events.extend(page.events.into_iter().map(|delivery| delivery.event));
     }
     Ok(events)
 }
@@ -254,7 +256,7 @@ struct Group {
     consumers: BTreeMap<ConsumerId, Consumer>,
     /// Streams with events in flight: their consumer and how many.
     stream_owners: HashMap<Arc<str>, (ConsumerId, usize)>,
-    to_park: Vec<u64>,
+    to_park: Vec<ParkedEvent>,
     to_unpark: Vec<u64>,
     saved_checkpoint: u64,
     deleted: bool,
@@ -393,7 +395,27 @@ impl Group {
 
     fn take_from_feed(&mut self, item: Option<FeedItem>) {
         match item {
-            Some(FeedItem::Event(event)) => {
+            Some(FeedItem::Event(Matched {
+                event,
+                unreadable: Some(reason),
+            })) => {
+                // Nothing can be delivered for it: park it at once, with the reason, so it
+                // shows in PSUB PARKED and the checkpoint can move past it.
+                self.received_up_to = event.position + 1;
+                self.store.metrics().unreadable_events.inc();
+                tracing::error!(
+                    subscription = %self.definition.name,
+                    position = event.position,
+                    %reason,
+                    "unreadable record parked"
+                );
+                self.to_unpark.retain(|p| *p != event.position);
+                self.to_park.push(ParkedEvent {
+                    position: event.position,
+                    reason: Some(format!("unreadable: {reason}")),
+                });
+            }
+            Some(FeedItem::Event(Matched { event, .. })) => {
                 self.received_up_to = event.position + 1;
                 self.pending.insert(
                     event.position,
@@ -461,7 +483,10 @@ impl Group {
             "event parked"
         );
         self.to_unpark.retain(|p| *p != pending.event.position);
-        self.to_park.push(pending.event.position);
+        self.to_park.push(ParkedEvent {
+            position: pending.event.position,
+            reason: None,
+        });
     }
 
     fn leave(&mut self, consumer: ConsumerId) {
@@ -505,8 +530,8 @@ impl Group {
         let loaded = store.with_read(|txn, dbs| {
             let flagged: Vec<u64> = stored::parked(txn, dbs, &name, 0, MAX_REPLAY_EVENTS as u64)?
                 .into_iter()
-                .filter(|(_, flag)| *flag == REPLAY_REQUESTED)
-                .map(|(position, _)| position)
+                .filter(|entry| entry.flag == REPLAY_REQUESTED)
+                .map(|entry| entry.position)
                 .collect();
             load_events(txn, dbs, &flagged)
         });

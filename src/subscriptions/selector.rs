@@ -9,14 +9,46 @@
 //!   objects match recursively (extra keys in the record are ignored); arrays match
 //!   element-wise and must have the same length; numbers match by numeric value (`1` matches
 //!   `1.0`); strings, booleans and null match by equality.
+//!
+//! A record that `event_payload` matching cannot parse (it breaks the JSON rules of
+//! `esdb_protocol::json`: an older version wrote it, or the disk damaged it) is neither a match
+//! nor a miss: it is [`Verdict::Unreadable`], and the subscription reports it (an `UNREADABLE`
+//! frame, or a park with the reason) instead of passing over it.
 
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use esdb_protocol::ops::subscribe::{Selector, ALL_STREAMS};
 
 use crate::store::CommittedEvent;
+
+/// What a selector makes of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    NoMatch,
+    /// The record cannot be matched; the reason names the rule it breaks and where.
+    Unreadable(Arc<str>),
+}
+
+/// An event handed to a subscription: a match, or a record it could not read (reported, never
+/// skipped).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: CommittedEvent,
+    pub unreadable: Option<Arc<str>>,
+}
+
+impl Delivery {
+    pub fn matched(event: CommittedEvent) -> Delivery {
+        Delivery {
+            event,
+            unreadable: None,
+        }
+    }
+}
 
 /// How the emitters find a subscription's candidates without scanning every subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +71,7 @@ pub struct Matcher {
 /// selectors look at it.
 pub struct Candidate<'a> {
     pub event: &'a CommittedEvent,
-    parsed: OnceCell<Option<Value>>,
+    parsed: OnceCell<Result<Value, Arc<str>>>,
 }
 
 impl<'a> Candidate<'a> {
@@ -50,9 +82,13 @@ impl<'a> Candidate<'a> {
         }
     }
 
-    fn record(&self) -> Option<&Value> {
+    fn record(&self) -> Result<&Value, &Arc<str>> {
         self.parsed
-            .get_or_init(|| serde_json::from_slice(&self.event.record).ok())
+            .get_or_init(|| {
+                esdb_protocol::json::parse_record(&self.event.record).map_err(|e| {
+                    Arc::from(format!("record at position {}: {e}", self.event.position))
+                })
+            })
             .as_ref()
     }
 }
@@ -74,21 +110,39 @@ impl Matcher {
         }
     }
 
-    pub fn matches(&self, candidate: &Candidate<'_>) -> bool {
+    pub fn judge(&self, candidate: &Candidate<'_>) -> Verdict {
         let event = candidate.event;
-        match &self.selector {
+        let matched = match &self.selector {
             Selector::Stream(stream) => stream == ALL_STREAMS || **stream == *event.stream,
             Selector::EventType(types) => types.iter().any(|t| **t == *event.event_type),
             Selector::EventPattern(pattern) => wildcard_match(pattern, &event.stream),
-            Selector::EventPayload(pattern) => candidate
-                .record()
-                .is_some_and(|record| partial_match(pattern, record)),
+            Selector::EventPayload(pattern) => match candidate.record() {
+                Ok(record) => partial_match(pattern, record),
+                Err(reason) => return Verdict::Unreadable(reason.clone()),
+            },
+        };
+        if matched {
+            Verdict::Match
+        } else {
+            Verdict::NoMatch
+        }
+    }
+
+    /// The delivery for `event`, if this selector delivers it (matched or unreadable).
+    pub fn delivery(&self, candidate: &Candidate<'_>) -> Option<Delivery> {
+        match self.judge(candidate) {
+            Verdict::Match => Some(Delivery::matched(candidate.event.clone())),
+            Verdict::NoMatch => None,
+            Verdict::Unreadable(reason) => Some(Delivery {
+                event: candidate.event.clone(),
+                unreadable: Some(reason),
+            }),
         }
     }
 }
 
-/// `*` matches any run of characters; everything else matches itself. Linear-time greedy
-/// matching with backtracking to the last `*` only.
+/// `*` matches any run of characters; everything else matches itself. Greedy matching that
+/// backtracks to the last `*` only (O(pattern × text) at worst).
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
     let (mut p, mut t) = (0, 0);
@@ -198,7 +252,7 @@ mod tests {
             record: bytes::Bytes::from_static(br#"{"data":{"total":5}}"#),
         };
         let candidate = Candidate::new(&event);
-        let matches = |s: Selector| Matcher::new(s).matches(&candidate);
+        let matches = |s: Selector| Matcher::new(s).judge(&candidate) == Verdict::Match;
         assert!(matches(Selector::Stream("$all".into())));
         assert!(matches(Selector::Stream("order-eu-1".into())));
         assert!(!matches(Selector::Stream("order-eu".into())));
@@ -214,5 +268,36 @@ mod tests {
         assert!(!matches(Selector::EventPayload(
             json!({"data": {"total": 6}})
         )));
+    }
+
+    #[test]
+    fn unreadable_records_are_neither_match_nor_miss() {
+        let deep = format!(
+            r#"{{"data":{{"x":1,"d":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for record in [
+            deep.as_str(),
+            r#"{"data":{"x":1,"n":1e400}}"#,
+            r#"{"data":{"x":1,"s":"\ud800"}}"#,
+        ] {
+            let event = CommittedEvent {
+                position: 9,
+                version: 0,
+                stream: Arc::from("s"),
+                event_type: Arc::from("T"),
+                record: bytes::Bytes::copy_from_slice(record.as_bytes()),
+            };
+            let candidate = Candidate::new(&event);
+            let payload = Matcher::new(Selector::EventPayload(json!({"data": {"x": 1}})));
+            match payload.judge(&candidate) {
+                Verdict::Unreadable(reason) => assert!(reason.contains("position 9"), "{reason}"),
+                other => panic!("{record}: {other:?}"),
+            }
+            // Selectors that do not parse the record still match it.
+            let by_stream = Matcher::new(Selector::Stream("s".into()));
+            assert_eq!(by_stream.judge(&candidate), Verdict::Match);
+        }
     }
 }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::error::ProtocolError;
 use crate::expected::ExpectedVersion;
+use crate::json::check_payload_value as check_json_rules;
 use crate::limits::{MAX_EVENTS_PER_APPEND, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{snippet, Args};
 use crate::ops::streams::validate_stream_id;
@@ -70,7 +71,7 @@ struct EventInputWire {
 /// One validated event of an `APPEND` payload.
 #[derive(Debug, Clone)]
 pub struct EventInput {
-    /// The client's id for the event; the server assigns a UUID v4 when absent.
+    /// The client's id for the event; the server assigns a UUID v7 when absent.
     pub event_id: Option<Uuid>,
     pub event_type: String,
     /// Any JSON value, kept as the client's bytes.
@@ -122,12 +123,14 @@ pub fn parse_events(payload: &[u8]) -> Result<Vec<EventInput>, ProtocolError> {
 fn validate_event(index: usize, event: EventInputWire) -> Result<EventInput, ProtocolError> {
     validate_event_type(&event.event_type)
         .map_err(|e| ProtocolError::invalid_argument(format!("event {index}: {}", e.message)))?;
+    check_json_rules(&format!("event {index}: data"), &event.data)?;
     if let Some(metadata) = &event.metadata {
         if !metadata.get().starts_with('{') {
             return Err(ProtocolError::invalid_json(format!(
                 "event {index}: metadata must be a JSON object"
             )));
         }
+        check_json_rules(&format!("event {index}: metadata"), metadata)?;
     }
     let event_id = match event.event_id {
         None => None,

@@ -32,6 +32,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ProtocolError;
+use crate::json::check_payload_value as check_json_rules;
 use crate::limits::MAX_SNAPSHOTS_PAGE;
 use crate::line::{parse_u64, snippet, Args};
 use crate::ops::streams::validate_stream_id;
@@ -238,12 +239,14 @@ pub fn parse_snapshot_payload(payload: &[u8]) -> Result<SnapshotInput, ProtocolE
     }
     let wire: SnapshotInputWire = serde_json::from_slice(payload)
         .map_err(|e| ProtocolError::invalid_json(format!("bad snapshot JSON: {e}")))?;
+    check_json_rules("snapshot data", &wire.data)?;
     if let Some(metadata) = &wire.metadata {
         if !metadata.get().starts_with('{') {
             return Err(ProtocolError::invalid_json(
                 "snapshot metadata must be a JSON object",
             ));
         }
+        check_json_rules("snapshot metadata", metadata)?;
     }
     if wire.keep == Some(0) {
         return Err(ProtocolError::invalid_argument(
