@@ -28,7 +28,9 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod raft;
 pub mod server;
 pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod testing;

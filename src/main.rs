@@ -36,10 +36,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The log filter when neither `--log-level` nor `RUST_LOG` says: openraft narrates every
+/// election and shutdown at info, which is noise for a single node.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn";
+
 fn init_logging(config: &Config) {
     let filter = match &config.log_level {
         Some(level) => EnvFilter::new(level),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

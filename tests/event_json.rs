@@ -200,7 +200,7 @@ fn unreadable_records_are_reported_never_skipped() {
     let temp = tempfile::tempdir().expect("tempdir");
     let data_dir = temp.path().join("data");
     let deep = format!(r#"{{"x":1,"d":{}}}"#, nested_array(200));
-    esdb::store::testing::append_unchecked(
+    esdb::testing::append_unchecked(
         &data_dir,
         "default",
         "acct",

@@ -188,7 +188,21 @@ fn health_ready_and_stats_answer() {
     client.append("s", "any", &event("T", serde_json::json!(1)));
     let (status, body) = http_get(server.http_addr, "/stats");
     assert_eq!(status, 200);
-    let stats: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let mut stats: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let full = stats.clone();
+    // Each store's Raft group: a single node leading its own log, everything applied.
+    for store in ["default", "audit"] {
+        let raft = stats["stores"][store]
+            .as_object_mut()
+            .expect("store stats")
+            .remove("raft")
+            .expect("raft status");
+        assert_eq!(raft["node_id"], 1, "{raft}");
+        assert_eq!(raft["state"], "leader", "{raft}");
+        assert_eq!(raft["leader_id"], 1, "{raft}");
+        assert!(raft["term"].as_u64().expect("term") >= 1, "{raft}");
+        assert_eq!(raft["applied_index"], raft["last_log_index"], "{raft}");
+    }
     assert_eq!(
         stats,
         serde_json::json!({"stores": {
@@ -201,7 +215,7 @@ fn health_ready_and_stats_answer() {
         Reply::Stats { body } => {
             assert_eq!(
                 serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
-                stats
+                full
             )
         }
         other => panic!("expected STATS, got {other:?}"),

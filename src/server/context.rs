@@ -9,12 +9,18 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::metrics::{metrics, ConnectionMetrics, Transport};
+use crate::raft::RaftStatus;
 use crate::store::{Store, StoreStats, Stores};
 use crate::subscriptions::SubscriptionHub;
 
 /// Reads running at once on the blocking pool, server-wide. Each holds an LMDB reader slot and
 /// a blocking thread; bounding them keeps both well under their limits.
 pub const MAX_CONCURRENT_READS: usize = 64;
+
+/// A live view of one store's Raft group.
+pub type RaftWatch = tokio::sync::watch::Receiver<
+    openraft::RaftMetrics<crate::raft::types::NodeId, openraft::BasicNode>,
+>;
 
 pub struct ServerContext {
     pub config: Config,
@@ -26,13 +32,15 @@ pub struct ServerContext {
     /// One permit per open client connection, TCP and WebSocket alike (`--max-connections`).
     pub connections: Arc<Semaphore>,
     pub server_id: String,
+    /// Each store's Raft group state, for `INFO` and `STATS`.
+    raft: BTreeMap<String, RaftWatch>,
     tcp_metrics: ConnectionMetrics,
     ws_metrics: ConnectionMetrics,
 }
 
 impl ServerContext {
     /// Builds the context and starts each store's emitters (call inside the runtime).
-    pub fn new(config: Config, stores: Stores) -> ServerContext {
+    pub fn new(config: Config, stores: Stores, raft: BTreeMap<String, RaftWatch>) -> ServerContext {
         let hubs = stores
             .names()
             .into_iter()
@@ -50,7 +58,24 @@ impl ServerContext {
             tcp_metrics: metrics().connections(Transport::Tcp),
             ws_metrics: metrics().connections(Transport::Ws),
             server_id: uuid::Uuid::new_v4().simple().to_string(),
+            raft,
         }
+    }
+
+    /// Each store's Raft group: `{"<store>": {"node_id":…, "state":…, "term":…, …}}`.
+    pub fn raft_status(&self) -> serde_json::Value {
+        let by_store: serde_json::Map<String, serde_json::Value> = self
+            .raft
+            .iter()
+            .map(|(name, watch)| {
+                let status = RaftStatus::of(&watch.borrow());
+                (
+                    name.clone(),
+                    serde_json::to_value(status).expect("status serialises"),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(by_store)
     }
 
     pub fn store(&self, name: &str) -> Option<Arc<Store>> {
@@ -98,10 +123,12 @@ impl ServerContext {
         let mut by_name = serde_json::Map::new();
         for store in stores {
             let stats: StoreStats = store.stats()?;
-            by_name.insert(
-                store.name().to_owned(),
-                serde_json::to_value(stats).expect("stats serialise"),
-            );
+            let mut value = serde_json::to_value(stats).expect("stats serialise");
+            if let Some(watch) = self.raft.get(store.name()) {
+                value["raft"] = serde_json::to_value(RaftStatus::of(&watch.borrow()))
+                    .expect("status serialises");
+            }
+            by_name.insert(store.name().to_owned(), value);
         }
         let json = serde_json::json!({ "stores": by_name });
         Ok(Bytes::from(
@@ -129,6 +156,7 @@ impl ServerContext {
             "store": self.config.default_store(),
             "auth_required": false,
             "ping_interval_ms": self.config.ping_interval_ms,
+            "raft": self.raft_status(),
         });
         Bytes::from(serde_json::to_vec(&info).expect("json serialises"))
     }

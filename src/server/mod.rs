@@ -8,10 +8,12 @@
 
 pub mod connection;
 pub mod context;
+pub mod data_lock;
 pub mod dispatch;
 pub mod listener;
 pub mod subscribe;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
@@ -28,11 +30,7 @@ pub use context::ServerContext;
 /// Opens the stores, listens, serves until `shutdown` resolves, then drains connections and
 /// closes the stores cleanly.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    let options = StoreOptions {
-        map_size_bytes: config.map_size_mb << 20,
-    };
-    let stores = Stores::open(&config.data_dir, &config.stores, &options)
-        .map_err(|e| format!("opening stores in {}: {e}", config.data_dir.display()))?;
+    // Ports first: a server that cannot bind them creates nothing on disk.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", config.listen))?;
@@ -41,6 +39,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .await
         .map_err(|e| format!("binding http {}: {e}", config.http))?;
     let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
+    // Then the data directory, for this process alone, before anything in it is opened.
+    let _lock = data_lock::acquire(&config.data_dir)?;
+    let options = StoreOptions {
+        map_size_bytes: config.map_size_mb << 20,
+    };
+    let stores = Stores::open(&config.data_dir, &config.stores, &options)
+        .map_err(|e| format!("opening stores in {}: {e}", config.data_dir.display()))?;
+    let mut nodes = Vec::new();
+    let mut raft = BTreeMap::new();
+    for store in stores.iter() {
+        let node = crate::raft::Node::start(store).await?;
+        raft.insert(store.name().to_owned(), node.status());
+        nodes.push(node);
+    }
     // Both ports are bound before either is announced: a script that read both lines can
     // connect to both. The first line's format is relied on by scripts and tests.
     announce(&format!(
@@ -51,7 +63,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     announce(&format!(
         "esdb http on {http_local} (/metrics /health /ready /stats /ws)"
     ));
-    let context = Arc::new(ServerContext::new(config.clone(), stores));
+    let context = Arc::new(ServerContext::new(config.clone(), stores, raft));
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let http_state = crate::http::HttpState {
@@ -77,6 +89,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let stores = context.take_stores();
     drop(context);
+    // Persistent subscriptions save their checkpoints as they stop: the write path stays up
+    // until every other holder of a store has let go, then stops, then the stores close.
+    stores.wait_until_unshared(deadline).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
     tokio::task::spawn_blocking(move || stores.close(deadline))
         .await
         .map_err(|e| format!("closing stores: {e}"))?;

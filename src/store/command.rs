@@ -116,7 +116,7 @@ pub struct NewEvent {
 }
 
 /// What a command did when it was accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     Appended {
         last_version: u64,

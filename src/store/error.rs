@@ -4,7 +4,7 @@ use esdb_protocol::{ErrorCode, ExpectedVersion, ProtocolError};
 use uuid::Uuid;
 
 /// A command or read the store refused; nothing was written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
     #[error("stream {stream}: expected version {expected}, actual {actual}")]
     WrongExpectedVersion {

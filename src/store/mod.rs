@@ -1,15 +1,16 @@
 //! The storage engine: one LMDB environment per store.
 //!
 //! - [`schema`]: the databases and key layout.
-//! - [`command`]: [`Command`] and the deterministic [`command::apply`] (what Raft will
-//!   replicate).
-//! - [`writer`]: the single writer thread doing group commit.
+//! - [`command`]: [`Command`] and the deterministic [`command::apply`] (what the Raft log
+//!   carries).
+//! - [`writer`]: the apply thread, the one place that opens write transactions: it applies
+//!   committed Raft entries and publishes what they wrote. Writes are submitted with
+//!   [`Store::submit`] into a queue the Raft proposer (`crate::raft`) drains.
 //! - [`read`]: reads, straight from LMDB.
 //! - [`snapshots`]: snapshot records and their reads; [`aggregate`]: `AGG`, the fold of a
 //!   stream inside one read transaction.
 //! - [`record`]: the event record JSON.
 //! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
-//! - [`testing`]: a path around the protocol's JSON rules, for tests of unreadable records.
 
 pub mod aggregate;
 pub mod command;
@@ -20,7 +21,6 @@ pub mod record;
 pub mod schema;
 pub mod snapshots;
 pub mod subscriptions;
-pub mod testing;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use heed::{Env, EnvOpenOptions, WithoutTls};
+use heed::{Env, EnvFlags, EnvOpenOptions, WithoutTls};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -38,8 +38,12 @@ use committed::COMMITTED_BATCH_CHANNEL_CAPACITY;
 pub use committed::{CommittedBatch, CommittedEvent};
 pub use error::{Rejection, StoreError};
 pub use read::EventsPage;
-use schema::{Databases, DATABASE_COUNT, META_NEXT_POSITION};
-use writer::{WriteRequest, WriteResult, WRITE_QUEUE_CAPACITY};
+use schema::{
+    Databases, DATABASE_COUNT, FORMAT_VERSION, META_FORMAT_VERSION, META_NEXT_POSITION,
+    RAFT_APPLIED,
+};
+use writer::WRITE_QUEUE_CAPACITY;
+pub use writer::{ApplyJob, JobOutcome, WriteRequest, WriteResult};
 
 use crate::metrics::StoreMetrics;
 
@@ -62,6 +66,9 @@ pub struct Store {
     env: Env<WithoutTls>,
     dbs: Databases,
     writes: mpsc::Sender<WriteRequest>,
+    /// The other end of `writes`, until the Raft proposer takes it.
+    write_queue: Mutex<Option<mpsc::Receiver<WriteRequest>>>,
+    applies: Mutex<Option<mpsc::Sender<ApplyJob>>>,
     /// Bytes of queued write payloads (see [`writer::MAX_QUEUED_WRITE_BYTES`]).
     write_budget: Arc<tokio::sync::Semaphore>,
 
@@ -95,19 +102,14 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir` and starts its writer thread.
+    /// Opens (creating if needed) the store in `dir` and starts its apply thread. Writes wait
+    /// in a queue until the Raft layer takes it ([`Store::take_write_queue`]).
     pub fn open(name: &str, dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Storage(format!("creating {}: {e}", dir.display())))?;
-        let mut open_options = EnvOpenOptions::new().read_txn_without_tls();
-        open_options
-            .map_size(options.map_size_bytes)
-            .max_dbs(DATABASE_COUNT)
-            .max_readers(MAX_READERS);
-        // SAFETY: heed requires that the same file is not opened twice in one process with
-        // different options; the server opens each store directory exactly once.
-        let env = unsafe { open_options.open(dir)? };
+        let env = open_env(dir, options)?;
         let dbs = Databases::create(&env)?;
+        check_format(&env, &dbs, dir)?;
 
         let next_position = {
             let rtxn = env.read_txn()?;
@@ -115,6 +117,7 @@ impl Store {
         };
         let (head_tx, head) = watch::channel(next_position);
         let (writes, requests) = mpsc::channel(WRITE_QUEUE_CAPACITY);
+        let (applies, jobs) = writer::channel();
         let (published, _) = broadcast::channel(COMMITTED_BATCH_CHANNEL_CAPACITY);
         let writer_env = env.clone();
         let writer_published = published.clone();
@@ -122,30 +125,59 @@ impl Store {
         metrics.last_position.set(next_position as i64 - 1);
         let writer_metrics = metrics.clone();
         let writer_thread = std::thread::Builder::new()
-            .name(format!("esdb-writer-{name}"))
+            .name(format!("esdb-apply-{name}"))
             .spawn(move || {
                 writer::run(
                     writer_env,
                     dbs,
-                    requests,
+                    jobs,
                     head_tx,
                     writer_published,
                     writer_metrics,
                 )
             })
-            .map_err(|e| StoreError::Storage(format!("spawning writer thread: {e}")))?;
+            .map_err(|e| StoreError::Storage(format!("spawning apply thread: {e}")))?;
         Ok(Store {
             name: name.to_owned(),
             path: dir.to_owned(),
             env,
             dbs,
             writes,
+            write_queue: Mutex::new(Some(requests)),
+            applies: Mutex::new(Some(applies)),
             write_budget: Arc::new(tokio::sync::Semaphore::new(writer::MAX_QUEUED_WRITE_BYTES)),
             head,
             published,
 
             writer_thread: Mutex::new(Some(writer_thread)),
             metrics,
+        })
+    }
+
+    /// The queue of submitted writes, once: the Raft proposer drains it.
+    pub fn take_write_queue(&self) -> Option<mpsc::Receiver<WriteRequest>> {
+        self.write_queue.lock().expect("write queue mutex").take()
+    }
+
+    /// The directory of the store's LMDB environment (the Raft log lives beside it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A handle for the Raft state machine: applies committed entries, reads and checkpoints
+    /// the applied state. It does not keep the store open: the store closes once every
+    /// `Arc<Store>` is gone and the applier's holder (the Raft node) has stopped.
+    pub fn applier(&self) -> Result<Applier, StoreError> {
+        let sender = self
+            .applies
+            .lock()
+            .expect("applies mutex")
+            .clone()
+            .ok_or(StoreError::ShuttingDown)?;
+        Ok(Applier {
+            sender,
+            env: self.env.clone(),
+            dbs: self.dbs,
         })
     }
 
@@ -237,8 +269,9 @@ impl Store {
         f(&txn, &self.dbs)
     }
 
-    /// Stops the writer (after it finishes what is queued) and closes the environment. Waits
-    /// up to `deadline` for other holders of the store (in-flight reads) to let go.
+    /// Stops the apply thread and closes the environment. Waits up to `deadline` for other
+    /// holders of the store (in-flight reads) to let go. The Raft node must have stopped
+    /// first: its applier keeps the apply thread running.
     pub fn close(self: Arc<Self>, deadline: Duration) {
         let started = std::time::Instant::now();
         let mut store = self;
@@ -259,10 +292,13 @@ impl Store {
             name,
             env,
             writes,
+            applies,
             writer_thread,
             ..
         } = store;
         drop(writes);
+        drop(applies);
+        // The apply thread ends once the Raft node's applier is gone too.
         if let Some(thread) = writer_thread.lock().expect("writer mutex").take() {
             if thread.join().is_err() {
                 tracing::error!(store = %name, "writer thread panicked");
@@ -271,6 +307,87 @@ impl Store {
         env.prepare_for_closing().wait();
         tracing::info!(store = %name, "store closed");
     }
+}
+
+/// The state machine's side of a store (see [`Store::applier`]).
+#[derive(Clone)]
+pub struct Applier {
+    sender: mpsc::Sender<ApplyJob>,
+    env: Env<WithoutTls>,
+    dbs: Databases,
+}
+
+impl Applier {
+    /// Applies committed entries in one transaction (see [`writer`]) and waits for the outcome.
+    pub async fn apply(&self, entries: Vec<Arc<[Command]>>, applied_state: Vec<u8>) -> JobOutcome {
+        let (reply, outcome) = oneshot::channel();
+        self.sender
+            .send(ApplyJob {
+                entries,
+                applied_state,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        outcome.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// The applied state the Raft layer last stored with the data, if any.
+    pub fn applied_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.env.read_txn()?;
+        Ok(self.dbs.raft.get(&txn, RAFT_APPLIED)?.map(<[u8]>::to_vec))
+    }
+
+    /// Makes every commit so far durable (the meta page `NO_META_SYNC` left unsynced): the
+    /// checkpoint the Raft log may be purged behind. Blocking.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.env.force_sync()?;
+        Ok(())
+    }
+}
+
+/// Opens the LMDB environment of a store with its flags set in one place.
+fn open_env(dir: &Path, options: &StoreOptions) -> Result<Env<WithoutTls>, StoreError> {
+    let mut open_options = EnvOpenOptions::new().read_txn_without_tls();
+    open_options
+        .map_size(options.map_size_bytes)
+        .max_dbs(DATABASE_COUNT)
+        .max_readers(MAX_READERS);
+    // NO_META_SYNC: the Raft log makes writes durable, so a commit needs one fdatasync (its
+    // data pages), not two; the meta page reaches the disk with the next commit or a
+    // checkpoint (`Store::sync`). LMDB keeps its integrity this way after a power loss, losing
+    // at most the last commit, which the log replays. NO_SYNC would skip the data fdatasync too,
+    // but then a power loss can leave a meta page pointing at pages that never reached the
+    // disk (LMDB reuses freed pages), which the log cannot repair.
+    // SAFETY: heed requires that the same file is not opened twice in one process with
+    // different options; the server opens each store directory exactly once.
+    unsafe {
+        open_options.flags(EnvFlags::NO_META_SYNC);
+        Ok(open_options.open(dir)?)
+    }
+}
+
+/// Refuses a store written by a newer format; stamps the current format on a new or older one.
+fn check_format(env: &Env<WithoutTls>, dbs: &Databases, dir: &Path) -> Result<(), StoreError> {
+    let mut txn = env.write_txn()?;
+    let found = dbs.meta.get(&txn, META_FORMAT_VERSION)?;
+    match found {
+        Some(version) if version > FORMAT_VERSION => {
+            return Err(StoreError::Storage(format!(
+                "{} was written by a newer esdb (store format {version}; this build reads up to \
+                 {FORMAT_VERSION}): refusing to open it",
+                dir.display()
+            )));
+        }
+        Some(version) if version == FORMAT_VERSION => return Ok(()),
+        // Format 1 (no version key) needs nothing but the stamp: its records and indexes are
+        // the same, and it has no Raft log, so the log starts empty at its current state.
+        _ => dbs
+            .meta
+            .put(&mut txn, META_FORMAT_VERSION, &FORMAT_VERSION)?,
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// Every store this server serves, by name.
@@ -292,6 +409,23 @@ impl Stores {
             stores.insert(name.clone(), Arc::new(store));
         }
         Ok(Stores { stores })
+    }
+
+    /// Waits (up to `deadline`) until nothing but this map holds each store: in-flight reads
+    /// and persistent subscriptions saving their checkpoints have finished.
+    pub async fn wait_until_unshared(&self, deadline: Duration) {
+        let started = std::time::Instant::now();
+        while self
+            .stores
+            .values()
+            .any(|store| Arc::strong_count(store) > 1)
+        {
+            if started.elapsed() >= deadline {
+                tracing::warn!("stores still in use at shutdown");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Store>> {

@@ -12,6 +12,7 @@
 //! | `psub_checkpoints` | subscription name                 | next position to deliver (u64 BE) |
 //! | `psub_parked`  | name ++ `0x00` ++ position (u64 BE)   | 0 parked, 1 replay requested   |
 //! | `snapshots`    | stream id ++ `0x00` ++ version (u64 BE) | the snapshot record's JSON   |
+//! | `raft`         | `applied`                             | the Raft state machine's applied state (opaque bytes from `raft`) |
 //!
 //! Big-endian integers sort numerically, so ranges are key ranges. Streams are interned to a
 //! number so the per-stream index has fixed-width, prefix-free keys. Event types cannot contain
@@ -40,6 +41,9 @@ pub struct Databases {
     pub psub_checkpoints: Database<'static, Str, PositionCodec>,
     pub psub_parked: Database<'static, Bytes, Bytes>,
     pub snapshots: Database<'static, Bytes, Bytes>,
+    /// What the Raft layer asks to keep with the data (its last applied log id and membership),
+    /// written in the same transaction as the entries it describes.
+    pub raft: Database<'static, Str, Bytes>,
 }
 
 impl Databases {
@@ -61,6 +65,7 @@ impl Databases {
                     opener.create_database(wtxn, Some("psub_checkpoints"))?,
                     opener.create_database(wtxn, Some("psub_parked"))?,
                     opener.create_database(wtxn, Some("snapshots"))?,
+                    opener.create_database(wtxn, Some("raft"))?,
                 );
                 Ok(CommitOrAbort::<_, ()>::Commit((core, subscriptions)))
             })?
@@ -76,12 +81,21 @@ impl Databases {
             psub_checkpoints: subscriptions.1,
             psub_parked: subscriptions.2,
             snapshots: subscriptions.3,
+            raft: subscriptions.4,
         })
     }
 }
 
 /// Number of named databases, for `max_dbs`.
-pub const DATABASE_COUNT: u32 = 10;
+pub const DATABASE_COUNT: u32 = 11;
+
+/// `raft` key: the applied state blob.
+pub const RAFT_APPLIED: &str = "applied";
+/// `meta` key: the on-disk format version of the store (see [`FORMAT_VERSION`]).
+pub const META_FORMAT_VERSION: &str = "format_version";
+/// The format this build writes. 1: before the Raft log (no `raft` database, no version key);
+/// 2: applied behind the Raft log, parked values may carry a reason.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";

@@ -1,5 +1,6 @@
 //! Engine tests against a real LMDB environment in a temporary directory: writes go through
-//! the writer thread (`Store::execute`/`submit`), reads through `Store::with_read`.
+//! the Raft log and the apply thread (`Store::execute`/`submit`, with the store's Raft node
+//! running), reads through `Store::with_read`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,11 +24,42 @@ const EPOCH_US: u64 = 1_700_000_000_123_456;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn open(dir: &Path) -> Store {
+/// A store with its Raft group running, as the server runs it: writes go through the log.
+struct TestStore {
+    store: Arc<Store>,
+    node: Option<crate::raft::Node>,
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl TestStore {
+    async fn close(mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+        let store = self.store.clone();
+        drop(self);
+        tokio::task::spawn_blocking(move || store.close(Duration::from_secs(5)))
+            .await
+            .expect("close");
+    }
+}
+
+async fn open(dir: &Path) -> TestStore {
     let options = StoreOptions {
         map_size_bytes: 64 << 20,
     };
-    Store::open("test", dir, &options).expect("open store")
+    let store = Arc::new(Store::open("test", dir, &options).expect("open store"));
+    let node = crate::raft::Node::start(&store).await.expect("start raft");
+    TestStore {
+        store,
+        node: Some(node),
+    }
 }
 
 fn event(event_type: &str, data: &str) -> NewEvent {
@@ -254,7 +286,7 @@ async fn prepare(store: &Store, stream: &str, state: State) {
 async fn append_expected_version_rules() {
     use State::*;
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     // Ok(versions visible after the append) or Err(actual version in the rejection).
     let cases: &[Case<&[u64]>] = &[
         (NeverWritten, Any, Ok(&[0])),
@@ -310,7 +342,7 @@ async fn append_expected_version_rules() {
 async fn delete_expected_version_rules() {
     use State::*;
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     // Ok(next version a recreation gets) or Err(actual version in the rejection).
     let cases: &[Case<u64>] = &[
         (NeverWritten, Any, Ok(0)),
@@ -369,7 +401,7 @@ async fn delete_expected_version_rules() {
 #[tokio::test]
 async fn multi_event_append_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let taken = Uuid::new_v4();
     let first = vec![event("A", "0"), event_with_id(taken, "A", "1")];
     assert_eq!(
@@ -418,7 +450,7 @@ async fn multi_event_append_is_all_or_nothing() {
 #[tokio::test]
 async fn repeated_append_is_answered_without_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let s = "orders";
     let e0 = event("Created", "0");
     let (a, b) = (event("Added", "1"), event("Added", "2"));
@@ -499,7 +531,7 @@ async fn repeated_append_is_answered_without_writing() {
 #[tokio::test]
 async fn repeated_append_across_a_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let s = "cart";
     prepare(&store, s, State::Deleted).await;
     // First append after the delete, written with `any`: the stream showed no events then.
@@ -532,7 +564,7 @@ async fn repeated_append_across_a_delete() {
 #[tokio::test]
 async fn soft_delete_hides_stream_but_keeps_log() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let s = "user-1";
     let three = vec![event("A", "0"), event("A", "1"), event("A", "2")];
     assert_eq!(append(&store, s, NoStream, three).await, appended(2, 2, 3));
@@ -616,7 +648,7 @@ async fn soft_delete_hides_stream_but_keeps_log() {
 #[tokio::test]
 async fn deleting_an_absent_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let before = snapshot(&store, "ghost");
     assert_eq!(delete(&store, "ghost", Any).await, Ok(Outcome::Deleted));
     assert_eq!(
@@ -646,7 +678,7 @@ async fn deleting_an_absent_stream() {
 #[tokio::test]
 async fn record_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let id = Uuid::new_v4();
     let mut with_meta = event_with_id(id, "Order\"Placed", r#"{"total": 12.5,"items":[1,2]}"#);
     with_meta.metadata = Some(RawValue::from_string(r#"{"user":"u-1"}"#.into()).unwrap());
@@ -694,7 +726,7 @@ async fn record_fields() {
 #[tokio::test]
 async fn read_stream_bounds() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     // Five events in "r", interleaved with "x", so positions are 0,2,4,6,8.
     for i in 0..5 {
         let expected = if i == 0 { NoStream } else { Exact(i - 1) };
@@ -755,7 +787,7 @@ async fn read_stream_bounds() {
 #[tokio::test]
 async fn read_all_bounds() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     for i in 0..10u64 {
         let stream = format!("s-{}", i % 3);
         assert!(
@@ -790,7 +822,7 @@ async fn read_all_bounds() {
 #[tokio::test]
 async fn read_types_in_global_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     // Positions:     0    1    2    3    4    5    6    7    8
     let types = ["A", "B", "A", "C", "B", "A", "C", "AB", "B"];
     for (i, event_type) in types.iter().enumerate() {
@@ -826,7 +858,7 @@ async fn read_types_in_global_order() {
 #[tokio::test]
 async fn list_streams_sorted_and_paged() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     for stream in ["b", "a", "c-2", "c-10", "gone", "d"] {
         assert!(append(&store, stream, NoStream, vec![event("E", "0")])
             .await
@@ -852,7 +884,7 @@ async fn concurrent_appends_give_gapless_log() {
     const TASKS: u64 = 8;
     const APPENDS: u64 = 50;
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let store = Arc::new(open(dir.path()).await);
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
             let store = store.clone();
@@ -923,7 +955,7 @@ async fn group_commit_of_many_concurrent_appends() {
     const APPENDS: u64 = 200;
     const STREAMS: u64 = 10;
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let store = Arc::new(open(dir.path()).await);
     let tasks: Vec<_> = (0..APPENDS)
         .map(|i| {
             let store = store.clone();
@@ -974,7 +1006,7 @@ async fn group_commit_of_many_concurrent_appends() {
 #[tokio::test]
 async fn pipelined_commands_apply_in_submission_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     // A chain of exact expectations only holds if the queue is applied in order, across
     // however many batches the writer makes of it.
     let mut pending = Vec::new();
@@ -1009,7 +1041,7 @@ async fn pipelined_commands_apply_in_submission_order() {
 #[tokio::test]
 async fn data_survives_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let first = vec![event("A", "0"), event("A", "1")];
     assert_eq!(
         append(&store, "s1", NoStream, first.clone()).await,
@@ -1025,9 +1057,9 @@ async fn data_survives_close_and_reopen() {
     );
     assert_eq!(delete(&store, "s3", Exact(0)).await, Ok(Outcome::Deleted));
     let log = read_everything(&store);
-    Arc::new(store).close(Duration::from_secs(5));
+    store.close().await;
 
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     assert_eq!(head(&store), 4);
     assert_eq!(read_everything(&store), log);
     assert_eq!(stream_version(&store, "s1"), 1);
@@ -1067,13 +1099,13 @@ async fn data_survives_close_and_reopen() {
         positions(&read_everything(&store)),
         (0..7).collect::<Vec<_>>()
     );
-    Arc::new(store).close(Duration::from_secs(5));
+    store.close().await;
 
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     assert_eq!(head(&store), 7);
     assert_eq!(
         append(&store, "s4", Exact(0), vec![event("D", "1")]).await,
         appended(1, 7, 1)
     );
-    Arc::new(store).close(Duration::from_secs(5));
+    store.close().await;
 }

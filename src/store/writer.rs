@@ -1,11 +1,15 @@
-//! The writer thread: the only place that opens write transactions, doing group commit.
+//! The apply thread: the only place that opens write transactions.
 //!
-//! LMDB allows one writer at a time and a write transaction must commit on the thread that
-//! began it, so one dedicated OS thread takes every command. It blocks for the first request,
-//! drains whatever else is already queued (up to the batch limits), applies them all in one
-//! transaction and commits once: one fsync pair serves every append in the batch. Batches grow
-//! with load by themselves; there is no timer, so a lone append waits for nothing but its own
-//! fsync.
+//! Writes reach the store already ordered and durable in the Raft log (`crate::raft`); the
+//! state machine hands each run of committed entries here as one [`ApplyJob`]. LMDB allows one
+//! writer at a time and a write transaction must commit on the thread that began it, so one
+//! dedicated OS thread applies every job in one transaction, records the Raft applied state in
+//! the same transaction, commits, then moves the head and publishes the committed events.
+//!
+//! The commit does not need to be durable for an acknowledgement (the log is), so the
+//! environment runs with `NO_META_SYNC`: one fdatasync of data pages per commit and the meta
+//! page synced by the next one. That keeps LMDB's integrity on power loss (a commit is lost at
+//! worst, and the log replays it), which `NO_SYNC` would not (see `Store::open`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,19 +20,23 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::metrics::StoreMetrics;
 use crate::store::command::{apply, Command, Outcome};
 use crate::store::committed::{CommittedBatch, CommittedEvent};
-use crate::store::schema::{Databases, META_NEXT_POSITION};
+use crate::store::schema::{Databases, META_NEXT_POSITION, RAFT_APPLIED};
 use crate::store::{Rejection, StoreError};
 
-/// Most commands in one write transaction: bounds the latency a batch adds to its last member.
+/// Most commands one proposal (one log entry) carries: bounds the latency a batch adds to its
+/// last member.
 pub const MAX_BATCH_COMMANDS: usize = 1024;
-/// Most payload bytes in one write transaction.
+/// Most payload bytes in one proposal.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
-/// Depth of the queue in front of the writer. When full, submitters wait: backpressure to the
+/// Depth of the queue in front of the proposer. When full, submitters wait: backpressure to the
 /// connections instead of unbounded memory.
 pub const WRITE_QUEUE_CAPACITY: usize = 4096;
+/// Apply jobs queued for the apply thread.
+const APPLY_QUEUE_CAPACITY: usize = 64;
 
 pub type WriteResult = Result<Outcome, StoreError>;
 
+/// One command waiting for the proposer, with where its outcome goes.
 pub struct WriteRequest {
     pub command: Command,
     pub reply: oneshot::Sender<WriteResult>,
@@ -36,37 +44,40 @@ pub struct WriteRequest {
     pub _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Payload bytes of all commands queued for or inside the writer, per store. The queue depth
-/// alone would allow `WRITE_QUEUE_CAPACITY` × 1 MiB; this caps the memory writes can pin, and
-/// submitters wait (backpressure) when it is reached.
+/// Payload bytes of all commands queued for or inside the write path, per store. The queue
+/// depth alone would allow `WRITE_QUEUE_CAPACITY` × 1 MiB; this caps the memory writes can pin,
+/// and submitters wait (backpressure) when it is reached.
 pub const MAX_QUEUED_WRITE_BYTES: usize = 256 * 1024 * 1024;
 
-/// Runs until every sender of `requests` is dropped, then returns.
+/// The outcome of each command of each entry of a job.
+pub type JobOutcome = Result<Vec<Vec<Result<Outcome, Rejection>>>, StoreError>;
+
+/// Committed log entries to apply in one transaction. An entry with no commands (a blank or a
+/// membership entry) only moves the applied state.
+pub struct ApplyJob {
+    pub entries: Vec<Arc<[Command]>>,
+    /// Stored under [`RAFT_APPLIED`] in the same transaction.
+    pub applied_state: Vec<u8>,
+    pub reply: oneshot::Sender<JobOutcome>,
+}
+
+pub(crate) fn channel() -> (mpsc::Sender<ApplyJob>, mpsc::Receiver<ApplyJob>) {
+    mpsc::channel(APPLY_QUEUE_CAPACITY)
+}
+
+/// Runs until every sender of `jobs` is dropped, then returns.
 pub fn run(
     env: Env<WithoutTls>,
     dbs: Databases,
-    mut requests: mpsc::Receiver<WriteRequest>,
+    mut jobs: mpsc::Receiver<ApplyJob>,
     head: watch::Sender<u64>,
     published: broadcast::Sender<Arc<CommittedBatch>>,
     metrics: Arc<StoreMetrics>,
 ) {
-    let mut batch: Vec<WriteRequest> = Vec::with_capacity(MAX_BATCH_COMMANDS);
-    while let Some(first) = requests.blocking_recv() {
-        let mut batch_bytes = first.command.size_bytes();
-        batch.push(first);
-        while batch.len() < MAX_BATCH_COMMANDS && batch_bytes < MAX_BATCH_BYTES {
-            match requests.try_recv() {
-                Ok(request) => {
-                    batch_bytes += request.command.size_bytes();
-                    batch.push(request);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(job) = jobs.blocking_recv() {
         let started = Instant::now();
-        match commit_batch(&env, &dbs, &batch) {
+        match commit_job(&env, &dbs, &job) {
             Ok((outcomes, next_position, events)) => {
-                debug_assert_eq!(outcomes.len(), batch.len());
                 // The head moves before the batch is published: an emitter that
                 // resubscribes and then reads the head knows every batch it will not receive.
                 head.send_replace(next_position);
@@ -75,54 +86,52 @@ pub fn run(
                     // No receivers (no emitters) is fine: nothing subscribes.
                     let _ = published.send(Arc::new(CommittedBatch { events }));
                 }
-                record_batch(&metrics, &batch, &outcomes, started, next_position);
-                for (request, outcome) in batch.drain(..).zip(outcomes) {
-                    // A dropped receiver means the client went away; its write still stands.
-                    let _ = request.reply.send(outcome.map_err(StoreError::from));
-                }
+                record_job(&metrics, &job, &outcomes, started, next_position);
+                let _ = job.reply.send(Ok(outcomes));
             }
             Err(error) => {
-                tracing::error!(%error, commands = batch.len(), "write batch failed");
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(error.clone()));
-                }
+                tracing::error!(%error, entries = job.entries.len(), "applying committed entries failed");
+                let _ = job.reply.send(Err(error));
             }
         }
     }
 }
 
-type BatchOutcome = (
-    Vec<Result<Outcome, crate::store::Rejection>>,
+type CommitOutcome = (
+    Vec<Vec<Result<Outcome, Rejection>>>,
     u64,
     Vec<CommittedEvent>,
 );
 
-/// Updates the store's metrics once per batch: a handful of atomic adds, whatever its size.
-fn record_batch(
+/// Updates the store's metrics once per job: a handful of atomic adds, whatever its size.
+fn record_job(
     metrics: &StoreMetrics,
-    batch: &[WriteRequest],
-    outcomes: &[Result<Outcome, Rejection>],
+    job: &ApplyJob,
+    outcomes: &[Vec<Result<Outcome, Rejection>>],
     started: Instant,
     next_position: u64,
 ) {
-    let (mut events, mut bytes, mut conflicts) = (0u64, 0u64, 0u64);
-    for (request, outcome) in batch.iter().zip(outcomes) {
-        let Command::Append(_) = &request.command else {
-            continue;
-        };
-        match outcome {
-            Ok(Outcome::Appended { event_count, .. }) => {
-                events += event_count;
-                bytes += request.command.size_bytes() as u64;
+    let (mut events, mut bytes, mut conflicts, mut commands) = (0u64, 0u64, 0u64, 0usize);
+    for (entry, entry_outcomes) in job.entries.iter().zip(outcomes) {
+        commands += entry.len();
+        for (command, outcome) in entry.iter().zip(entry_outcomes) {
+            let Command::Append(_) = command else {
+                continue;
+            };
+            match outcome {
+                Ok(Outcome::Appended { event_count, .. }) => {
+                    events += event_count;
+                    bytes += command.size_bytes() as u64;
+                }
+                Err(Rejection::WrongExpectedVersion { .. }) => conflicts += 1,
+                _ => {}
             }
-            Err(Rejection::WrongExpectedVersion { .. }) => conflicts += 1,
-            _ => {}
         }
     }
     metrics
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
-    metrics.batch_commands.observe(batch.len() as f64);
+    metrics.batch_commands.observe(commands as f64);
     metrics.batch_events.observe(events as f64);
     metrics.append_events.inc_by(events);
     metrics.append_bytes.inc_by(bytes);
@@ -130,20 +139,33 @@ fn record_batch(
     metrics.last_position.set(next_position as i64 - 1);
 }
 
-/// Applies every command in one transaction and commits (fsyncs) it. Rejected commands wrote
-/// nothing and do not affect the others; a storage failure aborts the whole batch.
-fn commit_batch(
+/// Applies every command of every entry in one transaction, records the applied state, and
+/// commits. Rejected commands wrote nothing and do not affect the others; a storage failure
+/// aborts the whole job.
+fn commit_job(
     env: &Env<WithoutTls>,
     dbs: &Databases,
-    batch: &[WriteRequest],
-) -> Result<BatchOutcome, StoreError> {
+    job: &ApplyJob,
+) -> Result<CommitOutcome, StoreError> {
     let mut txn = env.write_txn()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut outcomes = Vec::with_capacity(job.entries.len());
     let mut events = Vec::new();
-    for request in batch {
-        outcomes.push(apply(&mut txn, dbs, &request.command, &mut events)?);
+    for entry in &job.entries {
+        let mut entry_outcomes = Vec::with_capacity(entry.len());
+        for command in entry.iter() {
+            entry_outcomes.push(apply(&mut txn, dbs, command, &mut events)?);
+        }
+        outcomes.push(entry_outcomes);
     }
+    dbs.raft.put(&mut txn, RAFT_APPLIED, &job.applied_state)?;
     let next_position = dbs.meta.get(&txn, META_NEXT_POSITION)?.unwrap_or(0);
+    // Positions are gapless within the job: each event follows the one before it.
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[1].position == w[0].position + 1),
+        "positions of one job are contiguous"
+    );
     txn.commit()?;
     Ok((outcomes, next_position, events))
 }

@@ -1,4 +1,4 @@
-//! A path around the door, for tests only: writes events whose JSON the protocol would refuse,
+//! A path around the door (the protocol's JSON rules), for tests only: writes events whose JSON the protocol would refuse,
 //! as an older version of the server (or a lying disk) might have left them, so tests can show
 //! how every reader handles a record it cannot parse.
 
@@ -10,11 +10,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::raft::Node;
 use crate::store::{AppendCommand, Command, NewEvent, Store, StoreError, StoreOptions};
 
 /// Appends `(event_type, data)` events to `stream` in the store `store` under `data_dir`,
 /// bypassing the protocol's JSON rules (the data need only be syntactically JSON). Opens and
-/// closes the store itself: call it while no server runs on `data_dir`.
+/// closes the store (through its Raft log, like the server) itself: call it while no server
+/// runs on `data_dir`.
 #[doc(hidden)]
 pub fn append_unchecked(
     data_dir: &Path,
@@ -41,11 +43,16 @@ pub fn append_unchecked(
         map_size_bytes: 1 << 30,
     };
     let opened = Arc::new(Store::open(store, &data_dir.join(store), &options)?);
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| StoreError::Storage(e.to_string()))?;
-    let result = runtime.block_on(opened.execute(command));
+    let result = runtime.block_on(async {
+        let node = Node::start(&opened).await.map_err(StoreError::Storage)?;
+        let result = opened.execute(command).await;
+        node.shutdown().await;
+        result
+    });
     opened.close(Duration::from_secs(10));
     result.map(|_| ())
 }

@@ -1,0 +1,291 @@
+//! openraft's log storage over [`segments`](crate::raft::segments): the write-ahead log.
+//!
+//! An entry is durable (and `LogFlushed` is called) only after its segment's fdatasync. The
+//! vote, the last purged log id and the committed log id live in a small meta file replaced
+//! atomically (write, fsync, rename, fsync the directory).
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, RaftLogId, RaftLogReader};
+use serde::{Deserialize, Serialize};
+
+use crate::raft::segments::{sync_dir, Segments};
+use crate::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+const META_FILE: &str = "raft-meta.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LogMeta {
+    vote: Option<Vote>,
+    last_purged: Option<LogId>,
+    committed: Option<LogId>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    segments: Segments,
+    meta: LogMeta,
+    /// Log id of the last entry present (or the last purged one when the log is empty).
+    last_log_id: Option<LogId>,
+}
+
+/// The log of one store's Raft group. Clones share the same files (one is the reader).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn io_error(subject: ErrorSubject<u64>, verb: ErrorVerb, error: io::Error) -> StorageError {
+    StorageError::from_io_error(subject, verb, error)
+}
+
+fn decode(payload: &[u8]) -> Result<Entry, serde_json::Error> {
+    serde_json::from_slice(payload)
+}
+
+impl LogStore {
+    /// Opens the log in `dir`, recovering whole entries and cutting a torn tail.
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        let index_of = |payload: &[u8]| decode(payload).ok().map(|entry| entry.log_id.index);
+        let (segments, recovered) = Segments::open(dir, index_of)?;
+        let meta = read_meta(dir)?;
+        let last_entry = match recovered.entries.last() {
+            Some((_, payload)) => Some(decode(payload).map_err(io::Error::other)?.log_id),
+            None => None,
+        };
+        let last_log_id = last_entry.or(meta.last_purged);
+        if recovered.discarded_tail {
+            tracing::warn!(dir = %dir.display(), ?last_log_id, "raft log recovered after a torn tail");
+        }
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(Inner {
+                dir: dir.to_owned(),
+                segments,
+                meta,
+                last_log_id,
+            })),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("log store mutex")
+    }
+
+    /// The last log id present, for startup checks.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.lock().last_log_id
+    }
+}
+
+fn read_meta(dir: &Path) -> io::Result<LogMeta> {
+    match std::fs::read(dir.join(META_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(io::Error::other),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(LogMeta::default()),
+        Err(error) => Err(error),
+    }
+}
+
+fn write_meta(dir: &Path, meta: &LogMeta) -> io::Result<()> {
+    let temp = dir.join(format!("{META_FILE}.tmp"));
+    let bytes = serde_json::to_vec(meta).map_err(io::Error::other)?;
+    {
+        let file = std::fs::File::create(&temp)?;
+        std::io::Write::write_all(&mut &file, &bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temp, dir.join(META_FILE))?;
+    sync_dir(dir)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let inner = self.lock();
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let last = inner.last_log_id.map_or(0, |id| id.index);
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.min(last),
+            Bound::Excluded(&i) => i.saturating_sub(1).min(last),
+            Bound::Unbounded => last,
+        };
+        let first = inner
+            .meta
+            .last_purged
+            .map_or(0, |id| id.index + 1)
+            .max(start);
+        let mut entries = Vec::new();
+        if inner.last_log_id.is_none() || range.end_bound() == Bound::Excluded(&0) {
+            return Ok(entries);
+        }
+        for index in first..=end {
+            let read = inner
+                .segments
+                .read(index)
+                .map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+            let Some(payload) = read else { break };
+            let entry = decode(&payload).map_err(|e| {
+                io_error(
+                    ErrorSubject::LogIndex(index),
+                    ErrorVerb::Read,
+                    io::Error::other(e),
+                )
+            })?;
+            // The key read back is the index asked for (a pair assertion with `append`).
+            assert_eq!(entry.log_id.index, index, "log entry at the wrong index");
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let inner = self.lock();
+        Ok(LogState {
+            last_purged_log_id: inner.meta.last_purged,
+            last_log_id: inner.last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let mut meta = inner.meta.clone();
+        meta.vote = Some(*vote);
+        write_meta(&inner.dir, &meta)
+            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        inner.meta = meta;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.lock().meta.vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Kept in memory only: the state machine records what it applied in the same LMDB
+        // transaction, and on restart the leader re-commits the rest of the log.
+        self.lock().meta.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(None)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut encoded = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            let payload = serde_json::to_vec(&entry)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, io::Error::other(e)))?;
+            last = Some(*entry.get_log_id());
+            encoded.push((entry.log_id.index, payload));
+        }
+        let inner = self.inner.clone();
+        // The write and its fdatasync block: off the async workers.
+        let written = tokio::task::spawn_blocking(move || {
+            let mut inner = inner.lock().expect("log store mutex");
+            inner.segments.append(&encoded)?;
+            if last.is_some() {
+                inner.last_log_id = last;
+            }
+            Ok::<(), io::Error>(())
+        })
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))
+        .and_then(|r| r);
+        match written {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(error) => {
+                let message = error.to_string();
+                callback.log_io_completed(Err(error));
+                Err(io_error(
+                    ErrorSubject::Logs,
+                    ErrorVerb::Write,
+                    io::Error::other(message),
+                ))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        inner
+            .segments
+            .truncate_from(log_id.index)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        let previous = log_id.index.checked_sub(1);
+        inner.last_log_id = match previous {
+            Some(index) if inner.meta.last_purged.is_none_or(|p| index > p.index) => {
+                let payload = inner
+                    .segments
+                    .read(index)
+                    .map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+                match payload {
+                    Some(payload) => Some(
+                        decode(&payload)
+                            .map_err(|e| {
+                                io_error(
+                                    ErrorSubject::LogIndex(index),
+                                    ErrorVerb::Read,
+                                    io::Error::other(e),
+                                )
+                            })?
+                            .log_id,
+                    ),
+                    None => inner.meta.last_purged,
+                }
+            }
+            _ => inner.meta.last_purged,
+        };
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let mut meta = inner.meta.clone();
+        meta.last_purged = Some(log_id);
+        // Recorded first: a crash between the two leaves segments that are merely unused.
+        write_meta(&inner.dir, &meta)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        inner.meta = meta;
+        if inner
+            .last_log_id
+            .is_none_or(|last| last.index < log_id.index)
+        {
+            inner.last_log_id = Some(log_id);
+        }
+        inner
+            .segments
+            .purge_through(log_id.index)
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}

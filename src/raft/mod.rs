@@ -1,0 +1,22 @@
+//! The Raft layer: every write of a store goes through its own openraft group, whose log is the
+//! write-ahead log, and is applied to the store (LMDB) behind it.
+//!
+//! server → raft → store: the server submits commands with `Store::submit`; the [`proposer`]
+//! drains that queue into log entries; openraft writes them to the [`log_store`] (segment
+//! files, [`segments`]: one fdatasync per entry) and, once committed, hands them to the
+//! [`state_machine`], which applies them with the store's deterministic `apply`. A single
+//! server is a one-member group that initializes itself ([`node`]); the [`network`] has no
+//! peers until clusters exist.
+//!
+//! - [`types`]: the openraft type configuration.
+//! - [`node`]: starting a store's group, its status (`INFO`, `STATS`), shutdown.
+
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod proposer;
+pub mod segments;
+pub mod state_machine;
+pub mod types;
+
+pub use node::{Node, RaftStatus};

@@ -1,0 +1,157 @@
+//! One store's Raft group on this server: start (initializing a new single-node group), wait
+//! until the log is replayed onto the store, report status, shut down.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::raft::log_store::LogStore;
+use crate::raft::network::SingleNodeNetwork;
+use crate::raft::proposer;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::{NodeId, Raft};
+use crate::store::Store;
+
+/// The node id of a single server. Clusters (issue 11) give each node its own.
+pub const SINGLE_NODE_ID: NodeId = 1;
+/// The log directory, inside the store's directory.
+pub const LOG_DIR: &str = "raft-log";
+/// How long start-up waits for the node to lead and replay its log before giving up.
+pub const STARTUP_TIMEOUT_MS: u64 = 60_000;
+/// Log entries between checkpoints (LMDB synced, log purged behind it).
+pub const CHECKPOINT_EVERY_ENTRIES: u64 = 10_000;
+/// Entries kept in the log behind a checkpoint (for followers, once there are any).
+pub const LOG_ENTRIES_KEPT_AFTER_CHECKPOINT: u64 = 1_000;
+/// Raft timing. The heartbeat is also openraft 0.9's AppendEntries timeout, so it must outlast
+/// a batch's fsync on a slow disk; elections must outlast the leader's worst fsync stall.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 250;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 750;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1500;
+/// Most entries one AppendEntries carries (entries are batches already).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 256;
+
+/// A store's Raft group, running.
+pub struct Node {
+    raft: Raft,
+    stop: CancellationToken,
+    proposer: JoinHandle<()>,
+}
+
+/// What `INFO` and `STATS` show of a group.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub node_id: NodeId,
+    pub state: String,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub checkpoint_index: Option<u64>,
+}
+
+fn config(store: &str) -> Result<Config, String> {
+    Config {
+        cluster_name: format!("esdb-{store}"),
+        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(CHECKPOINT_EVERY_ENTRIES),
+        max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_AFTER_CHECKPOINT,
+        replication_lag_threshold: CHECKPOINT_EVERY_ENTRIES * 2,
+        install_snapshot_timeout: 30_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| format!("raft config: {e}"))
+}
+
+impl Node {
+    /// Opens the store's log, starts its group (initializing a new one), and returns once this
+    /// node leads and has applied its whole log; then starts draining the store's write queue.
+    pub async fn start(store: &Store) -> Result<Node, String> {
+        let name = store.name().to_owned();
+        let log_dir = store.path().join(LOG_DIR);
+        let log = LogStore::open(&log_dir)
+            .map_err(|e| format!("opening the raft log in {}: {e}", log_dir.display()))?;
+        let applier = store.applier().map_err(|e| e.to_string())?;
+        let state_machine = StateMachine::open(applier, log_dir.clone())
+            .map_err(|e| format!("state machine: {e}"))?;
+        let raft = Raft::new(
+            SINGLE_NODE_ID,
+            Arc::new(config(&name)?),
+            SingleNodeNetwork,
+            log,
+            state_machine,
+        )
+        .await
+        .map_err(|e| format!("starting raft for store {name}: {e}"))?;
+        let initialized = raft.is_initialized().await.map_err(|e| e.to_string())?;
+        if !initialized {
+            let members = BTreeMap::from([(SINGLE_NODE_ID, BasicNode::new(""))]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| format!("initializing raft for store {name}: {e}"))?;
+        } else {
+            // A single voter need not wait out an election timeout to lead again.
+            let _ = raft.trigger().elect().await;
+        }
+        raft.wait(Some(Duration::from_millis(STARTUP_TIMEOUT_MS)))
+            .metrics(
+                |m| {
+                    m.state == ServerState::Leader
+                        && m.last_applied.map(|id| id.index) == m.last_log_index
+                },
+                "leading with the whole log applied",
+            )
+            .await
+            .map_err(|e| format!("store {name}: raft did not become ready: {e}"))?;
+        let queue = store
+            .take_write_queue()
+            .ok_or_else(|| format!("store {name}: write queue already taken"))?;
+        let stop = CancellationToken::new();
+        let proposer = tokio::spawn(proposer::run(raft.clone(), queue, stop.clone()));
+        Ok(Node {
+            raft,
+            stop,
+            proposer,
+        })
+    }
+
+    /// A live view of the group's state.
+    pub fn status(&self) -> watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>> {
+        self.raft.metrics()
+    }
+
+    /// Stops proposing (after what is in flight), then stops the group. The store's apply
+    /// thread can end once this returns.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Err(error) = self.proposer.await {
+            tracing::error!(%error, "proposer task failed");
+        }
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::error!(%error, "raft shutdown");
+        }
+    }
+}
+
+impl RaftStatus {
+    pub fn of(metrics: &openraft::RaftMetrics<NodeId, BasicNode>) -> RaftStatus {
+        RaftStatus {
+            node_id: metrics.id,
+            state: format!("{:?}", metrics.state).to_lowercase(),
+            term: metrics.current_term,
+            leader_id: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            applied_index: metrics.last_applied.map(|id| id.index),
+            checkpoint_index: metrics.snapshot.map(|id| id.index),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The proposer: batching in front of `client_write`.
+//!
+//! openraft 0.9 writes (and fsyncs) each `client_write` as its own log entry, one after the
+//! other. So the proposer turns every write queued meanwhile, from all connections, into one
+//! entry: it waits for the first request, then for a free in-flight slot, drains whatever else
+//! is queued by then (bounded by count and bytes), and proposes it as one [`Proposal`]. With
+//! [`MAX_PROPOSALS_IN_FLIGHT`] of 2, the next entry is being written and fsynced while the one
+//! before it is applied to LMDB. There is no linger timer: a lone append waits for nothing but
+//! its own fsync and apply.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::raft::types::{Proposal, Raft};
+
+use crate::store::writer::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
+use crate::store::{StoreError, WriteRequest, WriteResult};
+
+/// Proposals written or applied at once. Two keep the disk (log) and the apply thread busy at
+/// the same time; more would only split batches that could have been one.
+pub const MAX_PROPOSALS_IN_FLIGHT: usize = 2;
+
+/// Runs until `stop` fires or the queue closes, then waits for proposals in flight.
+pub async fn run(raft: Raft, mut queue: mpsc::Receiver<WriteRequest>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_PROPOSALS_IN_FLIGHT));
+    let in_flight = TaskTracker::new();
+    loop {
+        let first = tokio::select! {
+            request = queue.recv() => request,
+            _ = stop.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let batch = drain(first, &mut queue);
+        let mut commands = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for request in batch {
+            commands.push(request.command);
+            replies.push((request.reply, request._budget));
+        }
+        // Proposed here, in queue order (a connection's writes take effect in the order it
+        // sent them); only the wait for the outcome runs beside the next proposal.
+        let written = raft.client_write_ff(Proposal { commands }).await;
+        in_flight.spawn(async move {
+            let outcome = match written {
+                Ok(receiver) => receiver
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|result| result.map_err(|e| e.to_string())),
+                Err(fatal) => Err(fatal.to_string()),
+            };
+            answer(outcome, replies);
+            drop(slot);
+        });
+    }
+    in_flight.close();
+    in_flight.wait().await;
+    // Requests still queued are dropped: their submitters see the store shutting down.
+}
+
+/// The first request and every one queued behind it, within the batch limits.
+fn drain(first: WriteRequest, queue: &mut mpsc::Receiver<WriteRequest>) -> Vec<WriteRequest> {
+    let mut bytes = first.command.size_bytes();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+        match queue.try_recv() {
+            Ok(request) => {
+                bytes += request.command.size_bytes();
+                batch.push(request);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+type Replies = Vec<(
+    oneshot::Sender<WriteResult>,
+    tokio::sync::OwnedSemaphorePermit,
+)>;
+
+fn answer(
+    outcome: Result<openraft::raft::ClientWriteResponse<crate::raft::types::TypeConfig>, String>,
+    replies: Replies,
+) {
+    match outcome {
+        Ok(written) => {
+            let outcomes = written.data.outcomes;
+            assert_eq!(outcomes.len(), replies.len(), "one outcome per command");
+            for ((reply, _budget), outcome) in replies.into_iter().zip(outcomes) {
+                // A dropped receiver means the client went away; its write still stands.
+                let _ = reply.send(outcome.map_err(StoreError::from));
+            }
+        }
+        Err(error) => {
+            // Not the leader (a single node is, once started) or the node stopped: the entry
+            // was not committed here, and the client may retry (with the same event ids).
+            tracing::error!(%error, commands = replies.len(), "proposal failed");
+            for (reply, _budget) in replies {
+                let _ = reply.send(Err(StoreError::ShuttingDown));
+            }
+        }
+    }
+}
