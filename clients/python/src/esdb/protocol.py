@@ -113,7 +113,7 @@ class Decoder:
         """Feeds ``data`` and returns every frame now complete."""
         if data:
             self.feed(data)
-        out = []
+        out: List[Frame] = []
         while True:
             frame = self.next_frame()
             if frame is None:

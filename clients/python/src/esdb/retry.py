@@ -32,8 +32,8 @@ class RetryPolicy:
         """How long to wait before retry number ``retry`` (1 for the first retry)."""
         if retry <= 0:
             return 0.0
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** min(retry - 1, 62))
-        uniform = (rng or random).uniform
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(retry - 1, 62))
+        uniform = rng.uniform if rng is not None else random.uniform
         return ceiling / 2 + uniform(0.0, ceiling / 2)
 
 
@@ -64,7 +64,7 @@ def parse_addresses(addresses: AddressesLike) -> List[Address]:
     if isinstance(addresses, str):
         items: Sequence[Union[str, Address]] = [a for a in addresses.split(",") if a.strip()]
     else:
-        items = addresses  # type: ignore[assignment]
+        items = addresses
     parsed = [parse_address(item) for item in items]
     if not parsed:
         raise ValueError("at least one server address is needed")
