@@ -44,7 +44,7 @@ def write_history(client: esdb.Client) -> None:
 
 
 def take(sub: esdb.Subscription, count: int) -> List[RecordedEvent]:
-    events = []
+    events: List[RecordedEvent] = []
     for _ in range(count):
         event = sub.next_event(EVENT_TIMEOUT_S)
         assert event is not None, f"only {len(events)} of {count} events arrived"
