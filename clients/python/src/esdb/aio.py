@@ -65,6 +65,7 @@ class _Protocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         # Before any data_received: the greeting may already be waiting.
         self._client._on_connection_made(self)
 
@@ -144,7 +145,9 @@ class AsyncClient:
             self._supervisor = asyncio.get_running_loop().create_task(self._run())
         while not self._session.established:
             if self._gave_up is not None:
-                raise self._gave_up
+                error = self._gave_up
+                await self.close()  # no task left waiting for a client nobody holds
+                raise error
             if self._closed:
                 raise ClientClosed("the client was closed")
             await self._wait_changed()

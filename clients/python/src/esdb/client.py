@@ -150,7 +150,11 @@ class Client:
         self._address: Optional[Address] = None
         self._thread = threading.Thread(target=self._run, name="esdb-client", daemon=True)
         self._thread.start()
-        self._wait_established()
+        try:
+            self._wait_established()
+        except BaseException:
+            self.close()  # no thread left waiting for a client nobody holds
+            raise
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -249,6 +253,8 @@ class Client:
     def _serve(self, sock: socket.socket) -> None:
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A server host that vanishes without a reset is noticed eventually, not never.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         connection = _Connection(sock)
         writer = threading.Thread(target=connection.write_loop, name="esdb-writer", daemon=True)
         writer.start()
