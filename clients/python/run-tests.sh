@@ -18,7 +18,12 @@ fi
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "== python client: creating $venv"
-  "$python" -m venv "$venv"
+  if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
+    # Debian's python3 needs its venv package for ensurepip.
+    rm -rf "$venv"
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    "$python" -m venv "$venv"
+  fi
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 "$venv/bin/python" -m pip install --quiet --upgrade "pytest>=7" "mypy>=1.5"

@@ -175,3 +175,51 @@ def test_persistent_resumes_after_the_client_is_killed(server: EsdbServer, tmp_p
                 seen.add(event.position)
                 sub.ack(event)
         assert seen | set(acked) == set(range(200))
+
+
+def test_a_subscription_resumes_in_its_own_store_after_use_and_a_reconnect(server_factory: ServerFactory) -> None:
+    server = server_factory(["--store", "default", "--store", "audit"])
+    with esdb.Client(server.address, retry=FAST_RETRY) as client:
+        client.use("audit")
+        client.append("a", NewEvent("InAudit", 0))
+        sub = client.subscribe(Selector.all_streams())
+        first = sub.next_event(EVENT_TIMEOUT_S)
+        assert first is not None and first.event_type == "InAudit"
+        client.use("default")
+        client.append("d", NewEvent("InDefault", 0))
+        server.kill9()
+        server.restart()
+        # After the reconnect, requests go to the store last selected, the subscription to its own.
+        client.append("d", NewEvent("InDefault", 1))
+        with esdb.Client(server.address, store="audit") as other:
+            other.append("a", NewEvent("InAudit", 1))
+        resumed = sub.next_event(EVENT_TIMEOUT_S)
+        assert resumed is not None and (resumed.event_type, resumed.data) == ("InAudit", 1)
+        assert sub.next_event(0.3) is None
+        assert client.store == "default"
+        assert [e.event_type for e in client.read_all()] == ["InDefault", "InDefault"]
+        assert client.connections_made == 2
+
+
+def test_a_full_server_is_retried_until_it_has_room(server_factory: ServerFactory) -> None:
+    server = server_factory(["--max-connections", "1"])
+    first = esdb.Client(server.address)
+    connected: List[esdb.Client] = []
+    errors: List[BaseException] = []
+
+    def second() -> None:
+        try:
+            connected.append(esdb.Client(server.address, retry=RetryPolicy(base_delay_s=0.05, max_delay_s=0.2, max_retries=40)))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    # too_many_connections is retryable: the second client keeps trying while the first holds
+    # the only connection, and gets in once it is closed.
+    eventually(lambda: error_count(server, "too_many_connections"), lambda n: n >= 1, "refusals")
+    first.close()
+    thread.join(timeout=30)
+    assert not errors, errors
+    with connected[0] as client:
+        client.ping()
