@@ -68,7 +68,7 @@ def test_answers_from_the_store_are_never_retried(server: EsdbServer) -> None:
 
 
 def test_appends_in_flight_across_a_server_kill_are_written_once(server: EsdbServer) -> None:
-    threads_count, appends_each = 4, 30
+    threads_count, appends_each = 4, 100
     errors: List[BaseException] = []
     ids: List[str] = []
     with esdb.Client(server.address, retry=FAST_RETRY) as client:
