@@ -1,12 +1,14 @@
 """A Python client for esdb, the event store server.
 
-``esdb.Client`` is the blocking client (thread-safe), ``esdb.aio.AsyncClient`` the asyncio
-one; both speak the protocol through the sans-IO modules ``esdb.protocol`` (encoder and
+``esdb.Client`` is the blocking client (thread-safe), ``esdb.AsyncClient`` (``esdb.aio``) the
+asyncio one; both speak the protocol through the sans-IO modules ``esdb.protocol`` (encoder and
 incremental decoder), ``esdb.commands`` and ``esdb.session``. ``esdb.aggregate`` is the
 server's fold, for events an application read itself.
 """
 
+from . import aio
 from .aggregate import aggregate_events, finalize, fold, foldl, foldr
+from .aio import AsyncClient, AsyncPersistentSubscription, AsyncSubscription
 from .client import Client, PersistentSubscription, Subscription
 from .commands import NackAction
 from .errors import (
@@ -75,6 +77,9 @@ __all__ = [
     "STREAM_EXISTS",
     "Aggregate",
     "AppendResult",
+    "AsyncClient",
+    "AsyncPersistentSubscription",
+    "AsyncSubscription",
     "BadFrame",
     "Client",
     "ClientClosed",
@@ -122,6 +127,7 @@ __all__ = [
     "WrongExpectedVersion",
     "__version__",
     "aggregate_events",
+    "aio",
     "finalize",
     "fold",
     "foldl",
