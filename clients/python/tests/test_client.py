@@ -196,7 +196,7 @@ def test_threads_share_one_pipelined_connection(server: EsdbServer) -> None:
             except BaseException as error:  # noqa: BLE001 - reported below
                 errors.append(error)
 
-        workers = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
+        workers = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(threads_count)]
         for worker in workers:
             worker.start()
         for worker in workers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import subprocess
 import sys
 import threading
@@ -82,7 +83,7 @@ def test_appends_in_flight_across_a_server_kill_are_written_once(server: EsdbSer
             except BaseException as error:  # noqa: BLE001 - reported below
                 errors.append(error)
 
-        workers = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
+        workers = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(threads_count)]
         for worker in workers:
             worker.start()
         started.wait()
@@ -152,6 +153,22 @@ for event in sub:
 """
 
 
+def read_positions(child: "subprocess.Popen[bytes]", count: int) -> List[int]:
+    """The first ``count`` positions the child printed, waiting at most EVENT_TIMEOUT_S."""
+    assert child.stdout is not None
+    fd = child.stdout.fileno()
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    output = b""
+    while (printed := output.count(b"\n")) < count:
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(remaining, 0))
+        assert ready, f"the child printed only {printed} positions"
+        chunk = os.read(fd, 4096)
+        assert chunk, f"the child exited after {printed} positions"
+        output += chunk
+    return [int(line) for line in output.split(b"\n")[:count]]
+
+
 def test_persistent_resumes_after_the_client_is_killed(server: EsdbServer, tmp_path: Path) -> None:
     with esdb.Client(server.address) as client:
         client.append("invoices", [NewEvent("Invoice", i) for i in range(200)])
@@ -159,11 +176,13 @@ def test_persistent_resumes_after_the_client_is_killed(server: EsdbServer, tmp_p
         script.write_text(CHILD)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         child = subprocess.Popen([sys.executable, str(script), server.address], stdout=subprocess.PIPE, env=env)
-        assert child.stdout is not None
-        acked = [int(child.stdout.readline()) for _ in range(60)]
-        child.kill()
-        child.wait(timeout=10)
-        child.stdout.close()
+        try:
+            acked = read_positions(child, 60)
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+            assert child.stdout is not None
+            child.stdout.close()
         assert acked == list(range(60))
         # The server stays up: the acknowledgements it answered are done for good.
         seen: Set[int] = set()
@@ -213,7 +232,7 @@ def test_a_full_server_is_retried_until_it_has_room(server_factory: ServerFactor
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
-    thread = threading.Thread(target=second)
+    thread = threading.Thread(target=second, daemon=True)
     thread.start()
     # too_many_connections is retryable: the second client keeps trying while the first holds
     # the only connection, and gets in once it is closed.

@@ -87,7 +87,7 @@ def test_catch_up_then_live_with_a_concurrent_writer(server: EsdbServer) -> None
     history, live = 300, 700
     with esdb.Client(server.address) as client, esdb.Client(server.address) as writing:
         writer(writing, ["a", "b", "c"], history, seed=1)
-        thread = threading.Thread(target=writer, args=(writing, ["a", "b", "c"], live, 2))
+        thread = threading.Thread(target=writer, args=(writing, ["a", "b", "c"], live, 2), daemon=True)
         with client.subscribe(Selector.all_streams()) as sub:
             thread.start()
             events = take(sub, history + live)
@@ -132,7 +132,7 @@ def test_a_slow_consumer_slows_only_its_own_subscription(server: EsdbServer) -> 
     with esdb.Client(server.address, subscription_buffer_events=16) as client, esdb.Client(server.address) as writing:
         slow = client.subscribe(Selector.all_streams())
         fast = client.subscribe(Selector.all_streams())
-        thread = threading.Thread(target=writer, args=(writing, ["x", "y"], total, 3))
+        thread = threading.Thread(target=writer, args=(writing, ["x", "y"], total, 3), daemon=True)
         thread.start()
         # The fast one gets everything while the slow one is not read at all, and calls on the
         # shared connection keep being answered.
@@ -159,7 +159,7 @@ def test_unsubscribe_ends_iteration(server: EsdbServer) -> None:
         def consume() -> None:
             received["events"] = list(sub)
 
-        thread = threading.Thread(target=consume)
+        thread = threading.Thread(target=consume, daemon=True)
         thread.start()
         sub.unsubscribe()
         thread.join(timeout=10)
