@@ -298,6 +298,7 @@ class Session:
     def remove_subscription(self, sub: SubscriptionCore) -> bytes:
         self.subscriptions.pop(sub.sid, None)
         was_subscribed = not sub.paused
+        sub.buffer.clear()
         sub.fail(None)
         if self.established and was_subscribed:
             return self._internal(commands.unsubscribe(sub.sid))
