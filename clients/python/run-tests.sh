@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Tests the Python client: creates a virtualenv (clients/python/.venv, reused when present),
+# installs pytest, mypy and the package itself (as `pip install ./clients/python` would), runs
+# `mypy --strict` over the package and its tests, then pytest against the real server.
+# The server binary is $ESDB_BIN, else target/debug/esdb under the repo root (built if missing).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here"
+
+python="${PYTHON:-python3}"
+venv="${ESDB_PY_VENV:-$here/.venv}"
+
+if [ -n "${ESDB_BIN:-}" ]; then
+  # Relative to where the caller stands, not to this directory.
+  ESDB_BIN="$(cd "$OLDPWD" && realpath "$ESDB_BIN")"
+  export ESDB_BIN
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "== python client: creating $venv"
+  if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
+    # Debian's python3 needs its venv package for ensurepip.
+    rm -rf "$venv"
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    "$python" -m venv "$venv"
+  fi
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+"$venv/bin/python" -m pip install --quiet --upgrade "pytest>=7" "mypy>=1.5"
+# Not editable: the tests import the installed package, so packaging (py.typed too) is tested.
+"$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps .
+
+echo "== python client: mypy --strict"
+"$venv/bin/python" -m mypy --strict src/esdb tests
+
+echo "== python client: pytest"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests
