@@ -22,6 +22,8 @@ export async function openWebSocket(address, handlers, { connectTimeoutMs, WebSo
     throw new EsdbError('connection_lost', `cannot open ${address.text}: ${error.message}`, { cause: error });
   }
   socket.binaryType = 'arraybuffer';
+  // Set before the open event: the greeting may be dispatched in the same tick as it.
+  socket.onmessage = (event) => handlers.onData(event.data);
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.close();
@@ -37,7 +39,6 @@ export async function openWebSocket(address, handlers, { connectTimeoutMs, WebSo
       reject(new EsdbError('connection_lost', `cannot connect to ${address.text} (WebSocket closed, code ${event?.code})`));
     };
   });
-  socket.onmessage = (event) => handlers.onData(event.data);
   socket.onclose = (event) =>
     handlers.onClose(new EsdbError('connection_lost', `WebSocket ${address.text} closed (code ${event?.code})`));
   return {
