@@ -268,6 +268,7 @@ export class Client extends EventTarget {
       }
       const address = this.#servers[this.#nextServer];
       this.#nextServer = (this.#nextServer + 1) % this.#servers.length;
+      this.#emit('connecting', { address });
       try {
         const connection = await this.#open(address);
         if (this.#closed) {

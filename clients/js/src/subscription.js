@@ -115,6 +115,11 @@ export class Subscription {
     this.#ready.catch(() => {});
   }
 
+  /** Events received and not yet taken by the consumer. */
+  get buffered() {
+    return this.#bufferedCount();
+  }
+
   get persistent() {
     return this.name !== null;
   }
@@ -363,6 +368,9 @@ export class Subscription {
     const connection = this.#connection;
     const sid = this.#sid;
     const subscribed = this.#state === 'active' || this.#state === 'subscribing';
+    // What is buffered is not wanted any more.
+    this.#queue = [];
+    this.#head = 0;
     this.#finish();
     if (connection !== null && sid !== null && subscribed) {
       try {
