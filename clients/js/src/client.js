@@ -279,8 +279,9 @@ export class Client extends EventTarget {
         return;
       } catch (error) {
         lastError = error;
-        // The store itself refused (store_not_found on CONNECT): no server will say otherwise.
-        if (error instanceof EsdbError && error.fromServer && !error.retryable) {
+        // The store itself refused (store_not_found on CONNECT), or this environment cannot
+        // open such a connection at all: trying again will not change it.
+        if (error instanceof EsdbError && !error.retryable && (error.fromServer || error.code === 'unsupported')) {
           this.#giveUp(error);
           throw error;
         }
