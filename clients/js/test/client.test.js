@@ -307,3 +307,23 @@ describe('pipelining', () => {
     await rejects(other.version('page-1'), 'client_closed');
   });
 });
+
+describe('keepalive', () => {
+  test("the client answers the server's PINGs, so an idle connection stays open", async () => {
+    // With these flags a client that did not answer would be closed after about 200 ms.
+    const pinging = await EsdbServer.start({ args: ['--ping-interval-ms', '100', '--max-pings-out', '1'] });
+    const idle = await connect(pinging.tcpUrl, { name: 'idle client ünï' });
+    try {
+      let disconnects = 0;
+      idle.addEventListener('disconnect', () => {
+        disconnects += 1;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await idle.ping();
+      assert.equal(disconnects, 0);
+    } finally {
+      idle.close();
+      await pinging.dispose();
+    }
+  });
+});
