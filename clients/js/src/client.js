@@ -221,8 +221,8 @@ export class Client extends EventTarget {
         );
       }
     }
-    if (!current) return;
     this.#queue.unshift(...requeue);
+    if (!current) return;
     for (const subscription of this.#subscriptions) subscription._disconnected(connection);
     this.#emit('disconnect', { address: connection.address, error });
     if (!this.#closed && (this.#queue.length > 0 || this.#subscriptions.size > 0)) {

@@ -65,7 +65,8 @@ export class Subscription {
   #start;
   #queue = [];
   #head = 0;
-  #waiter = null;
+  // Pending next() calls (one, under for await), oldest first.
+  #waiters = [];
   #error = null;
   #ended = false;
   #state = 'subscribing';
@@ -245,17 +246,14 @@ export class Subscription {
   }
 
   #enqueue(item) {
-    if (this.#waiter !== null) {
-      const waiter = this.#waiter;
-      this.#waiter = null;
+    if (this.#waiters.length > 0) {
       if (item === LIVE) {
+        // Nothing to hand over yet: the waiter keeps waiting for an event.
         this.#markLive();
-        // Nothing to hand over yet: keep waiting for an event.
-        this.#waiter = waiter;
         return;
       }
       this.#lastYielded = item;
-      waiter.resolve({ value: item, done: false });
+      this.#waiters.shift().resolve({ value: item, done: false });
       return;
     }
     this.#queue.push(item);
@@ -309,10 +307,9 @@ export class Subscription {
     this.#state = 'closed';
     this.#client._forget(this);
     if (this.#sid !== null && this.#connection !== null) this.#connection.sids.delete(this.#sid);
-    if (this.#waiter !== null) {
-      const waiter = this.#waiter;
-      this.#waiter = null;
-      if (this.#error !== null && this.#bufferedCount() === 0) waiter.reject(this.#error);
+    // Waiters exist only while nothing is buffered.
+    for (const waiter of this.#waiters.splice(0)) {
+      if (this.#error !== null) waiter.reject(this.#error);
       else waiter.resolve({ value: undefined, done: true });
     }
   }
@@ -352,7 +349,7 @@ export class Subscription {
       return Promise.resolve({ value: undefined, done: true });
     }
     return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
+      this.#waiters.push({ resolve, reject });
     });
   }
 
