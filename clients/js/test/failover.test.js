@@ -145,3 +145,30 @@ test("the store's answers are never retried", async () => {
     await server.dispose();
   }
 });
+
+test('a retryable answer (storage_error) is sent again, at most maxRetries times, then returned', async () => {
+  // A 1 MiB store fills up after a few appends of 200 KB: the disk is "full".
+  const server = await EsdbServer.start({ args: ['--map-size-mb', '1'] });
+  const client = await connect(server.tcpUrl, { maxRetries: 2, backoffBaseMs: 5 });
+  try {
+    const before = await errorsSent(server, 'storage_error');
+    let failure = null;
+    for (let i = 0; i < 20 && failure === null; i++) {
+      try {
+        await client.append('full-1', { eventType: 'Big', data: 'x'.repeat(200_000) });
+      } catch (error) {
+        failure = error;
+      }
+    }
+    assert.ok(failure instanceof EsdbError, 'the store filled up');
+    assert.equal(failure.code, 'storage_error');
+    assert.equal(failure.retryable, true);
+    assert.equal(await errorsSent(server, 'storage_error'), before + 3, 'sent once and retried twice');
+    // Nothing of the failed append was written, and the connection is fine.
+    const version = await client.version('full-1');
+    assert.equal((await client.read('full-1').toArray()).length, version + 1);
+  } finally {
+    client.close();
+    await server.dispose();
+  }
+});
