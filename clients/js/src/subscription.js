@@ -78,6 +78,8 @@ export class Subscription {
   #resolveLive;
   #lastYielded = null;
   #ackBatch = null;
+  // ACK/NACK lines sent and not yet answered.
+  #settling = new Set();
 
   /**
    * @param {object} client the Client (its internal subscription interface)
@@ -364,12 +366,17 @@ export class Subscription {
     if (this.#ended) return;
     const connection = this.#connection;
     const sid = this.#sid;
+    // Acknowledgements made before unsubscribing go out before the UNSUB.
+    this.#flushSettlements();
     const subscribed = this.#state === 'active' || this.#state === 'subscribing';
     // What is buffered is not wanted any more.
     this.#queue = [];
     this.#head = 0;
     this.#finish();
     if (connection !== null && sid !== null && subscribed) {
+      // The server may apply an UNSUB before an ACK pipelined just ahead of it (the consumer
+      // leaves, the ACK then finds nothing in flight), so wait for their replies first.
+      if (this.#settling.size > 0) await Promise.all([...this.#settling]);
       try {
         await this.#client._sendOn(connection, this.#client._encoder.unsub(sid), () => undefined);
       } catch (error) {
@@ -432,8 +439,9 @@ export class Subscription {
     return batch.promise;
   }
 
-  async #flushSettlements() {
+  #flushSettlements() {
     const batches = this.#ackBatch;
+    if (batches === null) return;
     this.#ackBatch = null;
     for (const batch of batches.values()) {
       const connection = this.#connection;
@@ -457,6 +465,9 @@ export class Subscription {
         batch.reject(error);
         continue;
       }
+      const settled = Promise.allSettled(sends);
+      this.#settling.add(settled);
+      settled.then(() => this.#settling.delete(settled));
       Promise.all(sends).then(
         () => batch.resolve(true),
         (error) => {
