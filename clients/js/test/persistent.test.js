@@ -117,6 +117,22 @@ describe('ack, nack and PSUB', () => {
     await again.unsubscribe();
   });
 
+  test('acknowledgements made right before unsubscribing are kept', async () => {
+    // The server may apply an UNSUB ahead of ACKs pipelined before it; the client waits.
+    for (let round = 0; round < 15; round++) {
+      const positions = await seed(client, `jobs-4-${round}`, 2);
+      const subscription = await client.subscribe({ stream: `jobs-4-${round}` }, { name: `quick-${round}` });
+      const events = await take(subscription, 2);
+      // Two ACK lines (two ticks), then the UNSUB, all in one write.
+      const first = subscription.ack(events[0]);
+      await null;
+      const second = subscription.ack(events[1]);
+      await subscription.unsubscribe();
+      assert.deepEqual(await Promise.all([first, second]), [true, true]);
+      await checkpointReaches(client, `quick-${round}`, positions[1] + 1);
+    }
+  });
+
   test('catch-up subscriptions cannot ack', async () => {
     const subscription = await client.subscribe({ stream: 'jobs-1' });
     await assert.rejects(subscription.ack(0), { code: 'invalid_argument' });
