@@ -75,6 +75,8 @@ export class Subscription {
   #lastPosition = null;
   #liveQueued = false;
   #ready;
+  #resolveReady;
+  #rejectReady;
   #resolveLive;
   #lastYielded = null;
   #ackBatch = null;
@@ -107,14 +109,10 @@ export class Subscription {
     this.live.catch(() => {});
     /** Counters, for operators and tests. */
     this.stats = { delivered: 0, dropped: 0, pauses: 0, subscribes: 0 };
-    let resolveReady;
-    let rejectReady;
     this.#ready = new Promise((resolve, reject) => {
-      resolveReady = resolve;
-      rejectReady = reject;
+      this.#resolveReady = resolve;
+      this.#rejectReady = reject;
     });
-    this.#ready.resolve = resolveReady;
-    this.#ready.reject = rejectReady;
     this.#ready.catch(() => {});
   }
 
@@ -173,7 +171,7 @@ export class Subscription {
       () => {
         if (this.#sid !== sid) return;
         this.#state = 'active';
-        this.#ready.resolve(this);
+        this.#resolveReady(this);
         this.#checkPause();
       },
       (error) => {
@@ -239,7 +237,7 @@ export class Subscription {
   /** Called by the client when it is closed: the iteration ends after what is buffered. */
   _closed() {
     if (this.#ended) return;
-    this.#ready.reject(new EsdbError('client_closed', 'the client is closed'));
+    this.#rejectReady(new EsdbError('client_closed', 'the client is closed'));
     this.#finish();
   }
 
@@ -300,7 +298,7 @@ export class Subscription {
   #fail(error) {
     if (this.#ended) return;
     this.#error = error;
-    this.#ready.reject(error);
+    this.#rejectReady(error);
     this.#finish();
   }
 
