@@ -24,4 +24,9 @@ cargo test --workspace --locked
 echo "== benchmark smoke (a few seconds against esdb; checks it runs, measures nothing)"
 cargo build --locked --bin esdb
 cargo run --locked -p esdb-bench -- smoke --esdb-bin target/debug/esdb
+
+echo "== Python client (against the real server)"
 ESDB_BIN=target/debug/esdb bash clients/python/run-tests.sh
+
+echo "== JavaScript client (Node and headless chromium, against the real server)"
+ESDB_BIN=target/debug/esdb bash clients/js/run-tests.sh

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the JavaScript client's tests against a real esdb server: installs what they need
+# (Debian's chromium for the browser test, the npm devDependencies), then `node --test`.
+# Uses ESDB_BIN when set, else target/debug/esdb under the repo root (built if missing).
+set -euo pipefail
+caller_dir="$(pwd)"
+cd "$(dirname "$0")"
+echo "== JavaScript client (clients/js): node --test against the real server"
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "== installing nodejs and npm (Debian packages)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium (Debian package) for the browser test"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ -n "${ESDB_BIN:-}" ]; then
+  # Relative to where the caller stood, not to this directory.
+  case "$ESDB_BIN" in
+    /*) ;;
+    *) ESDB_BIN="$caller_dir/$ESDB_BIN" ;;
+  esac
+  export ESDB_BIN
+fi
+
+# Nothing downloads a browser: playwright-core drives /usr/bin/chromium.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+npm ci --no-audit --no-fund --loglevel=error
+
+node --test test/*.test.js
