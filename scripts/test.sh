@@ -24,3 +24,4 @@ cargo test --workspace --locked
 echo "== benchmark smoke (a few seconds against esdb; checks it runs, measures nothing)"
 cargo build --locked --bin esdb
 cargo run --locked -p esdb-bench -- smoke --esdb-bin target/debug/esdb
+ESDB_BIN=target/debug/esdb bash tests/console/run.sh
