@@ -20,6 +20,8 @@ const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const CHROMIUM_FLAGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  // Containers often have a small /dev/shm.
+  '--disable-dev-shm-usage',
 ];
 /** Longest wait for something to appear in the page; a wait, never a timing assertion. */
 const WAIT_MS = 15_000;
