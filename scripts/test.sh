@@ -30,3 +30,6 @@ ESDB_BIN=target/debug/esdb bash clients/python/run-tests.sh
 
 echo "== JavaScript client (Node and headless chromium, against the real server)"
 ESDB_BIN=target/debug/esdb bash clients/js/run-tests.sh
+
+echo "== web console (headless chromium, against the real server)"
+ESDB_BIN=target/debug/esdb bash tests/console/run.sh

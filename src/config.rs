@@ -103,6 +103,11 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "ESDB_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Let the web console (at / on the HTTP port) offer writes (appends, replaying parked
+    /// events), behind a switch on the page; without it the console is read-only
+    /// [default: false].
+    #[arg(long, env = "ESDB_CONSOLE_WRITES", num_args = 0..=1, default_missing_value = "true")]
+    pub console_writes: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -129,6 +134,7 @@ struct FileConfig {
     write_stall_timeout_ms: Option<u64>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
+    console_writes: Option<bool>,
 }
 
 /// The server's resolved configuration.
@@ -147,6 +153,8 @@ pub struct Config {
     pub write_stall_timeout_ms: u64,
     pub log_level: Option<String>,
     pub log_format: LogFormat,
+    /// Whether the web console may offer writes (`--console-writes`).
+    pub console_writes: bool,
 }
 
 impl Default for Config {
@@ -215,6 +223,7 @@ impl Config {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            console_writes: args.console_writes.or(file.console_writes).unwrap_or(false),
         };
         config.validate()?;
         Ok(config)

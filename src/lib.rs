@@ -20,8 +20,8 @@
 //!   Their operations are dispatched in [`server::subscribe`].
 //! - [`metrics`]: every Prometheus metric, with pre-resolved handles for the hot path.
 //! - [`telemetry`]: the seed's telemetry events (`stream.write.start`, …) as `tracing` events.
-//! - [`http`]: the HTTP listener: `/metrics`, `/health`, `/ready`, `/stats`, and `/ws` (the
-//!   protocol over WebSocket).
+//! - [`http`]: the HTTP listener: `/metrics`, `/health`, `/ready`, `/stats`, `/ws` (the
+//!   protocol over WebSocket), and the web console at `/` ([`http::console`]).
 //!
 //! The wire protocol is specified in `protocol/PROTOCOL.md`.
 

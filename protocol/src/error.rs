@@ -33,6 +33,9 @@ pub enum ErrorCode {
     DuplicateEventId,
     /// No snapshot of the stream (at that version).
     SnapshotNotFound,
+    /// The connection is read-only (a WebSocket opened with `readonly=1`, as the web console
+    /// does) and the request would change the store.
+    ReadOnly,
     /// The server is at its connection limit.
     TooManyConnections,
     /// The subscription type is not one of the four.
@@ -75,6 +78,7 @@ pub const ALL_ERROR_CODES: [ErrorCode; 22] = [
     ErrorCode::SubscriptionNotFound,
     ErrorCode::SubscriptionConflict,
     ErrorCode::SnapshotNotFound,
+    ErrorCode::ReadOnly,
     ErrorCode::TooManyConnections,
     ErrorCode::StaleConnection,
     ErrorCode::ShuttingDown,
@@ -103,6 +107,7 @@ impl ErrorCode {
             ErrorCode::SubscriptionNotFound => "subscription_not_found",
             ErrorCode::SubscriptionConflict => "subscription_conflict",
             ErrorCode::SnapshotNotFound => "snapshot_not_found",
+            ErrorCode::ReadOnly => "read_only",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::StaleConnection => "stale_connection",
             ErrorCode::ShuttingDown => "shutting_down",

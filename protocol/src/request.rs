@@ -119,6 +119,45 @@ impl Request {
         }
     }
 
+    /// Whether the request changes what the store holds: events, snapshots, or a persistent
+    /// subscription's stored state (creating or joining one, acknowledging, deleting,
+    /// replaying). A read-only connection refuses exactly these (`read_only`). Exhaustive on
+    /// purpose, so a new operation must be classified.
+    pub fn changes_store(&self) -> bool {
+        match self {
+            Request::Append { .. } | Request::Delete { .. } => true,
+            Request::Snap(snap) => match snap {
+                SnapRequest::Save { .. } | SnapRequest::Delete { .. } => true,
+                SnapRequest::Load { .. }
+                | SnapRequest::List { .. }
+                | SnapRequest::Exists { .. } => false,
+            },
+            Request::Subscribe(request) => request.name.is_some(),
+            Request::Ack { .. } | Request::Nack { .. } => true,
+            Request::Psub(op) => match op {
+                PsubOp::Delete { .. } | PsubOp::Replay { .. } => true,
+                PsubOp::List
+                | PsubOp::Get { .. }
+                | PsubOp::Exists { .. }
+                | PsubOp::Parked { .. } => false,
+            },
+            Request::Connect(_)
+            | Request::Ping
+            | Request::Pong
+            | Request::Use { .. }
+            | Request::Help
+            | Request::Read { .. }
+            | Request::ReadAll { .. }
+            | Request::ReadTypes { .. }
+            | Request::Version { .. }
+            | Request::Exists { .. }
+            | Request::Streams { .. }
+            | Request::Unsubscribe { .. }
+            | Request::Stats
+            | Request::Agg(_) => false,
+        }
+    }
+
     /// Encodes the request as a client sends it (the Rust client and tests use this).
     pub fn encode(&self, dst: &mut BytesMut) {
         match self {

@@ -2,6 +2,7 @@
 //!
 //! | path | answer |
 //! |---|---|
+//! | `/`, `/console/…` | the web console, a single page embedded in the binary ([`console`]) |
 //! | `/metrics` | every metric of [`crate::metrics`], Prometheus text format |
 //! | `/health` | `200 ok` while the process runs (liveness probe) |
 //! | `/ready` | `200 ready` while the stores are open, else `503` (readiness probe; later: and the node has a Raft leader) |
@@ -12,6 +13,7 @@
 //! finish sending its request headers, a WebSocket handshake included, is cut off after
 //! [`HTTP_HEADER_READ_TIMEOUT_MS`].
 
+pub mod console;
 pub mod ws;
 
 use std::sync::Arc;
@@ -53,6 +55,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/ready", get(ready))
         .route("/stats", get(stats))
         .route("/ws", get(ws::upgrade))
+        .merge(console::routes())
         .with_state(state)
 }
 

@@ -10,11 +10,14 @@
 //!   message may hold several replies or part of one: clients must decode the concatenation.
 //!
 //! So a WebSocket connection can do everything a TCP one can, with the same limits, keepalive
-//! and connection limit; its metrics carry `transport="ws"`.
+//! and connection limit; its metrics carry `transport="ws"`. Unless it is opened with
+//! `/ws?readonly=1` (the web console's way): then every request that would change the store is
+//! refused with `-ERR read_only` ([`Access::ReadOnly`]).
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -25,7 +28,7 @@ use esdb_protocol::{ErrorCode, Reply};
 
 use crate::http::HttpState;
 use crate::metrics::{metrics, Transport};
-use crate::server::connection;
+use crate::server::connection::{self, Access};
 
 /// Largest WebSocket message (and frame) accepted: one control line plus the largest payload
 /// and its CRLF, so a client may send each request as one message. Larger messages close the
@@ -37,8 +40,17 @@ pub const WS_READ_BUFFER_BYTES: usize = 16 * 1024;
 /// flight between them (backpressure passes through), and the size of outgoing messages.
 pub const WS_BRIDGE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// The HTTP handler: checks the handshake, then serves the protocol on the upgraded socket.
-pub async fn upgrade(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
+/// The HTTP handler: checks the handshake and its query (`readonly`), then serves the
+/// protocol on the upgraded socket.
+pub async fn upgrade(
+    State(state): State<HttpState>,
+    uri: Uri,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let access = match access_from_query(uri.query()) {
+        Ok(access) => access,
+        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    };
     // Held until the connection ends, so shutdown waits for it like for a TCP connection.
     let token = state.tracker.token();
     upgrade
@@ -46,12 +58,44 @@ pub async fn upgrade(State(state): State<HttpState>, upgrade: WebSocketUpgrade) 
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
-            serve(socket, state).await;
+            serve(socket, access, state).await;
             drop(token);
         })
 }
 
-async fn serve(mut socket: WebSocket, state: HttpState) {
+/// The connection's access from the `/ws` query string: `readonly=1` (or `true`) makes it
+/// read-only, `readonly=0` (or `false`) or no query leaves it read-write. Anything else is
+/// refused, so that a misspelt parameter cannot quietly open a writable connection.
+pub fn access_from_query(query: Option<&str>) -> Result<Access, String> {
+    let mut access = None;
+    for pair in query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "readonly" {
+            return Err(format!(
+                "unknown /ws query parameter {key:?}: the only one is readonly"
+            ));
+        }
+        if access.is_some() {
+            return Err("readonly given twice".to_owned());
+        }
+        access = Some(match value {
+            "1" | "true" => Access::ReadOnly,
+            "0" | "false" => Access::ReadWrite,
+            _ => {
+                return Err(format!(
+                    "readonly must be 1, true, 0 or false, not {value:?}"
+                ))
+            }
+        });
+    }
+    Ok(access.unwrap_or_default())
+}
+
+async fn serve(mut socket: WebSocket, access: Access, state: HttpState) {
     let context = state.context;
     let Ok(permit) = context.connections.clone().try_acquire_owned() else {
         context.connection_metrics(Transport::Ws).refused.inc();
@@ -66,7 +110,14 @@ async fn serve(mut socket: WebSocket, state: HttpState) {
     let (sink, stream) = socket.split();
     let inbound = tokio::spawn(ws_to_bridge(stream, bridge_write));
     let peer = "websocket".to_owned();
-    let serve = connection::serve(server_side, peer, Transport::Ws, context, state.cancel);
+    let serve = connection::serve_with_access(
+        server_side,
+        peer,
+        Transport::Ws,
+        access,
+        context,
+        state.cancel,
+    );
     tokio::join!(serve, bridge_to_ws(bridge_read, sink));
     // The connection is over; stop waiting for client messages nobody will read.
     inbound.abort();
@@ -142,6 +193,27 @@ fn to_message(bytes: Bytes) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readonly_query_is_parsed_strictly() {
+        assert_eq!(access_from_query(None), Ok(Access::ReadWrite));
+        assert_eq!(access_from_query(Some("")), Ok(Access::ReadWrite));
+        assert_eq!(access_from_query(Some("readonly=1")), Ok(Access::ReadOnly));
+        assert_eq!(
+            access_from_query(Some("readonly=true")),
+            Ok(Access::ReadOnly)
+        );
+        assert_eq!(access_from_query(Some("readonly=0")), Ok(Access::ReadWrite));
+        assert_eq!(
+            access_from_query(Some("readonly=false")),
+            Ok(Access::ReadWrite)
+        );
+        assert!(access_from_query(Some("readonly")).is_err());
+        assert!(access_from_query(Some("readonly=yes")).is_err());
+        assert!(access_from_query(Some("read_only=1")).is_err());
+        assert!(access_from_query(Some("readonly=1&x=2")).is_err());
+        assert!(access_from_query(Some("readonly=1&readonly=0")).is_err());
+    }
 
     #[test]
     fn output_is_text_when_utf8_and_characters_are_never_split() {

@@ -40,12 +40,36 @@ pub const WRITE_STALL_TIMEOUT_MS: u64 = 10_000;
 pub use crate::metrics::CloseReason;
 use crate::metrics::{metrics, Transport};
 
+/// What a connection may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    #[default]
+    ReadWrite,
+    /// Every request that would change the store is answered `-ERR read_only` (WebSocket
+    /// connections opened with `?readonly=1`, as the web console's are).
+    ReadOnly,
+}
+
 /// Serves one client connection, over any byte stream (a TCP socket, or the WebSocket bridge
 /// in `crate::http::ws`), until it ends.
 pub async fn serve<S>(
     stream: S,
     peer: String,
     transport: Transport,
+    context: Arc<ServerContext>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    serve_with_access(stream, peer, transport, Access::ReadWrite, context, cancel).await
+}
+
+/// [`serve`], with the connection limited to `access`.
+pub async fn serve_with_access<S>(
+    stream: S,
+    peer: String,
+    transport: Transport,
+    access: Access,
     context: Arc<ServerContext>,
     cancel: CancellationToken,
 ) where
@@ -69,7 +93,7 @@ pub async fn serve<S>(
             failure
         })
     };
-    let reason = read_loop(reader, &outbound, &context, &cancel, &write_failed).await;
+    let reason = read_loop(reader, access, &outbound, &context, &cancel, &write_failed).await;
     // Closing the queue lets the writer flush what is queued and finish.
     drop(outbound);
     let reason = match writer_task.await {
@@ -86,6 +110,7 @@ pub async fn serve<S>(
 
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
+    access: Access,
     outbound: &mpsc::Sender<Reply>,
     context: &Arc<ServerContext>,
     cancel: &CancellationToken,
@@ -117,6 +142,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
         // Frame and dispatch everything already buffered, up to the pipeline limit.
         while in_flight.len() < MAX_PIPELINED_REQUESTS {
             match decoder.decode(&mut buffer) {
+                Ok(Some(Decoded::Request(request))) if refused(access, &request) => {
+                    let error = ProtocolError::new(
+                        ErrorCode::ReadOnly,
+                        format!(
+                            "{} refused: this connection is read-only (opened with readonly=1)",
+                            request.operation()
+                        ),
+                    );
+                    in_flight.push_back(futures::future::ready((Reply::Err(error), None)).boxed());
+                }
                 Ok(Some(Decoded::Request(request))) => {
                     match dispatch(context, &mut session, request).await {
                         Dispatched::Reply(reply) => {
@@ -188,6 +223,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let _ = outbound.send(Reply::Err(error)).await;
     }
     reason
+}
+
+fn refused(access: Access, request: &esdb_protocol::Request) -> bool {
+    access == Access::ReadOnly && request.changes_store()
 }
 
 /// A reply, and a signal to fire once it is queued (see `Dispatched::ReplyThen`).

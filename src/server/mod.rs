@@ -61,7 +61,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config.data_dir.display()
     ));
     announce(&format!(
-        "esdb http on {http_local} (/metrics /health /ready /stats /ws)"
+        "esdb http on {http_local} (console at /; /metrics /health /ready /stats /ws)"
     ));
     let context = Arc::new(ServerContext::new(config.clone(), stores, raft));
     let cancel = CancellationToken::new();

@@ -20,7 +20,12 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(http_addr: SocketAddr) -> WsClient {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{http_addr}/ws"))
+        WsClient::connect_to(&format!("ws://{http_addr}/ws")).await
+    }
+
+    /// Connects to a WebSocket URL, e.g. with a query (`/ws?readonly=1`).
+    pub async fn connect_to(url: &str) -> WsClient {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket handshake");
         WsClient {
