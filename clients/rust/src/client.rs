@@ -147,7 +147,7 @@ impl Client {
                         return Ok(connection);
                     }
                     Err(error) if !error.is_retryable() => return Err(error),
-                    Err(error) => last = format!("{addr}: {error}"),
+                    Err(error) => last = error.to_string(),
                 }
             }
         }

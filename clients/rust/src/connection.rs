@@ -148,7 +148,12 @@ impl Connection {
         let connect_timeout = Duration::from_millis(options.connect_timeout_ms);
         let greeted = tokio::time::timeout(connect_timeout, greet(addr))
             .await
-            .map_err(|_| Error::Timeout(options.connect_timeout_ms))??;
+            .map_err(|_| {
+                Error::Connect(format!(
+                    "connecting to {addr}: no greeting within {} ms",
+                    options.connect_timeout_ms
+                ))
+            })??;
         let (read, write, buf, decoder, info) = greeted;
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE_REQUESTS);
         let shared = Arc::new(Shared {
@@ -286,7 +291,7 @@ type Greeted = (
 async fn greet(addr: &str) -> Result<Greeted> {
     let stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| Error::Disconnected(format!("connecting to {addr}: {e}")))?;
+        .map_err(|e| Error::Connect(format!("connecting to {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
     let (mut read, write) = stream.into_split();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
@@ -309,9 +314,9 @@ async fn greet(addr: &str) -> Result<Greeted> {
         let read_bytes = read
             .read_buf(&mut buf)
             .await
-            .map_err(|e| Error::Disconnected(format!("reading INFO from {addr}: {e}")))?;
+            .map_err(|e| Error::Connect(format!("reading INFO from {addr}: {e}")))?;
         if read_bytes == 0 {
-            return Err(Error::Disconnected(format!(
+            return Err(Error::Connect(format!(
                 "{addr} closed the connection before INFO"
             )));
         }

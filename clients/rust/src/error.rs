@@ -26,6 +26,9 @@ pub enum Error {
         attempts: u32,
         last: String,
     },
+    /// A server could not be connected to (refused, unreachable, closed before its greeting).
+    #[error("{0}")]
+    Connect(String),
     /// The connection was lost before the reply arrived (only seen once retries are spent).
     #[error("connection lost: {0}")]
     Disconnected(String),
@@ -59,7 +62,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Server { code, .. } => code.is_retryable(),
-            Error::Disconnected(_) | Error::Timeout(_) | Error::Unavailable { .. } => true,
+            Error::Connect(_)
+            | Error::Disconnected(_)
+            | Error::Timeout(_)
+            | Error::Unavailable { .. } => true,
             _ => false,
         }
     }

@@ -2,7 +2,9 @@
 //! acknowledged. This side remembers what its consumer holds and what it settled, so that the
 //! events the server delivers again after a reconnect (those not yet acknowledged, or whose
 //! acknowledgement the server had not saved when it crashed) are not yielded twice: a held
-//! event is waited for, a settled one is settled again on the new subscription.
+//! event is waited for, an acknowledged or skipped one is settled again on the new
+//! subscription. Parked and retried events are yielded again when they come back (a retry or
+//! `PSUB REPLAY` asks for exactly that).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
@@ -35,7 +37,6 @@ const BUFFER_HEADROOM_EVENTS: usize = 64;
 enum Settlement {
     Ack,
     Skip,
-    Park,
 }
 
 #[derive(Default)]
@@ -44,7 +45,7 @@ struct Settlements {
     current: Option<(Arc<Connection>, String)>,
     /// Yielded to the consumer, not yet settled.
     holding: BTreeSet<u64>,
-    /// Settled by the consumer (a `retry` is not a settlement: the event should come back).
+    /// Acknowledged or skipped by the consumer.
     settled: BTreeMap<u64, Settlement>,
 }
 
@@ -303,12 +304,13 @@ impl Acker {
     }
 }
 
+/// What to remember of a settlement. A retry should come back, and so should a parked event
+/// (`PSUB REPLAY` delivers it again, from whichever client asked), so neither is remembered.
 fn settlement(action: Option<NackAction>) -> Option<Settlement> {
     match action {
         None => Some(Settlement::Ack),
         Some(NackAction::Skip) => Some(Settlement::Skip),
-        Some(NackAction::Park) => Some(Settlement::Park),
-        Some(NackAction::Retry) => None,
+        Some(NackAction::Park | NackAction::Retry) => None,
     }
 }
 
@@ -316,7 +318,6 @@ fn settlement_action(settlement: Settlement) -> Option<NackAction> {
     match settlement {
         Settlement::Ack => None,
         Settlement::Skip => Some(NackAction::Skip),
-        Settlement::Park => Some(NackAction::Park),
     }
 }
 

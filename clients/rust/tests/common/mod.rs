@@ -125,7 +125,7 @@ fn spawn(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Option<(Child, S
     // Keep reading stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || {
         let mut sink = String::new();
-        while stdout.read_line(&mut sink).map_or(false, |n| n > 0) {
+        while stdout.read_line(&mut sink).is_ok_and(|n| n > 0) {
             sink.clear();
         }
     });
