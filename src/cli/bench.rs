@@ -81,32 +81,33 @@ pub async fn run(command: BenchCommand) -> Result<(), CliError> {
         latencies_us[index] as f64 / 1000.0
     };
     let half_s = half.as_secs_f64();
-    let figures = json!({
-        "note": "a rough figure for this machine, not the benchmark (see bench/README.md)",
-        "seconds": seconds,
-        "server": client.server_addr().await?,
-        "appends_per_s": (appends as f64 / half_s).round(),
-        "append_p50_ms": percentile(0.50),
-        "append_p99_ms": percentile(0.99),
-        "events_read_per_s": (events_read as f64 / half_s).round(),
-    });
+    let appends_per_s = (appends as f64 / half_s).round();
+    let events_read_per_s = (events_read as f64 / half_s).round();
+    let (p50_ms, p99_ms) = (percentile(0.50), percentile(0.99));
+    let server = client.server_addr().await?;
     let mut printer = Printer::new(common.json);
     if printer.json {
-        return printer.value(&figures);
+        return printer.value(&json!({
+            "note": "a rough figure for this machine, not the benchmark (see bench/README.md)",
+            "seconds": seconds,
+            "server": server,
+            "appends_per_s": appends_per_s,
+            "append_p50_ms": p50_ms,
+            "append_p99_ms": p99_ms,
+            "events_read_per_s": events_read_per_s,
+        }));
     }
     printer.line(&format!(
-        "esdb bench quick: a rough figure from {seconds} s against {}, not the benchmark \
-         (see bench/README.md)",
-        figures["server"].as_str().unwrap_or("?")
+        "esdb bench quick: a rough figure from {seconds} s against {server}, not the benchmark \
+         (see bench/README.md)"
     ))?;
     printer.line(&format!(
-        "  appends: {} events/s ({WORKERS} concurrent writers, 1 event per append, durable), \
-         latency p50 {:.2} ms, p99 {:.2} ms",
-        figures["appends_per_s"], figures["append_p50_ms"], figures["append_p99_ms"]
+        "  appends: {appends_per_s:.0} events/s ({WORKERS} concurrent writers, 1 event per \
+         append, durable), latency p50 {p50_ms:.2} ms, p99 {p99_ms:.2} ms"
     ))?;
     printer.line(&format!(
-        "  reads:   {} events/s ({WORKERS} concurrent readers, pages of {READ_PAGE_EVENTS})",
-        figures["events_read_per_s"]
+        "  reads:   {events_read_per_s:.0} events/s ({WORKERS} concurrent readers, pages of \
+         {READ_PAGE_EVENTS})"
     ))
 }
 
