@@ -72,11 +72,20 @@ impl Client {
         options: SubscriptionOptions,
     ) -> Result<PersistentSubscription> {
         let name = validate_name(name).map_err(Error::invalid)?;
+        // A subscription that exists keeps the options it was created with: size the buffer
+        // for its window, not the one asked for now.
+        let max_in_flight = match self.persistent_subscriptions().get(&name).await {
+            Ok(info) => info.options.max_in_flight,
+            Err(error) if error.code() == Some(ErrorCode::SubscriptionNotFound) => {
+                options.max_in_flight
+            }
+            Err(error) => return Err(error),
+        };
         let spec = Spec {
             selector,
             name: Some(name.clone()),
             options,
-            capacity: options.max_in_flight as usize + BUFFER_HEADROOM_EVENTS,
+            capacity: max_in_flight as usize + BUFFER_HEADROOM_EVENTS,
             overflow: Overflow::Drop,
         };
         let attached = self.attach(&spec).await?;
