@@ -8,6 +8,7 @@
 //! other calls or the pushes of other subscriptions. Server `PING`s are answered here.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,9 +43,10 @@ pub(crate) enum Push {
 /// What the reader does when a subscription's channel is full.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Overflow {
-    /// End the subscription on the server (`UNSUB`) and close the channel: the consumer drains
-    /// what is buffered, then subscribes again from where it is (catch-up subscriptions).
-    Pause,
+    /// End the subscription on the server (`UNSUB`) and close the channel, also when the
+    /// buffered events would pass `max_bytes`: the consumer drains what is buffered, then
+    /// subscribes again from where it is (catch-up subscriptions).
+    Pause { max_bytes: usize },
     /// Drop the event: the server delivers it again after its ack timeout (persistent
     /// subscriptions, whose in-flight window keeps this rare).
     Drop,
@@ -53,6 +55,8 @@ pub(crate) enum Overflow {
 pub(crate) struct Route {
     pub tx: mpsc::Sender<Push>,
     pub overflow: Overflow,
+    /// Bytes of event bodies in the channel: added here, taken off by the consumer.
+    pub buffered_bytes: Arc<AtomicUsize>,
 }
 
 enum Waiter {
@@ -452,10 +456,22 @@ fn route(shared: &Shared, outgoing: &mpsc::WeakSender<Outgoing>, sid: String, pu
         // Ended on our side; frames sent before the server saw the UNSUB still arrive.
         return;
     };
-    let end = match target.tx.try_send(push) {
-        Ok(()) => false,
-        Err(mpsc::error::TrySendError::Full(_)) => matches!(target.overflow, Overflow::Pause),
-        Err(mpsc::error::TrySendError::Closed(_)) => true,
+    let bytes = match &push {
+        Push::Event { body, .. } => body.len(),
+        Push::Live => 0,
+    };
+    let buffered = target.buffered_bytes.load(Ordering::Acquire);
+    let end = match target.overflow {
+        // Always room for one event, however large.
+        Overflow::Pause { max_bytes } if buffered > 0 && buffered + bytes > max_bytes => true,
+        overflow => match target.tx.try_send(push) {
+            Ok(()) => {
+                target.buffered_bytes.fetch_add(bytes, Ordering::AcqRel);
+                false
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => matches!(overflow, Overflow::Pause { .. }),
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        },
     };
     if end {
         routes.remove(&sid);

@@ -18,6 +18,9 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Events a catch-up subscription buffers for a consumer that is slower than delivery; past
 /// it the subscription pauses (and resumes from where it was when the consumer catches up).
 pub const DEFAULT_SUBSCRIPTION_BUFFER_EVENTS: usize = 4096;
+/// Bytes of events a catch-up subscription buffers (events may be up to 1 MiB each), with the
+/// same effect past it.
+pub const DEFAULT_SUBSCRIPTION_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Exponential backoff with jitter: attempt `n` waits between half and all of
 /// `base_ms × 2ⁿ`, capped at `max_ms`.
@@ -65,6 +68,7 @@ pub struct ClientOptions {
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub subscription_buffer_events: usize,
+    pub subscription_buffer_bytes: usize,
 }
 
 impl Default for ClientOptions {
@@ -87,6 +91,7 @@ impl ClientOptions {
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             subscription_buffer_events: DEFAULT_SUBSCRIPTION_BUFFER_EVENTS,
+            subscription_buffer_bytes: DEFAULT_SUBSCRIPTION_BUFFER_BYTES,
         }
     }
 
@@ -132,6 +137,11 @@ impl ClientOptions {
 
     pub fn with_subscription_buffer_events(mut self, events: usize) -> ClientOptions {
         self.subscription_buffer_events = events.max(1);
+        self
+    }
+
+    pub fn with_subscription_buffer_bytes(mut self, bytes: usize) -> ClientOptions {
+        self.subscription_buffer_bytes = bytes;
         self
     }
 }

@@ -222,6 +222,7 @@ async fn a_slow_consumer_slows_only_its_own_subscription() {
         }
         writer.await.unwrap();
         assert_eq!(positions, (0..500).collect::<Vec<_>>());
+        assert!(slow.resumes() > 0, "the slow one was paused and resumed");
         assert_eq!(
             take_events(&mut prompt, 200).await,
             (300..500).collect::<Vec<_>>()
@@ -400,6 +401,7 @@ async fn a_persistent_subscription_resumes_after_the_server_is_killed() {
             subscription.ack(&event).await.unwrap();
         }
         assert_eq!(positions, (0..15).collect::<Vec<_>>());
+        assert!(subscription.resumes() >= 1);
     })
     .await;
 }
@@ -420,7 +422,43 @@ async fn a_catch_up_subscription_resumes_after_the_server_is_killed() {
         append_n(&client, "s", 5).await;
         positions.extend(take_events(&mut subscription, 10).await);
         assert_eq!(positions, (0..15).collect::<Vec<_>>());
+        assert!(subscription.resumes() >= 1);
         assert_eq!(subscription.next_position(), 15);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_catch_up_subscription_pauses_at_its_byte_budget_too() {
+    within_timeout(async {
+        let server = Server::start();
+        let client = Client::connect(options(&[&server]).with_subscription_buffer_bytes(4096))
+            .await
+            .unwrap();
+        let padding = "x".repeat(1000);
+        for i in 0..100 {
+            client
+                .append(
+                    "big",
+                    ExpectedVersion::Any,
+                    [event("Big", json!({"i": i, "pad": padding}))],
+                )
+                .await
+                .unwrap();
+        }
+        let mut subscription = client
+            .subscribe(Selector::Stream("big".into()), StartFrom::Origin)
+            .await
+            .unwrap();
+        client.ping().await.unwrap();
+        assert_eq!(
+            history(&mut subscription).await,
+            (0..100).collect::<Vec<_>>()
+        );
+        assert!(
+            subscription.resumes() > 0,
+            "4 KiB holds only a few of these events"
+        );
     })
     .await;
 }

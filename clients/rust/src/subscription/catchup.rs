@@ -37,6 +37,7 @@ pub struct CatchUpSubscription {
     next_position: u64,
     live_seen: bool,
     finished: bool,
+    resumes: u64,
 }
 
 impl Client {
@@ -62,7 +63,9 @@ impl Client {
                 ..SubscriptionOptions::default()
             },
             capacity: self.options().subscription_buffer_events,
-            overflow: Overflow::Pause,
+            overflow: Overflow::Pause {
+                max_bytes: self.options().subscription_buffer_bytes,
+            },
         };
         let attached = self.attach(&spec).await?;
         Ok(CatchUpSubscription {
@@ -73,6 +76,7 @@ impl Client {
             next_position,
             live_seen: false,
             finished: false,
+            resumes: 0,
         })
     }
 }
@@ -81,6 +85,12 @@ impl CatchUpSubscription {
     /// The position the next event yielded will have at least.
     pub fn next_position(&self) -> u64 {
         self.next_position
+    }
+
+    /// How many times the subscription subscribed again (after a lost connection, or a pause
+    /// because its consumer fell behind).
+    pub fn resumes(&self) -> u64 {
+        self.resumes
     }
 
     /// Ends the subscription on the server and waits for it to confirm.
@@ -106,6 +116,7 @@ impl CatchUpSubscription {
         let client = self.client.clone();
         let mut spec = self.spec.clone();
         spec.options.start = StartFrom::Position(self.next_position);
+        self.resumes += 1;
         self.reattach = Some(Box::pin(async move { client.attach(&spec).await }));
     }
 }
@@ -140,6 +151,9 @@ impl Stream for CatchUpSubscription {
             match attached.rx.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Push::Event { position, body })) => {
+                    attached
+                        .buffered_bytes
+                        .fetch_sub(body.len(), std::sync::atomic::Ordering::AcqRel);
                     if position < this.next_position {
                         continue;
                     }

@@ -11,6 +11,7 @@
 mod catchup;
 mod persistent;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use esdb_protocol::ops::subscribe::{Selector, SubscribeRequest, SubscriptionOptions};
@@ -29,6 +30,8 @@ pub(crate) struct Attached {
     pub connection: Arc<Connection>,
     pub sid: String,
     pub rx: mpsc::Receiver<Push>,
+    /// Bytes of event bodies in `rx`, to take off as they are received.
+    pub buffered_bytes: Arc<AtomicUsize>,
 }
 
 /// What to subscribe to, kept to subscribe again.
@@ -48,11 +51,13 @@ impl Client {
         self.with_retries(|connection| async move {
             let sid = self.next_sid();
             let (tx, rx) = mpsc::channel(spec.capacity);
+            let buffered_bytes = Arc::new(AtomicUsize::new(0));
             connection.add_route(
                 &sid,
                 Route {
                     tx,
                     overflow: spec.overflow,
+                    buffered_bytes: buffered_bytes.clone(),
                 },
             )?;
             let request = Request::Subscribe(SubscribeRequest {
@@ -68,6 +73,7 @@ impl Client {
                         connection,
                         sid,
                         rx,
+                        buffered_bytes,
                     })
                 }
                 Ok(Reply::Err(error)) => Error::server(error),

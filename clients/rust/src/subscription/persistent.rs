@@ -57,8 +57,11 @@ pub struct PersistentSubscription {
     spec: Spec,
     state: Arc<Mutex<Settlements>>,
     rx: Option<tokio::sync::mpsc::Receiver<Push>>,
+    /// Bytes buffered in `rx` (counted by the reader; not limited: the window bounds them).
+    buffered_bytes: Arc<std::sync::atomic::AtomicUsize>,
     reattach: Option<BoxFuture<'static, Result<Attached>>>,
     finished: bool,
+    resumes: u64,
 }
 
 impl Client {
@@ -99,8 +102,10 @@ impl Client {
             spec,
             state: Arc::new(Mutex::new(state)),
             rx: Some(attached.rx),
+            buffered_bytes: attached.buffered_bytes,
             reattach: None,
             finished: false,
+            resumes: 0,
         })
     }
 }
@@ -108,6 +113,11 @@ impl Client {
 impl PersistentSubscription {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How many times the subscription joined again after a lost connection.
+    pub fn resumes(&self) -> u64 {
+        self.resumes
     }
 
     /// Acknowledges an event: it will not be delivered again.
@@ -153,6 +163,7 @@ impl PersistentSubscription {
     fn start_reattach(&mut self) {
         let client = self.client.clone();
         let spec = self.spec.clone();
+        self.resumes += 1;
         self.reattach = Some(Box::pin(async move { client.attach(&spec).await }));
     }
 
@@ -197,6 +208,7 @@ impl Stream for PersistentSubscription {
                         this.state.lock().expect("settlements lock").current =
                             Some((attached.connection, attached.sid));
                         this.rx = Some(attached.rx);
+                        this.buffered_bytes = attached.buffered_bytes;
                     }
                     Poll::Ready(Err(error)) => {
                         this.reattach = None;
@@ -212,6 +224,8 @@ impl Stream for PersistentSubscription {
             match rx.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Push::Event { position, body })) => {
+                    this.buffered_bytes
+                        .fetch_sub(body.len(), std::sync::atomic::Ordering::AcqRel);
                     if !this.admit(position) {
                         continue;
                     }
