@@ -537,3 +537,48 @@ fn contexts_and_completions() {
         "a bash script"
     );
 }
+
+#[test]
+fn every_client_subcommand_has_examples_in_its_help() {
+    let config = tempfile::tempdir().unwrap();
+    let commands: [&[&str]; 29] = [
+        &["append"],
+        &["read"],
+        &["read-all"],
+        &["read-types"],
+        &["streams"],
+        &["version"],
+        &["exists"],
+        &["delete"],
+        &["agg"],
+        &["stats"],
+        &["tail"],
+        &["sub"],
+        &["export"],
+        &["import"],
+        &["completions"],
+        &["snap"],
+        &["snap", "save"],
+        &["snap", "load"],
+        &["snap", "list"],
+        &["snap", "delete"],
+        &["psub"],
+        &["psub", "list"],
+        &["psub", "get"],
+        &["psub", "delete"],
+        &["psub", "parked"],
+        &["psub", "replay"],
+        &["bench", "quick"],
+        &["context"],
+        &["context", "save"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = ok(esdb(config.path(), &args), "");
+        assert!(
+            help.contains("\nExample"),
+            "{command:?} --help has no examples:\n{help}"
+        );
+    }
+}

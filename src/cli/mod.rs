@@ -56,28 +56,37 @@ pub enum ClientCommand {
     /// Soft-delete a stream.
     Delete(streams::DeleteArgs),
     /// Save, load, list and delete snapshots.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  esdb snap save acct-1 2 --data '{\"balance\":12}'\n  esdb snap load acct-1\n  esdb snap list acct-1\n  esdb snap delete acct-1 --version 2"
+    )]
     Snap(snap::SnapCommand),
     /// Print a stream's state, folded on the server.
     Agg(agg::AggArgs),
     /// Print counts per store.
     Stats(stats::StatsArgs),
     /// Manage persistent subscriptions.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  esdb psub list\n  esdb psub get billing\n  esdb psub parked billing\n  esdb psub replay billing\n  esdb psub delete billing"
+    )]
     Psub(psub::PsubCommand),
     /// Follow events as they are committed.
     Tail(tail::TailArgs),
     /// Consume a persistent subscription: print (or --exec) and acknowledge each event.
     Sub(sub::SubArgs),
     /// A rough local performance figure.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  esdb bench quick")]
     Bench(bench::BenchCommand),
     /// Write events as NDJSON, for backup.
     Export(backup::ExportArgs),
     /// Append the events of an export, idempotently by event id.
     Import(backup::ImportArgs),
     /// Save and select connection settings.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  esdb context save prod --server db1:4350,db2:4350 --store billing --select\n  esdb context list\n  esdb context select prod"
+    )]
     Context(context::ContextCommand),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
