@@ -1,6 +1,6 @@
 //! What every client subcommand shares: where the server is, the exit codes, reading input.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -149,6 +149,9 @@ pub fn read_input(file: Option<&PathBuf>) -> Result<String, CliError> {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| CliError::Failed(format!("reading {}: {e}", path.display()))),
         None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("esdb: reading stdin (one JSON value per line); end with Ctrl-D");
+            }
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
