@@ -42,7 +42,16 @@ fn default_emitters() -> usize {
 #[command(
     name = "esdb",
     version,
-    about = "An event store server speaking a NATS-like text protocol"
+    about = "An event store server speaking a NATS-like text protocol, and its command line client",
+    after_help = "Examples:
+  esdb serve --data-dir ./esdb-data
+  esdb append user-1 --type UserCreated --data '{\"name\":\"Ada\"}'
+  esdb read user-1
+  esdb tail --all
+
+Client commands take --server HOST:PORT[,…] (env ESDB_SERVER, default 127.0.0.1:4350) and \
+--store, or a saved context (esdb context). Exit codes: 0 ok, 1 error (the wire code on \
+stderr), 2 usage."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -53,6 +62,9 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the server.
     Serve(ServeArgs),
+    /// The client subcommands (src/cli).
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
 }
 
 /// Flags of `esdb serve`. Every one is optional here so that the config file and the defaults

@@ -22,9 +22,12 @@
 //! - [`telemetry`]: the seed's telemetry events (`stream.write.start`, …) as `tracing` events.
 //! - [`http`]: the HTTP listener: `/metrics`, `/health`, `/ready`, `/stats`, `/ws` (the
 //!   protocol over WebSocket), and the web console at `/` ([`http::console`]).
+//! - [`cli`]: every subcommand but `serve`: the command line client, on the `esdb-client`
+//!   crate (`clients/rust`).
 //!
 //! The wire protocol is specified in `protocol/PROTOCOL.md`.
 
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! The `esdb` binary: parse configuration, set up logging, run the server until a signal.
+//! The `esdb` binary: parse configuration, set up logging, run the server until a signal; or
+//! run a client subcommand (`esdb::cli`).
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -7,7 +8,10 @@ use esdb::config::{Cli, CliCommand, Config, LogFormat};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let CliCommand::Serve(args) = cli.command;
+    let args = match cli.command {
+        CliCommand::Serve(args) => args,
+        CliCommand::Client(command) => return esdb::cli::run(command),
+    };
     let config = match Config::resolve(args) {
         Ok(config) => config,
         Err(message) => {
