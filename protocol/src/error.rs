@@ -61,7 +61,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 22] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 23] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
