@@ -119,11 +119,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => i.saturating_sub(1).min(last),
             Bound::Unbounded => last,
         };
+        // Entries before the first one held (a log that started past 0, or a purge) are not
+        // there to read; the range starts at whichever is later.
+        let held_from = inner.segments.first_index().unwrap_or(0);
         let first = inner
             .meta
             .last_purged
             .map_or(0, |id| id.index + 1)
-            .max(start);
+            .max(start)
+            .max(held_from);
         let mut entries = Vec::new();
         if inner.last_log_id.is_none() || range.end_bound() == Bound::Excluded(&0) {
             return Ok(entries);

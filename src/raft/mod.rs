@@ -19,4 +19,7 @@ pub mod segments;
 pub mod state_machine;
 pub mod types;
 
+#[cfg(test)]
+mod conformance_tests;
+
 pub use node::{Node, RaftStatus};

@@ -122,6 +122,14 @@ impl Segments {
         ))
     }
 
+    /// The index of the first entry held, if any.
+    pub fn first_index(&self) -> Option<u64> {
+        self.segments
+            .values()
+            .find(|segment| !segment.entries.is_empty())
+            .map(|segment| segment.first_index)
+    }
+
     /// The index the next appended entry must have, if the log holds any segment.
     pub fn next_index(&self) -> Option<u64> {
         self.segments.values().next_back().map(Segment::next_index)
