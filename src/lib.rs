@@ -6,22 +6,29 @@
 //!    into a `Request`; each operation's syntax is in `protocol/src/ops/<family>.rs`.
 //! 2. **Dispatched** in [`server::dispatch`]: one function per operation turns a `Request`
 //!    into a future of its `Reply`.
-//! 3. **Applied** in [`store`]: writes become a [`store::Command`] run by
-//!    [`store::command::apply`] on the writer thread ([`store::writer`], group commit); reads
-//!    run straight on LMDB ([`store::read`]; snapshots in [`store::snapshots`], `AGG` in
+//! 3. **Made durable** in [`raft`]: a write becomes a [`store::Command`] submitted with
+//!    `Store::submit`; the [`raft::proposer`] batches every queued command into one entry of
+//!    the store's Raft log ([`raft::log_store`], segment files: one fdatasync per entry), and
+//!    openraft hands committed entries to the [`raft::state_machine`].
+//! 4. **Applied** in [`store`]: the state machine runs [`store::command::apply`] on the apply
+//!    thread ([`store::writer`]), one LMDB transaction per run of entries; reads run straight
+//!    on LMDB ([`store::read`]; snapshots in [`store::snapshots`], `AGG` in
 //!    [`store::aggregate`], around the pure fold in `esdb_protocol::aggregate`).
-//! 4. **Answered** in [`server::connection`]: replies go out in request order.
+//! 5. **Answered** in [`server::connection`]: replies go out in request order.
 //!
 //! # Modules
 //! - [`config`]: flags, environment, config file, defaults, with every default limit.
 //! - [`server`]: the TCP listener, one task per connection, keepalive, shutdown.
-//! - [`store`]: the storage engine (LMDB environment per store, writer thread, reads).
+//! - [`raft`]: the write path: one openraft group per store, its write-ahead log, the
+//!   proposer, the state machine over the store (server → raft → store).
+//! - [`store`]: the storage engine (LMDB environment per store, apply thread, reads).
 //! - [`subscriptions`]: catch-up and persistent subscriptions, the emitter pool, feeds.
 //!   Their operations are dispatched in [`server::subscribe`].
 //! - [`metrics`]: every Prometheus metric, with pre-resolved handles for the hot path.
 //! - [`telemetry`]: the seed's telemetry events (`stream.write.start`, …) as `tracing` events.
 //! - [`http`]: the HTTP listener: `/metrics`, `/health`, `/ready`, `/stats`, `/ws` (the
 //!   protocol over WebSocket), and the web console at `/` ([`http::console`]).
+//! - [`testing`]: a path around the protocol's JSON rules, for tests of unreadable records.
 //! - [`cli`]: every subcommand but `serve`: the command line client, on the `esdb-client`
 //!   crate (`clients/rust`).
 //!

@@ -3,8 +3,9 @@
 //! Why segment files and not LMDB: an acknowledged append must be durable after exactly one
 //! fdatasync of sequential bytes. An LMDB commit syncs scattered pages and then its meta page
 //! (two fsyncs), and with `NO_META_SYNC` may lose its last commit on power loss. A segment is
-//! preallocated with `fallocate`, so appending inside it never changes the file's size and an
-//! fdatasync flushes only the new data blocks, not a journaled size change.
+//! preallocated by writing zeros over its whole size when it is created, so appending inside it
+//! never changes the file's size or its extents and an fdatasync flushes only the new data
+//! blocks, with nothing for the filesystem to journal.
 //!
 //! Frame: `len: u32 LE | crc32c(payload): u32 LE | payload` where the payload is one log entry
 //! (JSON). Frames follow each other from offset 0; the preallocated rest of a segment is zeros,
@@ -18,7 +19,6 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Bytes preallocated per segment. Large enough that rotation (a new file, a directory fsync)
@@ -77,6 +77,10 @@ impl Segments {
         decode_index: impl Fn(&[u8]) -> Option<u64>,
     ) -> io::Result<(Segments, Recovered)> {
         std::fs::create_dir_all(dir)?;
+        // The log directory's own entry must be durable before its first segment is.
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
         let mut paths: Vec<(u64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
@@ -339,18 +343,12 @@ fn zero_range(file: &File, from: u64, to: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Allocates a segment's blocks by writing zeros over them. `fallocate` alone leaves
+/// *unwritten* extents: the first write into each then converts it, a metadata change that an
+/// fdatasync must journal, which is exactly the cost preallocation is meant to avoid. Written
+/// zeros make every later append a pure data overwrite (and keep the file's size fixed).
 fn preallocate(file: &File, bytes: u64) -> io::Result<()> {
-    // SAFETY: a plain syscall on a file descriptor we own.
-    let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) };
-    if result == 0 {
-        return Ok(());
-    }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::EOPNOTSUPP) {
-        // A filesystem without fallocate (some FUSE ones): extend with zeros instead.
-        return zero_range(file, 0, bytes);
-    }
-    Err(error)
+    zero_range(file, 0, bytes)
 }
 
 /// Makes a directory's entries (created, renamed, removed files) durable.

@@ -18,6 +18,14 @@ pub struct DataLock {
 pub fn acquire(data_dir: &Path) -> Result<DataLock, String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("creating data directory {}: {e}", data_dir.display()))?;
+    // Make a new data directory's entry durable (POSIX: only an fsync of its parent does).
+    let parent = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| format!("syncing {}: {e}", parent.display()))?;
     let path = data_dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
         .read(true)

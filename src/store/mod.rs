@@ -110,6 +110,13 @@ impl Store {
         let env = open_env(dir, options)?;
         let dbs = Databases::create(&env)?;
         check_format(&env, &dbs, dir)?;
+        // A new store's directory entries (its directory, data.mdb, lock.mdb) must be durable
+        // before anything in them is acknowledged: POSIX makes them so only by an fsync of the
+        // directories that hold them.
+        sync_dir(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
 
         let next_position = {
             let rtxn = env.read_txn()?;
@@ -344,6 +351,12 @@ impl Applier {
         self.env.force_sync()?;
         Ok(())
     }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::Storage(format!("syncing directory {}: {e}", dir.display())))
 }
 
 /// Opens the LMDB environment of a store with its flags set in one place.
