@@ -24,3 +24,10 @@ cargo test --workspace --locked
 echo "== benchmark smoke (a few seconds against esdb; checks it runs, measures nothing)"
 cargo build --locked --bin esdb
 cargo run --locked -p esdb-bench -- smoke --esdb-bin target/debug/esdb
+
+echo "== crash soak (20 rounds of kill -9 under pipelined load, every restart checked)"
+cargo build --locked -p esdb-bench
+target/debug/esdb-bench chaos --rounds 20 --esdb-bin target/debug/esdb
+
+echo "== power-loss soak (esdb-lazyfs; skipped without /dev/fuse)"
+bash tools/lazyfs/run-powerloss.sh

@@ -218,7 +218,13 @@ impl State {
             .map(|(p, i)| (p.clone(), *i))
             .collect();
         for (old, ino) in moved {
-            let new = to.join(old.strip_prefix(from).expect("filtered by prefix"));
+            let rest = old.strip_prefix(from).expect("filtered by prefix");
+            // Joining an empty rest would add a trailing slash, which names a directory.
+            let new = if rest.as_os_str().is_empty() {
+                to.to_owned()
+            } else {
+                to.join(rest)
+            };
             self.inos.remove(&old);
             self.inos.insert(new.clone(), ino);
             self.paths.insert(ino, new);
