@@ -189,9 +189,8 @@ impl Writer<'_> {
                             ));
                             return None;
                         }
-                        if self.predicted.insert(stream, None).flatten().is_none() {
-                            return None; // a VERSION is already out
-                        }
+                        // None: a VERSION is already out for it.
+                        self.predicted.insert(stream, None).flatten()?;
                         let request = Request::Version {
                             stream: self.streams.names[stream as usize].clone(),
                         };

@@ -313,7 +313,7 @@ async fn run(
         let head = truth.events.len() as u64;
         let full = round % args.full_check_every.max(1) == 0 || round == args.rounds;
         let prefix = if full || head <= PREFIX_WINDOW_EVENTS {
-            vec![0..head]
+            std::iter::once(0..head).collect()
         } else {
             let start = rng.u64(0..head - PREFIX_WINDOW_EVENTS);
             vec![start..start + PREFIX_WINDOW_EVENTS, head - 1..head]

@@ -202,7 +202,7 @@ impl State {
 
     /// Moves `path` into the trash (so that a power cut can bring it back), renaming the
     /// inode numbers that pointed into it.
-    fn to_trash(&mut self, path: &Path) -> io::Result<PathBuf> {
+    fn move_to_trash(&mut self, path: &Path) -> io::Result<PathBuf> {
         let trash = self.ns.trash_path();
         std::fs::rename(path, &trash)?;
         self.repath(path, &trash);
@@ -240,7 +240,7 @@ impl State {
         if dir && std::fs::read_dir(&path)?.next().is_some() {
             return Err(errno(libc::ENOTEMPTY));
         }
-        let trash = self.to_trash(&path)?;
+        let trash = self.move_to_trash(&path)?;
         self.ns.record(NsOp::Removed { path, trash });
         Ok(())
     }
@@ -265,7 +265,7 @@ impl State {
                 if meta.is_dir() && std::fs::read_dir(&to)?.next().is_some() {
                     return Err(errno(libc::ENOTEMPTY));
                 }
-                Some(self.to_trash(&to)?)
+                Some(self.move_to_trash(&to)?)
             }
             Err(_) => None,
         };

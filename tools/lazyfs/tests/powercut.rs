@@ -96,6 +96,8 @@ impl Mounted {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("esdb-lazyfs did not exit after unmount");
     }
 }
