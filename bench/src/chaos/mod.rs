@@ -75,7 +75,9 @@ pub enum Unsynced {
     Drop,
     /// A random subset of the unsynced writes survives, in a random order.
     KeepRandom,
-    /// `drop` on odd rounds, `keep-random` on even ones.
+    /// A random subset of the unsynced writes' 4 KiB pages survives (writes torn).
+    KeepTorn,
+    /// `drop`, `keep-random`, `keep-torn`, in turn.
     Alternate,
 }
 
@@ -238,10 +240,16 @@ async fn run(
     let mut failed_round = None;
     for round in 1..=args.rounds {
         let delay_ms = rng.u64(0..=args.max_kill_delay_ms);
-        let cut_seed = match power.as_ref().map(|p| p.unsynced) {
-            Some(Unsynced::KeepRandom) => Some(rng.u64(..)),
-            Some(Unsynced::Alternate) if round % 2 == 0 => Some(rng.u64(..)),
-            _ => None,
+        let unsynced = match power.as_ref().map(|p| p.unsynced) {
+            Some(Unsynced::Alternate) => {
+                [Unsynced::Drop, Unsynced::KeepRandom, Unsynced::KeepTorn][(round as usize - 1) % 3]
+            }
+            other => other.unwrap_or(Unsynced::Drop),
+        };
+        let (cut_seed, torn) = match unsynced {
+            Unsynced::KeepRandom => (Some(rng.u64(..)), false),
+            Unsynced::KeepTorn => (Some(rng.u64(..)), true),
+            _ => (None, false),
         };
         let plan = LoadPlan {
             run: run_tag,
@@ -261,7 +269,7 @@ async fn run(
         // The crash: power first, so that nothing acknowledged after it can have been synced.
         let cut = tokio::task::block_in_place(|| -> anyhow::Result<Option<String>> {
             let cut = match power.as_ref().and_then(|p| p.fs.as_ref()) {
-                Some(fs) => Some(fs.cut(cut_seed)?),
+                Some(fs) => Some(fs.cut(cut_seed, torn)?),
                 None => None,
             };
             server.kill9();

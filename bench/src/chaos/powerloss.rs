@@ -91,12 +91,14 @@ impl LazyFs {
         Ok(reply)
     }
 
-    /// Cuts the power: no unsynced write survives (`None`), or a random subset (`Some(seed)`).
-    /// From the reply on, every operation on the mount fails.
-    pub fn cut(&self, seed: Option<u64>) -> anyhow::Result<String> {
-        match seed {
-            Some(seed) => self.command(&format!("cut {seed}")),
-            None => self.command("cut"),
+    /// Cuts the power: no unsynced write survives (`None`), or a random subset (`Some(seed)`;
+    /// `torn`: a random subset of their 4 KiB pages). From the reply on, every operation on
+    /// the mount fails.
+    pub fn cut(&self, seed: Option<u64>, torn: bool) -> anyhow::Result<String> {
+        match (seed, torn) {
+            (Some(seed), true) => self.command(&format!("cut {seed} torn")),
+            (Some(seed), false) => self.command(&format!("cut {seed}")),
+            (None, _) => self.command("cut"),
         }
     }
 

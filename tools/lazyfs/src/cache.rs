@@ -133,8 +133,12 @@ impl FileCache {
 
     /// A power cut: with `rng`, a random subset of the pending changes, shuffled (a disk may
     /// persist any of the writes it was given, in any order); without, none. The rest is lost.
-    pub fn cut(&mut self, rng: Option<&mut fastrand::Rng>) -> (Vec<Pending>, CutCount) {
-        let all = self.take_all();
+    /// `torn`: writes are first split at page boundaries, so that part of one may survive.
+    pub fn cut(&mut self, rng: Option<&mut fastrand::Rng>, torn: bool) -> (Vec<Pending>, CutCount) {
+        let mut all = self.take_all();
+        if torn {
+            all = all.into_iter().flat_map(split_at_pages).collect();
+        }
         let total = all.len();
         let mut kept: Vec<Pending> = match rng {
             None => Vec::new(),
@@ -151,6 +155,28 @@ impl FileCache {
         };
         (kept, count)
     }
+}
+
+/// The unit a torn write is torn into: a page, as a disk persists them independently.
+pub const TEAR_BYTES: u64 = 4096;
+
+/// A write split at `TEAR_BYTES` boundaries of the file.
+fn split_at_pages(op: Pending) -> Vec<Pending> {
+    let Pending::Write { offset, data } = op else {
+        return vec![op];
+    };
+    let mut pieces = Vec::new();
+    let mut at = offset;
+    let end = offset + data.len() as u64;
+    while at < end {
+        let next = ((at / TEAR_BYTES + 1) * TEAR_BYTES).min(end);
+        pieces.push(Pending::Write {
+            offset: at,
+            data: data[(at - offset) as usize..(next - offset) as usize].to_vec(),
+        });
+        at = next;
+    }
+    pieces
 }
 
 /// Writes changes to the backing file, in the order given.
@@ -222,7 +248,7 @@ mod tests {
         for i in 0..64u64 {
             cache.write(i, b"x");
         }
-        let (kept, count) = cache.cut(None);
+        let (kept, count) = cache.cut(None, false);
         assert!(kept.is_empty());
         assert_eq!(count.dropped, 64);
 
@@ -230,11 +256,32 @@ mod tests {
             cache.write(i, b"x");
         }
         let mut rng = fastrand::Rng::with_seed(7);
-        let (kept, count) = cache.cut(Some(&mut rng));
+        let (kept, count) = cache.cut(Some(&mut rng), false);
         assert_eq!(count.kept + count.dropped, 64);
         assert_eq!(kept.len(), count.kept);
         assert!(count.kept > 0 && count.dropped > 0, "{count:?}");
         assert_eq!(cache.pending_ops(), 0);
+    }
+
+    #[test]
+    fn a_torn_cut_splits_writes_at_page_boundaries() {
+        let mut cache = FileCache::new(0);
+        cache.write(4000, &[1u8; 9000]);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let (kept, count) = cache.cut(Some(&mut rng), true);
+        // 4000..4096, 4096..8192, 8192..12288, 12288..13000.
+        assert_eq!(count.kept + count.dropped, 4);
+        for op in &kept {
+            let Pending::Write { offset, data } = op else {
+                panic!("{op:?}")
+            };
+            let end = offset + data.len() as u64;
+            assert_eq!(
+                (end - 1) / TEAR_BYTES,
+                offset / TEAR_BYTES,
+                "within one page"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! - `cut` drops every unsynced write; `cut <seed>` keeps a random subset of them (per file,
 //!   each write kept with probability ½, applied in a shuffled order) and drops the rest.
-//!   Either way directory changes not durable are undone and the filesystem then fails every
+//!   `cut <seed> torn` does the same with writes split at 4 KiB page boundaries first, so a
+//!   write may survive in part. Either way directory changes not durable are undone and the filesystem then fails every
 //!   operation with EIO. Reply: `ok cut files=… kept=… dropped=… dir_undone=… dir_failed=…`.
 //! - `stats`: `ok stats writes=… fsyncs=… dir_fsyncs=… writebacks=… pending_ops=…
 //!   pending_bytes=… pending_dir_changes=…`.
@@ -63,9 +64,9 @@ fn session(stream: UnixStream, state: &Arc<Mutex<State>>) -> std::io::Result<boo
                     s.writes, s.fsyncs, s.dir_fsyncs, s.writebacks, s.pending_ops, s.pending_bytes, s.pending_dir_changes
                 )
             }
-            ["cut"] => cut(state, None),
-            ["cut", seed] => match seed.parse::<u64>() {
-                Ok(seed) => cut(state, Some(seed)),
+            ["cut"] => cut(state, None, false),
+            ["cut", seed] | ["cut", seed, "torn"] => match seed.parse::<u64>() {
+                Ok(seed) => cut(state, Some(seed), words.len() == 3),
                 Err(_) => format!("err the seed must be a number, got {seed}"),
             },
             _ => format!("err unknown command: {}", line.trim()),
@@ -78,8 +79,8 @@ fn lock(state: &Arc<Mutex<State>>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn cut(state: &Arc<Mutex<State>>, seed: Option<u64>) -> String {
-    match lock(state).cut(seed) {
+fn cut(state: &Arc<Mutex<State>>, seed: Option<u64>, torn: bool) -> String {
+    match lock(state).cut(seed, torn) {
         Ok(r) => format!(
             "ok cut files={} kept={} dropped={} dir_undone={} dir_failed={}",
             r.files, r.writes.kept, r.writes.dropped, r.dir_changes.undone, r.dir_changes.failed

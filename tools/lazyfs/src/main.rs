@@ -6,7 +6,7 @@
 //! esdb-lazyfs --backing DIR --mount DIR --control SOCKET [--dir-durability journal|strict]
 //! ```
 //! It prints `esdb-lazyfs mounted <mount> over <backing>` once mounted, then takes commands on
-//! the control socket (see `control.rs`): `cut [seed]` loses power, `unmount` ends it.
+//! the control socket (see `control.rs`): `cut [seed [torn]]` loses power, `unmount` ends it.
 //!
 //! - `cache.rs`: one file's pending writes; `namespace.rs`: pending directory changes;
 //!   `state.rs`: everything behind one lock; `fs.rs`: the FUSE requests; `control.rs`: the
@@ -42,7 +42,7 @@ struct Args {
     /// Where to mount.
     #[arg(long)]
     mount: PathBuf,
-    /// The control socket to create (`cut [seed]`, `stats`, `unmount`).
+    /// The control socket to create (`cut [seed [torn]]`, `stats`, `unmount`).
     #[arg(long)]
     control: PathBuf,
     /// When directory changes (create, rename, unlink) become durable.

@@ -404,9 +404,9 @@ impl State {
     }
 
     /// Cuts the power: each file keeps none of its pending writes (no seed) or a random
-    /// subset in a random order (seed), directory changes not durable are undone, and every
+    /// subset in a random order (seed; `torn`: of their pages), directory changes not durable are undone, and every
     /// later operation fails with EIO. The backing dir then holds what survived.
-    pub fn cut(&mut self, seed: Option<u64>) -> io::Result<CutReport> {
+    pub fn cut(&mut self, seed: Option<u64>, torn: bool) -> io::Result<CutReport> {
         self.check_powered()?;
         self.powered = false;
         let mut rng = seed.map(fastrand::Rng::with_seed);
@@ -419,7 +419,7 @@ impl State {
             if file.cache.pending_ops() == 0 {
                 continue;
             }
-            let (kept, count) = file.cache.cut(rng.as_mut());
+            let (kept, count) = file.cache.cut(rng.as_mut(), torn);
             apply(&file.fd, &kept)?;
             report.files += 1;
             report.writes.kept += count.kept;
