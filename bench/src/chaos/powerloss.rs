@@ -53,8 +53,12 @@ impl LazyFs {
             .arg(&setup.mount)
             .arg("--control")
             .arg(&setup.control)
-            .args(["--dir-durability", &setup.dir_durability])
-            .stdin(Stdio::null())
+            .args([
+                "--dir-durability",
+                &setup.dir_durability,
+                "--exit-with-stdin",
+            ])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -48,6 +48,10 @@ struct Args {
     /// When directory changes (create, rename, unlink) become durable.
     #[arg(long, value_enum, default_value_t = DirDurability::Journal)]
     dir_durability: DirDurability,
+    /// Unmount and exit when standard input closes: a parent holding the other end of a pipe
+    /// does not leave the filesystem running if it dies.
+    #[arg(long)]
+    exit_with_stdin: bool,
     /// Pending bytes per file before the oldest half is written back unasked.
     #[arg(long, default_value_t = DEFAULT_MAX_PENDING_BYTES_PER_FILE)]
     max_pending_bytes: usize,
@@ -116,6 +120,14 @@ fn run(args: Args) -> Result<(), String> {
 
     let (tx, rx) = std::sync::mpsc::channel();
     let state_for_exit = state.clone();
+    if args.exit_with_stdin {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            // Reads until EOF (or an error): nothing is expected on stdin.
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            let _ = tx.send(control::Control::Unmount);
+        });
+    }
     std::thread::spawn(move || control::serve(listener, state, tx));
     // Ends on `unmount`, or when the control thread is gone.
     let _ = rx.recv();

@@ -40,7 +40,8 @@ impl Mounted {
             .arg(dir.path().join("mnt"))
             .arg("--control")
             .arg(dir.path().join("ctl"))
-            .args(["--dir-durability", dir_durability])
+            .args(["--dir-durability", dir_durability, "--exit-with-stdin"])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
