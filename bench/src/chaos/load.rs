@@ -215,6 +215,12 @@ impl Writer<'_> {
                 self.predicted.insert(s, Some(version));
                 None
             }
+            // After a failed fsync LMDB refuses reads too (MDB_PANIC) until the restart: the
+            // stream's version stays unknown, so no more exact appends go to it this round.
+            (InFlight::Version(_), Reply::Err(e)) if e.code == ErrorCode::StorageError => {
+                self.log.storage_errors += 1;
+                None
+            }
             (_, other) => {
                 self.log
                     .unexpected
