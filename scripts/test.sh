@@ -25,6 +25,13 @@ echo "== benchmark smoke (a few seconds against esdb; checks it runs, measures n
 cargo build --locked --bin esdb
 cargo run --locked -p esdb-bench -- smoke --esdb-bin target/debug/esdb
 
+echo "== crash soak (20 rounds of kill -9 under pipelined load, every restart checked)"
+cargo build --locked -p esdb-bench
+target/debug/esdb-bench chaos --rounds 20 --esdb-bin target/debug/esdb
+
+echo "== power-loss soak (esdb-lazyfs; skipped without /dev/fuse)"
+bash tools/lazyfs/run-powerloss.sh
+
 echo "== Python client (against the real server)"
 ESDB_BIN=target/debug/esdb bash clients/python/run-tests.sh
 
@@ -33,3 +40,4 @@ ESDB_BIN=target/debug/esdb bash clients/js/run-tests.sh
 
 echo "== web console (headless chromium, against the real server)"
 ESDB_BIN=target/debug/esdb bash tests/console/run.sh
+

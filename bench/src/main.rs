@@ -6,7 +6,10 @@
 //! - `esdb-bench smoke`: a few seconds of small workloads on esdb only; fails on any error.
 //!   CI runs it so the harness cannot rot. It measures nothing worth reading.
 //! - `esdb-bench disk`: only the disk's fdatasync rate and sequential bandwidth.
+//! - `esdb-bench chaos`: crash soak (kill -9 under load, every restart checked).
+//! - `esdb-bench powerloss`: the same with the data dir on esdb-lazyfs, losing power.
 
+mod chaos;
 mod disk;
 mod esdb;
 #[cfg(feature = "nats")]
@@ -49,6 +52,12 @@ enum Command {
     Smoke(CommonArgs),
     /// Only the disk's fdatasync rate and sequential write bandwidth.
     Disk(CommonArgs),
+    /// Crash soak: rounds of kill -9 under pipelined load, each restart checked against
+    /// every acknowledged append.
+    Chaos(chaos::ChaosArgs),
+    /// Power-loss soak: as `chaos`, with the data dir on esdb-lazyfs and its power cut at
+    /// each crash (needs /dev/fuse and root).
+    Powerloss(chaos::PowerlossArgs),
 }
 
 #[derive(Args, Clone)]
@@ -114,6 +123,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::All(args) => runtime.block_on(all(args)),
         Command::Smoke(common) => runtime.block_on(smoke(common)),
+        Command::Chaos(args) => runtime.block_on(chaos::chaos(args)),
+        Command::Powerloss(args) => runtime.block_on(chaos::powerloss(args)),
         Command::Disk(common) => {
             disk::measure(&common.data_root, Duration::from_secs(2)).map(|d| {
                 println!("{}", serde_json::to_string_pretty(&d).expect("json"));
