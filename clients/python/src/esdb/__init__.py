@@ -27,6 +27,7 @@ from .errors import (
     LineTooLong,
     PayloadTooLarge,
     ProtocolViolation,
+    ReadOnly,
     RequestTimeout,
     ServerError,
     ShuttingDown,
@@ -41,6 +42,7 @@ from .errors import (
     TooManyConnections,
     UnknownCommand,
     UnknownSelectorType,
+    UnreadableEvent,
     WrongExpectedVersion,
 )
 from .records import (
@@ -99,6 +101,7 @@ __all__ = [
     "PayloadTooLarge",
     "PersistentSubscription",
     "ProtocolViolation",
+    "ReadOnly",
     "RecordedEvent",
     "RequestTimeout",
     "RetryPolicy",
@@ -124,6 +127,7 @@ __all__ = [
     "TooManyConnections",
     "UnknownCommand",
     "UnknownSelectorType",
+    "UnreadableEvent",
     "WrongExpectedVersion",
     "__version__",
     "aggregate_events",
