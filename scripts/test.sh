@@ -25,6 +25,9 @@ echo "== benchmark smoke (a few seconds against esdb; checks it runs, measures n
 cargo build --locked --bin esdb
 cargo run --locked -p esdb-bench -- smoke --esdb-bin target/debug/esdb
 
+# The test tool the clients' tests seed unreadable records with (examples/seed_unreadable.rs).
+cargo build --locked --example seed_unreadable
+
 echo "== Python client (against the real server)"
 ESDB_BIN=target/debug/esdb bash clients/python/run-tests.sh
 
