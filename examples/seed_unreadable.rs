@@ -24,6 +24,12 @@ fn main() -> ExitCode {
     if datas.is_empty() {
         return usage("give at least one <data_json>");
     }
+    if let Err(error) = esdb_protocol::ops::session::validate_store_name(store) {
+        return usage(&format!("<store>: {}", error.message));
+    }
+    if let Err(error) = esdb_protocol::ops::streams::validate_stream_id(stream) {
+        return usage(&format!("<stream>: {}", error.message));
+    }
     for (index, data) in datas.iter().enumerate() {
         if let Err(error) = syntactically_json(data) {
             return usage(&format!("<data_json> {index} is not JSON: {error}"));
