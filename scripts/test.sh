@@ -32,6 +32,9 @@ target/debug/esdb-bench chaos --rounds 20 --esdb-bin target/debug/esdb
 echo "== power-loss soak (esdb-lazyfs; skipped without /dev/fuse)"
 bash tools/lazyfs/run-powerloss.sh
 
+# The test tool the clients' tests seed unreadable records with (examples/seed_unreadable.rs).
+cargo build --locked --example seed_unreadable
+
 echo "== Python client (against the real server)"
 ESDB_BIN=target/debug/esdb bash clients/python/run-tests.sh
 

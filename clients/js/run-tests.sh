@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the JavaScript client's tests against a real esdb server: installs what they need
 # (Debian's chromium for the browser test, the npm devDependencies), then `node --test`.
-# Uses ESDB_BIN when set, else target/debug/esdb under the repo root (built if missing).
+# Uses ESDB_BIN when set, else target/debug/esdb under the repo root (built if missing); builds
+# the test tool examples/seed_unreadable when it is missing.
 set -euo pipefail
 caller_dir="$(pwd)"
 cd "$(dirname "$0")"
@@ -26,6 +27,16 @@ if [ -n "${ESDB_BIN:-}" ]; then
     *) ESDB_BIN="$caller_dir/$ESDB_BIN" ;;
   esac
   export ESDB_BIN
+fi
+
+# The server crate's test tool that seeds a data dir with unreadable records; the tests that
+# need it are skipped (saying so) if it cannot be built.
+repo_root="$(cd ../.. && pwd)"
+seed_tool="${CARGO_TARGET_DIR:-$repo_root/target}/debug/examples/seed_unreadable"
+if [ ! -x "$seed_tool" ] && command -v cargo >/dev/null 2>&1; then
+  echo "== building the test tool examples/seed_unreadable"
+  (cd "$repo_root" && cargo build --quiet --locked --example seed_unreadable) ||
+    echo "== could not build examples/seed_unreadable; its tests will be skipped"
 fi
 
 # Nothing downloads a browser: playwright-core drives /usr/bin/chromium.

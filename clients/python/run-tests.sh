@@ -2,7 +2,8 @@
 # Tests the Python client: creates a virtualenv (clients/python/.venv, reused when present),
 # installs pytest, mypy and the package itself (as `pip install ./clients/python` would), runs
 # `mypy --strict` over the package and its tests, then pytest against the real server.
-# The server binary is $ESDB_BIN, else target/debug/esdb under the repo root (built if missing).
+# The server binary is $ESDB_BIN, else target/debug/esdb under the repo root (built if missing);
+# the test tool examples/seed_unreadable is built too when missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
@@ -14,6 +15,16 @@ if [ -n "${ESDB_BIN:-}" ]; then
   # Relative to where the caller stands, not to this directory.
   ESDB_BIN="$(cd "$OLDPWD" && realpath "$ESDB_BIN")"
   export ESDB_BIN
+fi
+
+# The server crate's test tool that seeds a data dir with unreadable records; the tests that
+# need it are skipped (saying so) if it cannot be built.
+repo_root="$(cd "$here/../.." && pwd)"
+seed_tool="${CARGO_TARGET_DIR:-$repo_root/target}/debug/examples/seed_unreadable"
+if [ ! -x "$seed_tool" ] && command -v cargo >/dev/null 2>&1; then
+  echo "== python client: building the test tool examples/seed_unreadable"
+  (cd "$repo_root" && cargo build --quiet --locked --example seed_unreadable) ||
+    echo "== python client: could not build examples/seed_unreadable; its tests will be skipped"
 fi
 
 if [ ! -x "$venv/bin/python" ]; then

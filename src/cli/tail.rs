@@ -58,6 +58,11 @@ pub async fn run(args: TailArgs) -> Result<(), CliError> {
                     }
                 }
                 Some(Ok(SubscriptionEvent::Live)) => printer.note("(following live)"),
+                // A stored record the server cannot parse (payload selectors only): always
+                // said, never a silent gap in the output.
+                Some(Ok(SubscriptionEvent::Unreadable(unreadable))) => {
+                    eprintln!("esdb tail: {unreadable}");
+                }
                 Some(Err(error)) => return Err(error.into()),
                 None => break,
             },

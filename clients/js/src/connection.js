@@ -1,5 +1,6 @@
 // One live connection to one server: its transport, its decoder, the requests awaiting replies
-// (answered in request order), and the subscriptions whose EVENT/LIVE frames it routes by sid.
+// (answered in request order), and the subscriptions whose EVENT/UNREADABLE/LIVE frames it
+// routes by sid.
 
 import { EsdbError } from './errors.js';
 import { Decoder } from './protocol/decoder.js';
@@ -140,6 +141,7 @@ export class Connection {
         this.sendNoReply('PONG\r\n');
         return;
       case 'EVENT':
+      case 'UNREADABLE':
       case 'LIVE':
         this.owner.onPush(this, frame);
         return;

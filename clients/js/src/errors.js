@@ -23,10 +23,12 @@ export const SERVER_ERROR_CODES = Object.freeze({
   subscription_not_found: { closes: false, retryable: false },
   subscription_conflict: { closes: false, retryable: false },
   snapshot_not_found: { closes: false, retryable: false },
+  read_only: { closes: false, retryable: false },
   too_many_connections: { closes: true, retryable: true },
   stale_connection: { closes: true, retryable: false },
   shutting_down: { closes: true, retryable: true },
   storage_error: { closes: false, retryable: true },
+  unreadable_event: { closes: false, retryable: false },
   internal: { closes: false, retryable: false },
 });
 
@@ -71,6 +73,31 @@ export class EsdbError extends Error {
   /** Whether the server closed the connection after this error. */
   get closesConnection() {
     return this.fromServer && SERVER_ERROR_CODES[this.code]?.closes === true;
+  }
+}
+
+/**
+ * A stored record the server cannot parse (it breaks the protocol's JSON rules: written by an
+ * older server, or damaged on disk), met by an `eventPayload` catch-up subscription: the server
+ * sends `UNREADABLE` in place of its event. The subscription's `next()` rejects with this
+ * error where the event would have come, and goes on: the next `next()` (or a new `for await`
+ * over the same subscription) gives the events after it. Code `unreadable_event`, as the `-ERR`
+ * that `AGG` answers for such a record.
+ */
+export class UnreadableEventError extends EsdbError {
+  /**
+   * @param {{streamId: string, version: number, position: number, reason: string}} event
+   */
+  constructor({ streamId, version, position, reason }) {
+    super('unreadable_event', `unreadable event ${streamId}@${version} (position ${position}): ${reason}`, {
+      fromServer: true,
+    });
+    this.name = 'UnreadableEventError';
+    this.streamId = streamId;
+    this.version = version;
+    this.position = position;
+    /** Why the server cannot read it, in its words. */
+    this.reason = reason;
   }
 }
 

@@ -20,10 +20,12 @@ export type ServerErrorCode =
   | 'subscription_not_found'
   | 'subscription_conflict'
   | 'snapshot_not_found'
+  | 'read_only'
   | 'too_many_connections'
   | 'stale_connection'
   | 'shutting_down'
   | 'storage_error'
+  | 'unreadable_event'
   | 'internal';
 
 /** A code the client raises itself. */
@@ -37,7 +39,7 @@ export const CLIENT_ERROR_CODES: Readonly<Record<ClientErrorCode, { retryable: b
 /** Every failure the client reports. */
 export class EsdbError extends Error {
   constructor(code: ErrorCode | string, message: string, options?: { fromServer?: boolean; cause?: unknown });
-  readonly name: 'EsdbError';
+  readonly name: 'EsdbError' | 'UnreadableEventError';
   /** Machine-readable code. */
   readonly code: ErrorCode | string;
   /** Whether the server sent it (`-ERR`). */
@@ -46,6 +48,22 @@ export class EsdbError extends Error {
   readonly retryable: boolean;
   /** Whether the server closed the connection after it. */
   readonly closesConnection: boolean;
+}
+
+/**
+ * An `eventPayload` catch-up subscription met a stored record the server cannot parse (it breaks
+ * the protocol's JSON rules): the subscription's `next()` rejects with this in place of the
+ * event, and goes on after it (iterate the same subscription again).
+ */
+export class UnreadableEventError extends EsdbError {
+  constructor(event: { streamId: string; version: number; position: number; reason: string });
+  readonly name: 'UnreadableEventError';
+  readonly code: 'unreadable_event';
+  readonly streamId: string;
+  readonly version: number;
+  readonly position: number;
+  /** Why the server cannot read it, in its words. */
+  readonly reason: string;
 }
 
 // ---- records ----
@@ -66,6 +84,11 @@ export interface RecordedEvent<Data = Json> {
   epochUs: number;
   data: Data;
   metadata: Record<string, Json>;
+  /**
+   * Only from `persistent.parked()`: why the server parked it when not for failed deliveries
+   * (`'unreadable: …'`: its record breaks the JSON rules and is shown as stored).
+   */
+  parkedReason?: string;
 }
 
 /** An event to append. */
@@ -117,6 +140,22 @@ export interface PersistentSubscriptionInfo {
   parked: number;
 }
 
+/** A store's Raft group as one node sees it (`raft` in INFO and STATS), as sent. */
+export interface RaftStatus {
+  node_id: number;
+  /** `'leader'`, `'follower'`, `'candidate'` or `'learner'`. */
+  state: string;
+  term: number;
+  /** null during an election. */
+  leader_id: number | null;
+  last_log_index: number;
+  /** Reads see every entry up to it. */
+  applied_index: number;
+  /** null before the first checkpoint. */
+  checkpoint_index: number | null;
+  [field: string]: unknown;
+}
+
 /** The server's INFO, as sent (fields may be added: read it tolerantly). */
 export interface ServerInfo {
   server_id: string;
@@ -131,12 +170,17 @@ export interface ServerInfo {
   store: string;
   auth_required: boolean;
   ping_interval_ms: number;
+  /** Each store's Raft group when the connection opened (absent from older servers). */
+  raft?: Record<string, RaftStatus>;
   [field: string]: unknown;
 }
 
 /** STATS, as sent. */
 export interface ServerStats {
-  stores: Record<string, { events: number; last_position: number; streams: number; subscriptions: number; [field: string]: unknown }>;
+  stores: Record<
+    string,
+    { events: number; last_position: number; streams: number; subscriptions: number; raft?: RaftStatus; [field: string]: unknown }
+  >;
   [field: string]: unknown;
 }
 
@@ -207,8 +251,9 @@ export class Subscription<Data = Json> implements AsyncIterableIterator<Recorded
   readonly live: Promise<void>;
   /** Events received and not yet taken. */
   readonly buffered: number;
-  readonly stats: { delivered: number; dropped: number; pauses: number; subscribes: number };
+  readonly stats: { delivered: number; dropped: number; pauses: number; subscribes: number; unreadable: number };
   [Symbol.asyncIterator](): this;
+  /** Rejects with an UnreadableEventError in place of an event the server cannot read; goes on after it. */
   next(): Promise<IteratorResult<RecordedEvent<Data>, undefined>>;
   return(): Promise<IteratorResult<RecordedEvent<Data>, undefined>>;
   unsubscribe(): Promise<void>;

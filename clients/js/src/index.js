@@ -12,7 +12,7 @@ export function connect(servers, options) {
 
 export { Client, CLIENT_VERSION, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_READ_PAGE_SIZE } from './client.js';
 export { Subscription, DEFAULT_SUBSCRIPTION_BUFFER_EVENTS } from './subscription.js';
-export { EsdbError, SERVER_ERROR_CODES, CLIENT_ERROR_CODES } from './errors.js';
+export { EsdbError, UnreadableEventError, SERVER_ERROR_CODES, CLIENT_ERROR_CODES } from './errors.js';
 export { Decoder, Frame } from './protocol/decoder.js';
 export { Encoder, Limits, utf8Length } from './protocol/encoder.js';
 export { backoffDelayMs, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_MAX_RETRIES } from './backoff.js';

@@ -11,10 +11,15 @@
 // (no gap, no duplicate); a persistent one subscribes again by name and the server resumes
 // from its checkpoint, redelivering what was not acknowledged (events buffered but not yet
 // taken are dropped, as they come again).
+//
+// Unreadable events: an `eventPayload` catch-up subscription that meets a stored record the
+// server cannot parse gets `UNREADABLE` in place of its EVENT. It takes the event's place in
+// the buffer, and `next()` rejects with an UnreadableEventError there; the subscription goes
+// on, and a resubscribe starts after it, as after an event.
 
-import { EsdbError, invalidArgument } from './errors.js';
+import { EsdbError, UnreadableEventError, invalidArgument } from './errors.js';
 import { typeList, word, natural } from './protocol/encoder.js';
-import { toEvent, int } from './protocol/replies.js';
+import { toEvent, int, unreadable } from './protocol/replies.js';
 
 /** Events a catch-up subscription buffers before it is paused. */
 export const DEFAULT_SUBSCRIPTION_BUFFER_EVENTS = 1024;
@@ -108,7 +113,7 @@ export class Subscription {
     });
     this.live.catch(() => {});
     /** Counters, for operators and tests. */
-    this.stats = { delivered: 0, dropped: 0, pauses: 0, subscribes: 0 };
+    this.stats = { delivered: 0, dropped: 0, pauses: 0, subscribes: 0, unreadable: 0 };
     this.#ready = new Promise((resolve, reject) => {
       this.#resolveReady = resolve;
       this.#rejectReady = reject;
@@ -185,7 +190,7 @@ export class Subscription {
     );
   }
 
-  /** Called by the client with this subscription's EVENT or LIVE frame. */
+  /** Called by the client with this subscription's EVENT, UNREADABLE or LIVE frame. */
   _push(frame, sid) {
     if (sid !== this.#sid || this.#ended || this.#state === 'pausing' || this.#state === 'paused') {
       this.stats.dropped += 1;
@@ -198,16 +203,18 @@ export class Subscription {
       }
       return;
     }
-    const position = int(frame, 3);
+    const report = frame.op === 'UNREADABLE' ? unreadable(frame) : null;
+    const position = report === null ? int(frame, 3) : report.position;
     // History and live meet without overlap on the server; this guards a resubscribe too.
     if (!this.persistent && this.#lastPosition !== null && position <= this.#lastPosition) {
       this.stats.dropped += 1;
       return;
     }
-    const event = toEvent(frame.bodyJson());
+    const item = report === null ? toEvent(frame.bodyJson()) : new UnreadableEventError(report);
     if (!this.persistent) this.#lastPosition = position;
-    this.stats.delivered += 1;
-    this.#enqueue(event);
+    if (report === null) this.stats.delivered += 1;
+    else this.stats.unreadable += 1;
+    this.#enqueue(item);
     this.#checkPause();
   }
 
@@ -250,6 +257,10 @@ export class Subscription {
       if (item === LIVE) {
         // Nothing to hand over yet: the waiter keeps waiting for an event.
         this.#markLive();
+        return;
+      }
+      if (item instanceof UnreadableEventError) {
+        this.#waiters.shift().reject(item);
         return;
       }
       this.#lastYielded = item;
@@ -318,7 +329,7 @@ export class Subscription {
     return this;
   }
 
-  /** The next event; waits for one. */
+  /** The next event; waits for one. Rejects with an UnreadableEventError in place of an event the server could not read, and goes on after it. */
   next() {
     if (this.autoAck && this.#lastYielded !== null && this.persistent) {
       this.ack(this.#lastYielded).catch(() => {});
@@ -340,6 +351,7 @@ export class Subscription {
         continue;
       }
       this.#maybeResume();
+      if (item instanceof UnreadableEventError) return Promise.reject(item);
       this.#lastYielded = item;
       return Promise.resolve({ value: item, done: false });
     }

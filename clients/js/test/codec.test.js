@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Decoder, Encoder, EsdbError, Limits, utf8Length } from '../src/index.js';
+import { Decoder, Encoder, EsdbError, Limits, UnreadableEventError, utf8Length } from '../src/index.js';
+import { toEvent, unreadable } from '../src/protocol/replies.js';
 import { positionList } from '../src/protocol/encoder.js';
 import { parseAddress } from '../src/transport/address.js';
 import { backoffDelayMs } from '../src/index.js';
@@ -153,4 +154,34 @@ test('backoff grows exponentially to its cap, with jitter in the upper half', ()
     const delay = backoffDelayMs(retry, options);
     assert.ok(delay >= cap / 2 && delay <= cap, `retry ${retry}: ${delay}`);
   }
+});
+
+test('UNREADABLE frames decode with their fields; the reason may hold quotes, the stream too', () => {
+  const line = "UNREADABLE s1 o'neil 3 17 'record at position 17: bad ' quote at line 1 column 9'";
+  const frames = new Decoder().push(`${line}\r\nLIVE s1\r\n`);
+  assert.deepEqual(frames.map((frame) => frame.op), ['UNREADABLE', 'LIVE']);
+  assert.equal(frames[0].body, null);
+  assert.deepEqual(unreadable(frames[0]), {
+    sid: 's1',
+    streamId: "o'neil",
+    version: 3,
+    position: 17,
+    reason: "record at position 17: bad ' quote at line 1 column 9",
+  });
+  for (const bad of ['UNREADABLE s1 user-1 3', "UNREADABLE s1 user-1 x 17 'r'"]) {
+    const [frame] = new Decoder().push(`${bad}\r\n`);
+    assert.throws(() => unreadable(frame), (error) => error instanceof EsdbError && error.code === 'bad_reply');
+  }
+  const error = new UnreadableEventError(unreadable(frames[0]));
+  assert.equal(error.code, 'unreadable_event');
+  assert.equal(error.retryable, false);
+  assert.equal(error.closesConnection, false);
+  assert.match(error.message, /o'neil@3 \(position 17\)/);
+});
+
+test('parked records carry parkedReason; other records do not', () => {
+  const parked = toEvent({ parked_reason: 'unreadable: record at position 4: …', event_id: 'e', position: 4 });
+  assert.equal(parked.parkedReason, 'unreadable: record at position 4: …');
+  assert.equal(parked.position, 4);
+  assert.equal('parkedReason' in toEvent({ event_id: 'e', position: 1 }), false);
 });

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Callable, Iterator, List, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -25,8 +25,9 @@ def server_factory(esdb_bin: Path, tmp_path: Path) -> Iterator[ServerFactory]:
     started: List[EsdbServer] = []
     numbers = itertools.count()
 
-    def start(extra_args: Sequence[str] = ()) -> EsdbServer:
-        server = EsdbServer(esdb_bin, tmp_path / f"data-{next(numbers)}", extra_args).start()
+    def start(extra_args: Sequence[str] = (), data_dir: Optional[Path] = None) -> EsdbServer:
+        directory = data_dir if data_dir is not None else tmp_path / f"data-{next(numbers)}"
+        server = EsdbServer(esdb_bin, directory, extra_args).start()
         started.append(server)
         return server
 

@@ -46,6 +46,25 @@ def server_binary() -> Path:
     return path
 
 
+def seed_unreadable_binary() -> Optional[Path]:
+    """The server crate's test tool ``examples/seed_unreadable`` (run-tests.sh builds it when
+    missing), or ``None`` when it is not built."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or repo_root() / "target")
+    if not target.is_absolute():
+        target = repo_root() / target
+    path = target / "debug" / "examples" / "seed_unreadable"
+    return path if path.is_file() else None
+
+
+def seed_unreadable(data_dir: Path, stream: str, datas: Sequence[str], store: str = "default") -> None:
+    """Appends events of type ``Seeded`` with these data (JSON text the protocol would refuse,
+    as an older server might have stored it) to ``stream``, while no server runs on
+    ``data_dir``."""
+    binary = seed_unreadable_binary()
+    assert binary is not None, "examples/seed_unreadable is not built"
+    subprocess.run([str(binary), str(data_dir), store, stream, *datas], check=True, timeout=60)
+
+
 class EsdbServer:
     """One server process over a data directory; restartable on the same port."""
 

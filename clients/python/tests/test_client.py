@@ -151,6 +151,12 @@ def test_stores_stats_help_and_ping(server_factory: ServerFactory) -> None:
         stats = client.stats()
         assert stats.stores["audit"].events == 1 and stats.stores["default"].last_position == 0
         assert stats.stores["default"].streams == 1
+        # Every write goes through the store's Raft log; a single server leads its own group.
+        raft = stats.stores["default"].raft
+        assert raft is not None and raft.state == "leader" and raft.leader_id == raft.node_id
+        assert raft.applied_index >= 1 and raft.last_log_index >= raft.applied_index
+        assert set(client.info.raft) == {"default", "audit"}
+        assert client.info.raft["audit"].state == "leader"
         client.use("default")
         assert [e.event_type for e in client.read_stream("s")] == ["InDefault"]
         assert client.help().startswith("esdb commands")

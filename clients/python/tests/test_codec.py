@@ -15,8 +15,9 @@ import esdb
 from esdb import commands
 from esdb.errors import ProtocolViolation
 from esdb.ids import uuid7
-from esdb.protocol import Decoder, Frame, check_word, encode_sized
+from esdb.protocol import Decoder, Frame, check_word, encode_sized, unreadable_fields
 from esdb.retry import ConnectPlan, RetryPolicy, parse_address, parse_addresses
+from esdb.session import SubscriptionCore
 
 SAMPLE = (
     b"INFO {\"proto\":1,\"stores\":[\"default\"],\"raft\":{\"term\":3}}\r\n"
@@ -175,3 +176,64 @@ def test_the_sources_parse_as_python_3_9() -> None:
     sources = Path(esdb.__file__).parent.glob("*.py")
     for source in sources:
         ast.parse(source.read_text(encoding="utf-8"), str(source), feature_version=(3, 9))
+
+
+def test_unreadable_frames_decode_with_their_reason() -> None:
+    line = "UNREADABLE s1 o'neil 3 17 'record at position 17: number out of range at line 1 column 9'"
+    frames = Decoder().frames(line.encode() + b"\r\nLIVE s1\r\n")
+    assert [frame.name for frame in frames] == ["UNREADABLE", "LIVE"]
+    assert frames[0].body is None
+    assert unreadable_fields(frames[0]) == (
+        "s1",
+        "o'neil",
+        3,
+        17,
+        "record at position 17: number out of range at line 1 column 9",
+    )
+    for bad in ["UNREADABLE s1 user-1 3", "UNREADABLE s1 user-1 x 17 'r'", "UNREADABLE s1 u 3 ² 'r'"]:
+        with pytest.raises(ProtocolViolation):
+            unreadable_fields(Decoder().frames(bad.encode() + b"\r\n")[0])
+
+
+def test_an_unreadable_push_takes_an_events_place_and_moves_the_resume_position() -> None:
+    core = SubscriptionCore("s1", esdb.Selector.event_payload({"data": {"x": 1}}), "origin")
+    pushes = (
+        b"EVENT s1 acct 0 0 2\r\n{}\r\n"
+        b"UNREADABLE s1 acct 1 1 'record at position 1: lone surrogate'\r\n"
+    )
+    for frame in Decoder().frames(pushes):
+        core.on_event(frame)
+    first, _ = core.take()
+    assert isinstance(first, esdb.RecordedEvent)
+    second, _ = core.take()
+    assert isinstance(second, esdb.UnreadableEvent)
+    assert (second.stream, second.version, second.position) == ("acct", 1, 1)
+    assert second.reason == "record at position 1: lone surrogate"
+    assert core.last_position == 1
+    assert b'"start":2' in core.request().data, "a resubscribe starts after the unreadable event"
+    assert core.take() == (None, False)
+
+
+def test_raft_status_is_parsed_tolerantly_from_info_and_stats() -> None:
+    raft = {
+        "applied_index": 3,
+        "checkpoint_index": None,
+        "last_log_index": 4,
+        "leader_id": 1,
+        "node_id": 1,
+        "state": "leader",
+        "term": 2,
+        "from_the_future": True,
+    }
+    info = esdb.ServerInfo.from_json({"stores": ["default"], "raft": {"default": raft, "odd": 7}})
+    assert list(info.raft) == ["default"]
+    status = info.raft["default"]
+    assert (status.node_id, status.state, status.term, status.leader_id) == (1, "leader", 2, 1)
+    assert (status.last_log_index, status.applied_index, status.checkpoint_index) == (4, 3, None)
+    assert status.raw["from_the_future"] is True
+    electing = esdb.RaftStatus.from_json({"state": "candidate", "leader_id": None, "term": "x"})
+    assert electing.leader_id is None and electing.term == 0 and electing.state == "candidate"
+    stats = esdb.Stats.from_json({"stores": {"default": {"events": 1, "raft": raft}, "old": {}}})
+    assert stats.stores["default"].raft == status
+    assert stats.stores["old"].raft is None
+    assert esdb.ServerInfo.from_json({"stores": ["a"]}).raft == {}

@@ -5,7 +5,9 @@
 //! reply to the oldest waiter (the protocol answers in request order). Pushed `EVENT` and
 //! `LIVE` frames are not replies: the reader routes them by sid to their subscription's
 //! bounded channel, and never waits on one, so a slow consumer cannot hold up the replies of
-//! other calls or the pushes of other subscriptions. Server `PING`s are answered here.
+//! other calls or the pushes of other subscriptions. `UNREADABLE` (a stored record a payload
+//! subscription could not parse, in place of its `EVENT`) is routed the same way. Server
+//! `PING`s are answered here.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::event::UnreadableEvent;
 use crate::info::ServerInfo;
 use crate::options::ClientOptions;
 
@@ -36,7 +39,12 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// What the reader hands a subscription.
 #[derive(Debug)]
 pub(crate) enum Push {
-    Event { position: u64, body: Bytes },
+    Event {
+        position: u64,
+        body: Bytes,
+    },
+    /// In place of an `EVENT`: the server could not parse the stored record.
+    Unreadable(UnreadableEvent),
     Live,
 }
 
@@ -427,6 +435,23 @@ fn dispatch(
             ..
         } => route(shared, outgoing, sid, Push::Event { position, body }),
         Reply::Live { sid } => route(shared, outgoing, sid, Push::Live),
+        Reply::Unreadable {
+            sid,
+            stream,
+            version,
+            position,
+            reason,
+        } => route(
+            shared,
+            outgoing,
+            sid,
+            Push::Unreadable(UnreadableEvent {
+                stream,
+                version,
+                position,
+                reason,
+            }),
+        ),
         Reply::Info(_) => {}
         reply => {
             let waiter = shared
@@ -458,7 +483,7 @@ fn route(shared: &Shared, outgoing: &mpsc::WeakSender<Outgoing>, sid: String, pu
     };
     let bytes = match &push {
         Push::Event { body, .. } => body.len(),
-        Push::Live => 0,
+        Push::Unreadable(_) | Push::Live => 0,
     };
     let buffered = target.buffered_bytes.load(Ordering::Acquire);
     let end = match target.overflow {

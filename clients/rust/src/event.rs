@@ -71,8 +71,17 @@ impl EventData {
 
 /// An event as the store returns it (every read, every subscription), fields in the order of
 /// the protocol's record, so serialising it gives the server's JSON back.
+///
+/// `data` and `metadata` are kept as sent, unparsed: a record that breaks the protocol's JSON
+/// rules (a number out of range, a lone surrogate, nesting past the limit, as an older server
+/// may have stored it) is still read; only [`RecordedEvent::data_as`] may refuse it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordedEvent {
+    /// Only in [`crate::PersistentSubscriptions::parked`]: why the server parked the event when
+    /// it was not for failed deliveries (`"unreadable: …"`); `None` everywhere else. First, as
+    /// the server sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_reason: Option<String>,
     pub event_id: Uuid,
     pub event_type: String,
     pub stream_id: String,
@@ -112,6 +121,28 @@ impl RecordedEvent {
             metadata: Some(self.metadata.clone()),
             event_id: self.event_id,
         }
+    }
+}
+
+/// A stored event the server could not parse for a payload subscription (its record breaks
+/// the protocol's JSON rules: written by an older server, or damaged on disk), reported by an
+/// `UNREADABLE` frame in place of its `EVENT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableEvent {
+    pub stream: String,
+    pub version: u64,
+    pub position: u64,
+    /// Why the server cannot read it, in its words.
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnreadableEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unreadable event {}@{} (position {}): {}",
+            self.stream, self.version, self.position, self.reason
+        )
     }
 }
 

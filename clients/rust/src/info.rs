@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The server's `INFO` greeting. Fields the client does not know are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,27 @@ pub struct ServerInfo {
     pub store: String,
     pub auth_required: bool,
     pub ping_interval_ms: u64,
+    /// Each store's Raft group when the connection opened (empty from a server without it).
+    #[serde(deserialize_with = "raft_by_store")]
+    pub raft: BTreeMap<String, RaftStatus>,
+}
+
+/// A store's Raft group as one node sees it (`raft` in `INFO` and `STATS`). Every write goes
+/// through this log before it is applied; a single server is a one-member group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RaftStatus {
+    pub node_id: u64,
+    /// `leader`, `follower`, `candidate` or `learner`, as sent.
+    pub state: String,
+    pub term: u64,
+    /// The node leading the group now, `None` during an election.
+    pub leader_id: Option<u64>,
+    pub last_log_index: u64,
+    /// The last entry applied to the store: reads see everything up to it.
+    pub applied_index: u64,
+    /// The last entry the store has durably checkpointed, `None` before the first.
+    pub checkpoint_index: Option<u64>,
 }
 
 /// `STATS`: counts per store.
@@ -41,6 +63,31 @@ pub struct StoreStats {
     pub streams: u64,
     /// Subscriptions active now.
     pub subscriptions: u64,
+    /// The store's Raft group as this node sees it (`None` from a server without it).
+    #[serde(deserialize_with = "lenient")]
+    pub raft: Option<RaftStatus>,
+}
+
+/// A field the client only reports: one the server shapes differently one day is left at
+/// its default, so the greeting (and with it every connection) never fails over it.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned + Default>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(T::deserialize(value).unwrap_or_default())
+}
+
+/// `{"<store>": {…}}`, leniently per store.
+fn raft_by_store<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, RaftStatus>, D::Error> {
+    let serde_json::Value::Object(stores) = serde_json::Value::deserialize(deserializer)? else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(stores
+        .into_iter()
+        .filter_map(|(store, status)| Some((store, RaftStatus::deserialize(status).ok()?)))
+        .collect())
 }
 
 impl crate::Client {
@@ -50,5 +97,50 @@ impl crate::Client {
             esdb_protocol::Reply::Stats { body } => Ok(serde_json::from_slice(&body)?),
             other => Err(crate::Error::unexpected("STATS", &other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAFT: &str = r#"{"applied_index":3,"checkpoint_index":null,"last_log_index":4,"leader_id":1,"node_id":1,"state":"leader","term":2,"from_the_future":true}"#;
+
+    #[test]
+    fn info_and_stats_carry_the_raft_group() {
+        let info: ServerInfo = serde_json::from_str(&format!(
+            r#"{{"stores":["default","odd"],"raft":{{"default":{RAFT},"odd":7}},"new_field":[1]}}"#
+        ))
+        .unwrap();
+        let expected = RaftStatus {
+            node_id: 1,
+            state: "leader".into(),
+            term: 2,
+            leader_id: Some(1),
+            last_log_index: 4,
+            applied_index: 3,
+            checkpoint_index: None,
+        };
+        assert_eq!(
+            info.raft.len(),
+            1,
+            "a store whose status is not an object is left out"
+        );
+        assert_eq!(info.raft["default"], expected);
+        let stats: Stats = serde_json::from_str(&format!(
+            r#"{{"stores":{{"default":{{"events":1,"raft":{RAFT}}},"weird":{{"raft":"x"}},"old":{{}}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(stats.stores["default"].raft.as_ref(), Some(&expected));
+        assert_eq!(stats.stores["weird"].raft, None);
+        assert_eq!(stats.stores["old"].raft, None);
+        let old: ServerInfo = serde_json::from_str(r#"{"stores":["a"],"raft":null}"#).unwrap();
+        assert!(old.raft.is_empty());
+        let electing: RaftStatus =
+            serde_json::from_str(r#"{"state":"candidate","leader_id":null}"#).unwrap();
+        assert_eq!(
+            (electing.state.as_str(), electing.leader_id),
+            ("candidate", None)
+        );
     }
 }

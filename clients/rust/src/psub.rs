@@ -5,6 +5,8 @@ use esdb_protocol::ops::psub::PsubOp;
 use esdb_protocol::ops::subscribe::{validate_name, Selector, SubscriptionOptions};
 use esdb_protocol::{Reply, Request};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -88,7 +90,11 @@ impl PersistentSubscriptions<'_> {
         )
     }
 
-    /// Parked events in position order, from `from_position`, at most `count`.
+    /// Parked events in position order, from `from_position`, at most `count`. An event parked
+    /// for another reason than failed deliveries (an unreadable record) has its
+    /// [`RecordedEvent::parked_reason`]; its record is as stored. One the server could not even
+    /// show as an object comes with a nil `event_id`, empty `stream_id` and `event_type`, its
+    /// position, and the stored text as `data` (a JSON string).
     pub async fn parked(
         &self,
         name: &str,
@@ -102,7 +108,7 @@ impl PersistentSubscriptions<'_> {
             count: count.min(MAX_READ_COUNT),
         };
         match self.call(op).await? {
-            Reply::Events { body, .. } => Ok(serde_json::from_slice(&body)?),
+            Reply::Events { body, .. } => parked_records(&body),
             other => Err(Error::unexpected("PSUB PARKED", &other)),
         }
     }
@@ -111,5 +117,70 @@ impl PersistentSubscriptions<'_> {
     pub async fn replay(&self, name: &str) -> Result<()> {
         let name = validate_name(name).map_err(Error::invalid)?;
         expect_ok(self.call(PsubOp::Replay { name }).await?, "PSUB REPLAY")
+    }
+}
+
+/// How the server shows a parked record that is not even shaped as an object.
+#[derive(Deserialize)]
+struct ShownAsText {
+    parked_reason: String,
+    position: u64,
+    record: String,
+}
+
+/// The records of a `PSUB PARKED` body, each parsed on its own (see `parked`).
+fn parked_records(body: &[u8]) -> Result<Vec<RecordedEvent>> {
+    let records: Vec<Box<RawValue>> = serde_json::from_slice(body)?;
+    records
+        .iter()
+        .map(|raw| {
+            serde_json::from_str::<RecordedEvent>(raw.get()).or_else(|error| {
+                let shown: ShownAsText = serde_json::from_str(raw.get()).map_err(|_| error)?;
+                Ok(RecordedEvent {
+                    parked_reason: Some(shown.parked_reason),
+                    event_id: Uuid::nil(),
+                    event_type: String::new(),
+                    stream_id: String::new(),
+                    version: 0,
+                    position: shown.position,
+                    epoch_us: 0,
+                    data: serde_json::value::to_raw_value(&shown.record)?,
+                    metadata: RawValue::from_string("{}".to_owned())?,
+                })
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_records_keep_their_reason_and_odd_ones_are_shown_as_text() {
+        let body = concat!(
+            r#"[{"event_id":"0190b7a4-7c3e-7b1a-9f00-0016d3cca427","event_type":"T","stream_id":"s","version":0,"position":1,"epoch_us":2,"data":1,"metadata":{}},"#,
+            r#"{"parked_reason":"unreadable: record at position 2: number out of range","event_id":"0190b7a4-7c3e-7b1a-9f00-0016d3cca428","event_type":"T","stream_id":"s","version":1,"position":2,"epoch_us":2,"data":{"n":1e400,"s":"\ud800","d":[[[[]]]]},"metadata":{}},"#,
+            r#"{"parked_reason":"unreadable: damaged","position":3,"record":"\u0000garbage"}]"#
+        );
+        let events = parked_records(body.as_bytes()).unwrap();
+        assert_eq!(events[0].parked_reason, None);
+        assert_eq!(
+            events[1].parked_reason.as_deref(),
+            Some("unreadable: record at position 2: number out of range")
+        );
+        assert_eq!(
+            events[1].data.get(),
+            r#"{"n":1e400,"s":"\ud800","d":[[[[]]]]}"#
+        );
+        assert!(
+            events[1]
+                .to_json()
+                .starts_with(r#"{"parked_reason":"unreadable: record"#),
+            "serialised as the server sent it"
+        );
+        assert_eq!((events[2].position, events[2].event_id), (3, Uuid::nil()));
+        assert_eq!(events[2].data.get(), r#""\u0000garbage""#);
+        assert!(parked_records(br#"[{"position":4}]"#).is_err());
     }
 }

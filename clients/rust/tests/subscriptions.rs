@@ -46,6 +46,7 @@ async fn history(subscription: &mut CatchUpSubscription) -> Vec<u64> {
         {
             SubscriptionEvent::Event(event) => positions.push(event.position),
             SubscriptionEvent::Live => return positions,
+            SubscriptionEvent::Unreadable(unreadable) => panic!("{unreadable}"),
         }
     }
 }
@@ -62,6 +63,7 @@ async fn take_events(subscription: &mut CatchUpSubscription, n: usize) -> Vec<u6
         {
             SubscriptionEvent::Event(event) => positions.push(event.position),
             SubscriptionEvent::Live => {}
+            SubscriptionEvent::Unreadable(unreadable) => panic!("{unreadable}"),
         }
     }
     positions
@@ -167,6 +169,7 @@ async fn catch_up_then_live_with_a_concurrent_writer_has_no_gap() {
             match subscription.next().await.unwrap().unwrap() {
                 SubscriptionEvent::Event(event) => positions.push(event.position),
                 SubscriptionEvent::Live => lives += 1,
+                SubscriptionEvent::Unreadable(unreadable) => panic!("{unreadable}"),
             }
         }
         writer.await.unwrap();

@@ -45,9 +45,13 @@ export function expect(frame, op) {
  * @property {Record<string, unknown>} metadata
  */
 
-/** An event record (wire JSON) as a RecordedEvent. */
+/**
+ * An event record (wire JSON) as a RecordedEvent. A record of `PSUB PARKED` that was parked for
+ * another reason than failed deliveries (an unreadable record) has `"parked_reason"` as its
+ * first field: it becomes `parkedReason`.
+ */
 export function toEvent(raw) {
-  return {
+  const event = {
     eventId: raw.event_id,
     eventType: raw.event_type,
     streamId: raw.stream_id,
@@ -56,6 +60,26 @@ export function toEvent(raw) {
     epochUs: raw.epoch_us,
     data: raw.data,
     metadata: raw.metadata,
+  };
+  if (typeof raw.parked_reason === 'string') event.parkedReason = raw.parked_reason;
+  return event;
+}
+
+/**
+ * `UNREADABLE <sid> <stream> <version> <position> '<reason>'` → its fields. The reason is the
+ * rest of the line after the position, its quotes taken off (a stream id may hold a `'`).
+ */
+export function unreadable(frame) {
+  const match = /^(\S+) +(\S+) +([0-9]+) +([0-9]+)(?: +(.*))?$/.exec(frame.rest);
+  if (match === null) throw bad(`bad UNREADABLE line: ${JSON.stringify(frame.line.slice(0, 200))}`);
+  let reason = (match[5] ?? '').trim();
+  if (reason.length >= 2 && reason.startsWith("'") && reason.endsWith("'")) reason = reason.slice(1, -1);
+  return {
+    sid: match[1],
+    streamId: match[2],
+    version: Number(match[3]),
+    position: Number(match[4]),
+    reason,
   };
 }
 

@@ -34,6 +34,28 @@ export function esdbBinary() {
   return binary;
 }
 
+/**
+ * The server crate's test tool `examples/seed_unreadable` (run-tests.sh builds it when
+ * missing), or null when it is not built.
+ */
+export function seedUnreadableBinary() {
+  const target = resolve(REPO_ROOT, process.env.CARGO_TARGET_DIR || 'target');
+  const path = join(target, 'debug', 'examples', 'seed_unreadable');
+  return existsSync(path) ? path : null;
+}
+
+/**
+ * Appends events of type `Seeded` with these data (JSON text the protocol would refuse, as an
+ * older server might have stored it) to `stream` of store `default` in `dataDir`, while no
+ * server runs on it.
+ */
+export function seedUnreadable(dataDir, stream, datas) {
+  const tool = seedUnreadableBinary();
+  if (tool === null) throw new Error('examples/seed_unreadable is not built');
+  const result = spawnSync(tool, [dataDir, 'default', stream, ...datas], { encoding: 'utf8', timeout: 60_000 });
+  if (result.status !== 0) throw new Error(`seed_unreadable failed (${result.status}): ${result.stderr}`);
+}
+
 const ANNOUNCE_TCP = /^esdb listening on (\S+) /;
 const ANNOUNCE_HTTP = /^esdb http on (\S+) /;
 

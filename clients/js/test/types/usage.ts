@@ -1,5 +1,5 @@
 // Compiled (not run) by types.test.js against src/index.d.ts: the README's usage must type-check.
-import { connect, EsdbError, aggregate, type RecordedEvent } from '../../src/index.js';
+import { connect, EsdbError, UnreadableEventError, aggregate, type RecordedEvent } from '../../src/index.js';
 
 interface Opened { owner: string }
 
@@ -17,6 +17,22 @@ export async function example(): Promise<void> {
   for await (const event of subscription) {
     if (event.position > version) break;
   }
+  const payments = await client.subscribe({ eventPayload: { data: { currency: 'EUR' } } });
+  for (;;) {
+    try {
+      for await (const event of payments) console.log(event.data);
+      break;
+    } catch (error) {
+      if (!(error instanceof UnreadableEventError)) throw error;
+      const where: string = `${error.streamId}@${error.version} (position ${error.position})`;
+      console.log('unreadable', where, error.reason, error.code === 'unreadable_event');
+    }
+  }
+  const stats = await client.stats();
+  const leader: number | null | undefined = stats.stores.default.raft?.leader_id;
+  const term: number | undefined = client.info?.raft?.default.term;
+  void leader;
+  void term;
   const workers = await client.subscribe({ stream: 'jobs' }, { name: 'workers', maxInFlight: 10 });
   for await (const job of workers) {
     const ok: boolean = await workers.ack(job);
@@ -25,6 +41,9 @@ export async function example(): Promise<void> {
   const snapshot = await client.snapshots.load('acct-1');
   const state = aggregate(all, { initial: snapshot.data, raw: true });
   await client.snapshots.save('acct-1', snapshot.version, state, { keep: 3 });
+  const parked: RecordedEvent[] = await client.persistent.parked('workers');
+  const reasons: Array<string | undefined> = parked.map((event) => event.parkedReason);
+  void reasons;
   const info = await client.persistent.get('workers');
   const checkpoint: number = info.checkpoint;
   void checkpoint;

@@ -24,6 +24,7 @@ from .errors import (
     RequestTimeout,
     ServerError,
     StoreNotFound,
+    UnreadableEvent,
 )
 from .paging import next_position, next_version, page_count
 from .records import (
@@ -554,6 +555,8 @@ class AsyncClient:
             taken, resume = core.take()
             if resume:
                 self._send(self._session.resume(core))
+            if isinstance(taken, UnreadableEvent):
+                raise taken
             if taken is not None:
                 return taken
             if core.closed:
@@ -629,7 +632,9 @@ class AsyncSubscription:
         return self._core.pauses
 
     async def next_event(self, timeout_s: Optional[float] = None) -> Optional[RecordedEvent]:
-        """The next event, or ``None`` after ``timeout_s`` (or once unsubscribed)."""
+        """The next event, or ``None`` after ``timeout_s`` (or once unsubscribed). Raises
+        :class:`~esdb.UnreadableEvent` in place of an event the server could not parse; the
+        subscription goes on after it (see :class:`esdb.Subscription`)."""
         return await self._client._next_event(self._core, self._event, timeout_s)
 
     def __aiter__(self) -> "AsyncSubscription":

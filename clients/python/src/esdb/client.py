@@ -28,6 +28,7 @@ from .errors import (
     RequestTimeout,
     ServerError,
     StoreNotFound,
+    UnreadableEvent,
 )
 from .paging import next_position, next_version, page_count
 from .records import (
@@ -586,6 +587,8 @@ class Client:
                 event, resume = core.take()
                 if resume:
                     self._send_locked(self._session.resume(core))
+                if isinstance(event, UnreadableEvent):
+                    raise event
                 if event is not None:
                     return event
                 if core.closed:
@@ -639,7 +642,11 @@ class Client:
 
 class Subscription:
     """A catch-up subscription: iterate it for events (blocking), or call :meth:`next_event`
-    with a timeout. Ends (``StopIteration``) once unsubscribed; raises if it failed."""
+    with a timeout. Ends (``StopIteration``) once unsubscribed; raises if it failed.
+
+    A stored record the server cannot parse raises :class:`~esdb.UnreadableEvent` (with its
+    ``stream``, ``version``, ``position`` and ``reason``) where its event would have come; it
+    does not end the subscription: catch it and iterate again to go on after it."""
 
     def __init__(self, client: Client, core: SubscriptionCore, condition: threading.Condition) -> None:
         self._client = client
@@ -657,7 +664,7 @@ class Subscription:
 
     @property
     def last_position(self) -> Optional[int]:
-        """Position of the last event received from the server."""
+        """Position of the last event (or unreadable event) received from the server."""
         return self._core.last_position
 
     @property
@@ -666,7 +673,11 @@ class Subscription:
         return self._core.pauses
 
     def next_event(self, timeout_s: Optional[float] = None) -> Optional[RecordedEvent]:
-        """The next event, or ``None`` after ``timeout_s`` (or once unsubscribed)."""
+        """The next event, or ``None`` after ``timeout_s`` (or once unsubscribed).
+
+        Raises :class:`~esdb.UnreadableEvent` in place of an event the server could not parse
+        (``UNREADABLE``, only for ``event_payload`` selectors); the subscription goes on, and
+        the next call returns the event after it."""
         return self._client._next_event(self._core, self._condition, timeout_s)
 
     def __iter__(self) -> Iterator[RecordedEvent]:

@@ -45,10 +45,12 @@ ERROR_TABLE: Mapping[str, ErrorSpec] = {
         _spec("subscription_not_found", False, False),
         _spec("subscription_conflict", False, False),
         _spec("snapshot_not_found", False, False),
+        _spec("read_only", False, False),
         _spec("too_many_connections", True, True),
         _spec("stale_connection", True, False),
         _spec("shutting_down", True, True),
         _spec("storage_error", False, True),
+        _spec("unreadable_event", False, False),
         _spec("internal", False, False),
     ]
 }
@@ -160,6 +162,11 @@ class SnapshotNotFound(ServerError):
     """The stream has no snapshot (at that version)."""
 
 
+class ReadOnly(ServerError):
+    """The connection is read-only (a WebSocket opened with ``?readonly=1``) and the request
+    would change the store."""
+
+
 class TooManyConnections(ServerError):
     """The server is at its connection limit."""
 
@@ -174,6 +181,48 @@ class ShuttingDown(ServerError):
 
 class StorageError(ServerError):
     """The server's disk failed; nothing was written."""
+
+
+class UnreadableEvent(ServerError):
+    """A stored record breaks the protocol's JSON rules (written by an older server, or damaged
+    on disk), so the server cannot parse it.
+
+    Raised by :meth:`~esdb.Client.aggregate` (``-ERR unreadable_event``: the message names the
+    position) and by a catch-up ``event_payload`` subscription that received an ``UNREADABLE``
+    frame in place of an event: then ``stream``, ``version`` and ``position`` say which event,
+    ``reason`` why, and the subscription goes on: iterate it again for the events after it.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        stream: Optional[str] = None,
+        version: Optional[int] = None,
+        position: Optional[int] = None,
+    ) -> None:
+        super().__init__(code, message)
+        #: The event's stream, version and position (``None`` for ``AGG``'s error).
+        self.stream = stream
+        self.version = version
+        self.position = position
+
+    @property
+    def reason(self) -> str:
+        """Why the record cannot be read (the server's words)."""
+        return self.message
+
+    @classmethod
+    def from_frame(cls, stream: str, version: int, position: int, reason: str) -> "UnreadableEvent":
+        """The error for an ``UNREADABLE <sid> <stream> <version> <position> '<reason>'`` push."""
+        return cls("unreadable_event", reason, stream=stream, version=version, position=position)
+
+    def __repr__(self) -> str:
+        return (
+            f"UnreadableEvent(stream={self.stream!r}, version={self.version!r}, "
+            f"position={self.position!r}, reason={self.message!r})"
+        )
 
 
 class InternalError(ServerError):
@@ -197,10 +246,12 @@ _CLASS_BY_CODE: Dict[str, Type[ServerError]] = {
     "subscription_not_found": SubscriptionNotFound,
     "subscription_conflict": SubscriptionConflict,
     "snapshot_not_found": SnapshotNotFound,
+    "read_only": ReadOnly,
     "too_many_connections": TooManyConnections,
     "stale_connection": StaleConnection,
     "shutting_down": ShuttingDown,
     "storage_error": StorageError,
+    "unreadable_event": UnreadableEvent,
     "internal": InternalError,
 }
 

@@ -84,6 +84,23 @@ def _split(line: str) -> List[str]:
     return line.replace("\t", " ").split()
 
 
+def _is_number(word: str) -> bool:
+    return word.isascii() and word.isdigit()
+
+
+def unreadable_fields(frame: Frame) -> Tuple[str, str, int, int, str]:
+    """``UNREADABLE <sid> <stream> <version> <position> '<reason>'``: its sid, stream, version,
+    position and reason. The reason is everything after the position, its quotes taken off (a
+    stream id may itself hold a ``'``, so the quotes are looked for only after it)."""
+    parts = frame.line.replace("\t", " ").split(None, 5)
+    if len(parts) < 5 or not all(_is_number(word) for word in parts[3:5]):
+        raise ProtocolViolation(f"bad UNREADABLE line: {frame.line[:120]!r}")
+    reason = parts[5].strip(" ") if len(parts) > 5 else ""
+    if len(reason) >= 2 and reason.startswith("'") and reason.endswith("'"):
+        reason = reason[1:-1]
+    return parts[1], parts[2], int(parts[3]), int(parts[4]), reason
+
+
 class Decoder:
     """Incremental decoder of server output: feed bytes in any split, take whole frames out.
 

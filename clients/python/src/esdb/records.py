@@ -45,6 +45,11 @@ def _str(obj: Mapping[str, Any], key: str, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+def _optional_int(obj: Mapping[str, Any], key: str) -> Optional[int]:
+    value = obj.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _object(obj: Mapping[str, Any], key: str) -> JsonObject:
     value = obj.get(key)
     return value if isinstance(value, dict) else {}
@@ -81,9 +86,14 @@ class RecordedEvent:
     epoch_us: int
     data: JsonValue
     metadata: JsonObject
+    #: Only in :meth:`~esdb.Client.parked_events`: why the server parked the event when it was
+    #: not for failed deliveries (``"unreadable: …"``: its record breaks the JSON rules, so it
+    #: is shown as stored), else ``None``.
+    parked_reason: Optional[str] = None
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "RecordedEvent":
+        reason = obj.get("parked_reason")
         return cls(
             event_id=_str(obj, "event_id"),
             event_type=_str(obj, "event_type"),
@@ -93,6 +103,7 @@ class RecordedEvent:
             epoch_us=_int(obj, "epoch_us"),
             data=obj.get("data"),
             metadata=_object(obj, "metadata"),
+            parked_reason=reason if isinstance(reason, str) else None,
         )
 
 
@@ -142,6 +153,48 @@ class Aggregate:
 
 
 @dataclass(frozen=True)
+class RaftStatus:
+    """A store's Raft group as one node sees it (``raft`` in ``INFO`` and ``STATS``). Every
+    write goes through this log before it is applied; a single server is a one-member group."""
+
+    node_id: int
+    #: ``leader``, ``follower``, ``candidate`` or ``learner`` (kept as sent, whatever it is).
+    state: str
+    term: int
+    #: The node leading the group now, ``None`` during an election.
+    leader_id: Optional[int]
+    last_log_index: int
+    #: The last entry applied to the store: reads see everything up to it.
+    applied_index: int
+    #: The last entry the store has durably checkpointed, ``None`` before the first.
+    checkpoint_index: Optional[int]
+    raw: JsonObject = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "RaftStatus":
+        return cls(
+            node_id=_int(obj, "node_id"),
+            state=_str(obj, "state"),
+            term=_int(obj, "term"),
+            leader_id=_optional_int(obj, "leader_id"),
+            last_log_index=_int(obj, "last_log_index"),
+            applied_index=_int(obj, "applied_index"),
+            checkpoint_index=_optional_int(obj, "checkpoint_index"),
+            raw=dict(obj),
+        )
+
+
+def _raft_by_store(value: Any) -> Dict[str, RaftStatus]:
+    if not isinstance(value, dict):
+        return {}
+    return {
+        name: RaftStatus.from_json(status)
+        for name, status in value.items()
+        if isinstance(status, dict)
+    }
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     """The server's ``INFO`` greeting. Unknown fields are kept in ``raw``."""
 
@@ -157,6 +210,8 @@ class ServerInfo:
     store: str
     auth_required: bool
     ping_interval_ms: int
+    #: Each store's Raft group when the connection opened (empty from a server without it).
+    raft: Dict[str, RaftStatus] = field(default_factory=dict)
     raw: JsonObject = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -176,6 +231,7 @@ class ServerInfo:
             store=_str(obj, "store", store_names[0] if store_names else "default"),
             auth_required=obj.get("auth_required") is True,
             ping_interval_ms=_int(obj, "ping_interval_ms", 120_000),
+            raft=_raft_by_store(obj.get("raft")),
             raw=dict(obj),
         )
 
@@ -188,15 +244,19 @@ class StoreStats:
     last_position: int
     streams: int
     subscriptions: int
+    #: The store's Raft group as this node sees it (``None`` from a server without it).
+    raft: Optional[RaftStatus] = None
     raw: JsonObject = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "StoreStats":
+        raft = obj.get("raft")
         return cls(
             events=_int(obj, "events"),
             last_position=_int(obj, "last_position", -1),
             streams=_int(obj, "streams"),
             subscriptions=_int(obj, "subscriptions"),
+            raft=RaftStatus.from_json(raft) if isinstance(raft, dict) else None,
             raw=dict(obj),
         )
 

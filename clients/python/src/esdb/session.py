@@ -1,8 +1,11 @@
 """The state of a client's connection, sans-IO, shared by the sync and the asyncio client.
 
 It owns the decoder, the requests in flight and the subscriptions. Replies come back in request
-order, so each reply completes the oldest request in flight; ``EVENT`` and ``LIVE`` pushes are
-routed to their subscription by sid. Across reconnects it keeps what must survive: requests not
+order, so each reply completes the oldest request in flight; ``EVENT``, ``UNREADABLE`` and
+``LIVE`` pushes are routed to their subscription by sid. An ``UNREADABLE`` push (a stored record
+an ``event_payload`` subscription could not parse) takes an event's place in the buffer: the
+consumer gets it as a raised :class:`~esdb.errors.UnreadableEvent`, and a resubscribe starts
+after it as after an event. Across reconnects it keeps what must survive: requests not
 sent yet, the selected store, and every subscription (sent again on the new connection: a
 persistent one resumes from its checkpoint on the server, a catch-up one from the position after
 the last event it received).
@@ -21,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple, Union
 
 from . import commands
 from .commands import Request
@@ -30,9 +33,10 @@ from .errors import (
     EsdbError,
     ProtocolViolation,
     ServerError,
+    UnreadableEvent,
     server_error,
 )
-from .protocol import Decoder, Frame
+from .protocol import Decoder, Frame, unreadable_fields
 from .records import JsonObject, RecordedEvent, Selector, ServerInfo, StartFrom
 
 #: How a call learns its outcome: ``(result, None)`` or ``(None, error)``.
@@ -65,6 +69,10 @@ class Call:
             value = self.request.parse(frame)
         except (EsdbError, ValueError) as error:
             self.on_done(None, error)
+        except RecursionError:
+            # JSON nested deeper than Python's stack (a stored record that breaks the rules):
+            # this call fails, the connection goes on.
+            self.on_done(None, ProtocolViolation(f"{frame.name} reply nests too deeply to parse"))
         else:
             self.on_done(value, None)
 
@@ -102,7 +110,8 @@ class SubscriptionCore:
         #: The store it subscribes in, fixed when it is first sent.
         self.store: Optional[str] = None
         self.buffer: Deque[Any] = deque()
-        #: Position of the last event received (catch-up: it resumes after it).
+        #: Position of the last event (or unreadable event) received (catch-up: it resumes
+        #: after it).
         self.last_position: Optional[int] = None
         self.paused = False
         self.live = False
@@ -148,11 +157,12 @@ class SubscriptionCore:
         self.wake()
 
     def on_event(self, frame: Frame) -> bool:
-        """Buffers a pushed event; returns whether the subscription must pause now."""
+        """Buffers a pushed event (``EVENT`` or ``UNREADABLE``: both have the position as their
+        fourth argument); returns whether the subscription must pause now."""
         try:
             position = int(frame.args[3])
         except (IndexError, ValueError) as error:
-            raise ProtocolViolation(f"bad EVENT line: {frame.line[:120]!r}") from error
+            raise ProtocolViolation(f"bad {frame.name} line: {frame.line[:120]!r}") from error
         if not self.persistent:
             if self.last_position is not None and position <= self.last_position:
                 return False  # already received before a resubscribe
@@ -179,16 +189,20 @@ class SubscriptionCore:
             self.live = True
         return self.live
 
-    def take(self) -> Tuple[Optional[RecordedEvent], bool]:
-        """The next event, if one is buffered, and whether the subscription should resume."""
+    def take(self) -> Tuple[Optional[Union[RecordedEvent, UnreadableEvent]], bool]:
+        """The next event (or the error of an unreadable one), if one is buffered, and whether
+        the subscription should resume."""
         self.poll_live()
-        event: Optional[RecordedEvent] = None
+        item: Optional[Union[RecordedEvent, UnreadableEvent]] = None
         if self.buffer:
             frame: Frame = self.buffer.popleft()
-            assert frame.body is not None
-            event = RecordedEvent.from_json(json.loads(frame.body))
+            if frame.name == "UNREADABLE":
+                item = UnreadableEvent.from_frame(*unreadable_fields(frame)[1:])
+            else:
+                assert frame.body is not None
+                item = RecordedEvent.from_json(json.loads(frame.body))
             self.poll_live()
-        return event, self.paused and not self.closed and len(self.buffer) <= self.low_water
+        return item, self.paused and not self.closed and len(self.buffer) <= self.low_water
 
 
 class Session:
@@ -322,7 +336,9 @@ class Session:
 
     def _on_frame(self, frame: Frame) -> bytes:
         name = frame.name
-        if name == "EVENT":
+        if name == "EVENT" or name == "UNREADABLE":
+            if name == "UNREADABLE":
+                unreadable_fields(frame)  # a malformed line fails here, not in the consumer
             sub = self.subscriptions.get(frame.args[0] if frame.args else "")
             if sub is not None and sub.on_event(frame):
                 return self._internal(commands.unsubscribe(sub.sid))

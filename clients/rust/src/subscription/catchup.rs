@@ -13,13 +13,17 @@ use super::{Attached, Spec};
 use crate::client::Client;
 use crate::connection::{encode, Overflow, Push};
 use crate::error::{Error, Result};
-use crate::event::RecordedEvent;
+use crate::event::{RecordedEvent, UnreadableEvent};
 
 /// An item of a catch-up subscription.
 #[derive(Debug, Clone)]
 pub enum SubscriptionEvent {
     /// An event, in position order, each exactly once.
     Event(RecordedEvent),
+    /// In place of an event: the server could not parse its stored record (it breaks the
+    /// protocol's JSON rules), so an `event_payload` selector cannot match it. Reported, never
+    /// skipped; the subscription goes on after it (also when it subscribes again).
+    Unreadable(UnreadableEvent),
     /// Everything committed before the subscription started has been delivered; what follows
     /// is live. Yielded once.
     Live,
@@ -162,6 +166,13 @@ impl Stream for CatchUpSubscription {
                         .map(SubscriptionEvent::Event)
                         .map_err(Error::from);
                     return Poll::Ready(Some(event));
+                }
+                Poll::Ready(Some(Push::Unreadable(unreadable))) => {
+                    if unreadable.position < this.next_position {
+                        continue;
+                    }
+                    this.next_position = unreadable.position + 1;
+                    return Poll::Ready(Some(Ok(SubscriptionEvent::Unreadable(unreadable))));
                 }
                 Poll::Ready(Some(Push::Live)) => {
                     if !this.live_seen {

@@ -232,6 +232,14 @@ impl Stream for PersistentSubscription {
                     let event = serde_json::from_slice::<RecordedEvent>(&body).map_err(Error::from);
                     return Poll::Ready(Some(event));
                 }
+                // The server parks such an event for a persistent subscription instead (see
+                // `parked`); should one be reported anyway, it is an error item, not a silence.
+                Poll::Ready(Some(Push::Unreadable(unreadable))) => {
+                    return Poll::Ready(Some(Err(Error::Server {
+                        code: ErrorCode::UnreadableEvent,
+                        message: unreadable.to_string(),
+                    })));
+                }
                 Poll::Ready(Some(Push::Live)) => {}
                 Poll::Ready(None) => {
                     // The connection closed: join again under a new sid; the server delivers

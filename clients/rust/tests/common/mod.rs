@@ -38,6 +38,32 @@ pub fn esdb_bin() -> PathBuf {
     .clone()
 }
 
+/// The server crate's test tool `examples/seed_unreadable`, built with `cargo build
+/// --example seed_unreadable` when missing.
+pub fn seed_unreadable_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|dir| root.join(dir))
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug/examples/seed_unreadable");
+        if !bin.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--example", "seed_unreadable"])
+                .current_dir(&root)
+                .status()
+                .expect("run cargo build --example seed_unreadable");
+            assert!(
+                status.success(),
+                "cargo build --example seed_unreadable failed"
+            );
+        }
+        bin
+    })
+    .clone()
+}
+
 /// A running server. Killed when dropped.
 pub struct Server {
     child: Option<Child>,
@@ -55,6 +81,28 @@ impl Server {
         let temp = tempfile::tempdir().expect("tempdir");
         let data_dir = temp.path().join("data");
         let (child, addr) = spawn(&data_dir, "127.0.0.1:0", extra_args).expect("server starts");
+        Server {
+            child: Some(child),
+            addr,
+            data_dir,
+            _temp: temp,
+        }
+    }
+
+    /// A server over a data dir seeded, before it starts, with events of type `Seeded` in
+    /// `stream` whose data are `datas`: JSON text the protocol would refuse, as an older server
+    /// might have stored it.
+    pub fn start_seeded(stream: &str, datas: &[&str]) -> Server {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let data_dir = temp.path().join("data");
+        let status = Command::new(seed_unreadable_bin())
+            .arg(&data_dir)
+            .args(["default", stream])
+            .args(datas)
+            .status()
+            .expect("run seed_unreadable");
+        assert!(status.success(), "seed_unreadable failed: {status}");
+        let (child, addr) = spawn(&data_dir, "127.0.0.1:0", &[]).expect("server starts");
         Server {
             child: Some(child),
             addr,
