@@ -129,6 +129,28 @@ impl Node {
         self.raft.metrics()
     }
 
+    /// Resolves if the group stops on its own: a storage error (the log could not be written,
+    /// or a committed entry could not be applied) is fatal to openraft. Returns why.
+    pub fn failure(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut metrics = self.raft.metrics();
+        async move {
+            loop {
+                {
+                    let now = metrics.borrow();
+                    if let Err(fatal) = &now.running_state {
+                        return fatal.to_string();
+                    }
+                    if now.state == ServerState::Shutdown {
+                        return "the raft group stopped".to_owned();
+                    }
+                }
+                if metrics.changed().await.is_err() {
+                    return "the raft group stopped".to_owned();
+                }
+            }
+        }
+    }
+
     /// Stops proposing (after what is in flight), then stops the group. The store's apply
     /// thread can end once this returns.
     pub async fn shutdown(self) {

@@ -51,7 +51,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for store in stores.iter() {
         let node = crate::raft::Node::start(store).await?;
         raft.insert(store.name().to_owned(), node.status());
-        nodes.push(node);
+        nodes.push((store.name().to_owned(), node));
     }
     // Both ports are bound before either is announced: a script that read both lines can
     // connect to both. The first line's format is relied on by scripts and tests.
@@ -73,9 +73,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let http = tokio::spawn(crate::http::accept_loop(http_listener, http_state));
     let accept = listener::accept_loop(listener, context.clone(), cancel.clone(), tracker.clone());
+    // A store whose write path failed (its log could not be written, or a committed entry
+    // could not be applied) stops the server loudly instead of answering every write with an
+    // error: the log holds what was acknowledged, and a restart replays it.
+    let failures = nodes.iter().map(|(name, node)| {
+        let (name, failure) = (name.clone(), node.failure());
+        Box::pin(async move { format!("store {name}: {}", failure.await) })
+    });
+    let failed = futures::future::select_all(failures);
+    let mut outcome = Ok(());
     tokio::select! {
         _ = accept => {}
         _ = shutdown => tracing::info!("shutdown requested"),
+        (reason, _, _) = failed => {
+            tracing::error!(%reason, "write path failed; stopping the server");
+            outcome = Err(format!("{reason}; stopping (a restart replays the log)"));
+        }
     }
     cancel.cancel();
     let _ = http.await;
@@ -92,14 +105,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Persistent subscriptions save their checkpoints as they stop: the write path stays up
     // until every other holder of a store has let go, then stops, then the stores close.
     stores.wait_until_unshared(deadline).await;
-    for node in nodes {
+    for (_, node) in nodes {
         node.shutdown().await;
     }
     tokio::task::spawn_blocking(move || stores.close(deadline))
         .await
         .map_err(|e| format!("closing stores: {e}"))?;
     tracing::info!("shutdown complete");
-    Ok(())
+    outcome
 }
 
 /// Prints the one line scripts wait for, on stdout, flushed.

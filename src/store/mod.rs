@@ -51,6 +51,12 @@ use crate::metrics::StoreMetrics;
 /// at most 512 threads, and are bounded further by the server).
 pub const MAX_READERS: u32 = 1024;
 
+/// Map bytes an apply may take per payload byte at worst: the record (payload plus its
+/// envelope), the stream, id and type indexes, and copy-on-write pages of the B-trees.
+pub const APPLY_BYTES_PER_PAYLOAD_BYTE: u64 = 4;
+/// Map bytes always kept free: room for the tree pages and free list of small commits.
+pub const MIN_FREE_MAP_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Options for opening a store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -77,6 +83,7 @@ pub struct Store {
     published: broadcast::Sender<Arc<CommittedBatch>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<StoreMetrics>,
+    page_size_bytes: u64,
 }
 
 /// Per-store counts for `STATS` and `/stats`.
@@ -122,6 +129,7 @@ impl Store {
             let rtxn = env.read_txn()?;
             dbs.meta.get(&rtxn, META_NEXT_POSITION)?.unwrap_or(0)
         };
+        let page_size_bytes = env.unnamed_database_stat().page_size as u64;
         let (head_tx, head) = watch::channel(next_position);
         let (writes, requests) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let (applies, jobs) = writer::channel();
@@ -158,6 +166,7 @@ impl Store {
 
             writer_thread: Mutex::new(Some(writer_thread)),
             metrics,
+            page_size_bytes,
         })
     }
 
@@ -201,10 +210,29 @@ impl Store {
     /// `/metrics` is scraped.
     pub fn refresh_storage_gauges(&self) {
         let info = self.env.info();
-        let page_size = self.env.unnamed_database_stat().page_size as u64;
-        let used = (info.last_page_number as u64 + 1) * page_size;
+        let used = (info.last_page_number as u64 + 1) * self.page_size_bytes;
         self.metrics.map_size_bytes.set(info.map_size as i64);
         self.metrics.used_bytes.set(used as i64);
+    }
+
+    /// Refuses a write that could fill the LMDB map before it enters the log: once the log
+    /// holds an entry it must be applied, and an apply that hits `MDB_MAP_FULL` stops the node.
+    /// Conservative: it counts LMDB's high-water mark, not pages free for reuse.
+    fn check_room(&self, command: &Command) -> Result<(), StoreError> {
+        let (Command::Append(_) | Command::SaveSnapshot(_)) = command else {
+            return Ok(());
+        };
+        let info = self.env.info();
+        let used = (info.last_page_number as u64 + 1) * self.page_size_bytes;
+        let needed =
+            command.size_bytes() as u64 * APPLY_BYTES_PER_PAYLOAD_BYTE + MIN_FREE_MAP_BYTES;
+        if used + needed > info.map_size as u64 {
+            return Err(StoreError::Storage(format!(
+                "store {} is full: {used} of {} bytes of its map in use; raise --map-size-mb",
+                self.name, info.map_size
+            )));
+        }
+        Ok(())
     }
 
     /// Per-store counts. Blocking (one read transaction): call from a blocking context.
@@ -226,6 +254,7 @@ impl Store {
         &self,
         command: Command,
     ) -> Result<oneshot::Receiver<WriteResult>, StoreError> {
+        self.check_room(&command)?;
         let (reply, receiver) = oneshot::channel();
         // At least one permit per command; a command's size never exceeds the budget (payloads
         // are at most 1 MiB), so this cannot wait forever.
