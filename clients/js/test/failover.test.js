@@ -147,8 +147,9 @@ test("the store's answers are never retried", async () => {
 });
 
 test('a retryable answer (storage_error) is sent again, at most maxRetries times, then returned', async () => {
-  // A 1 MiB store fills up after a few appends of 200 KB: the disk is "full".
-  const server = await EsdbServer.start({ args: ['--map-size-mb', '1'] });
+  // An 8 MiB store refuses appends of 200 KB after a few (the server keeps 4 MiB of its map
+  // free and reserves room for each append before it enters the log): the disk is "full".
+  const server = await EsdbServer.start({ args: ['--map-size-mb', '8'] });
   const client = await connect(server.tcpUrl, { maxRetries: 2, backoffBaseMs: 5 });
   try {
     const before = await errorsSent(server, 'storage_error');
