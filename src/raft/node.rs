@@ -41,6 +41,8 @@ pub struct Node {
     raft: Raft,
     stop: CancellationToken,
     proposer: JoinHandle<()>,
+    /// The store's apply thread stopped (it could not apply or commit a committed entry).
+    apply_failure: watch::Receiver<Option<String>>,
 }
 
 /// What `INFO` and `STATS` show of a group.
@@ -116,11 +118,29 @@ impl Node {
             .take_write_queue()
             .ok_or_else(|| format!("store {name}: write queue already taken"))?;
         let stop = CancellationToken::new();
-        let proposer = tokio::spawn(proposer::run(raft.clone(), queue, stop.clone()));
+        // openraft counts entries as applied once queued for the apply thread; the store
+        // serves only once the replay is committed too.
+        let replayed = raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |id| id.index);
+        store
+            .progress()
+            .wait_committed(replayed)
+            .await
+            .map_err(|e| format!("store {name}: replaying the raft log: {e}"))?;
+        let proposer = tokio::spawn(proposer::run(
+            raft.clone(),
+            store.waiters(),
+            queue,
+            stop.clone(),
+        ));
         Ok(Node {
             raft,
             stop,
             proposer,
+            apply_failure: store.progress().failure(),
         })
     }
 
@@ -133,19 +153,28 @@ impl Node {
     /// or a committed entry could not be applied) is fatal to openraft. Returns why.
     pub fn failure(&self) -> impl std::future::Future<Output = String> + Send + 'static {
         let mut metrics = self.raft.metrics();
+        let mut apply_failure = self.apply_failure.clone();
         async move {
-            loop {
-                {
-                    let now = metrics.borrow();
-                    if let Err(fatal) = &now.running_state {
-                        return fatal.to_string();
+            let raft_failure = async move {
+                loop {
+                    {
+                        let now = metrics.borrow();
+                        if let Err(fatal) = &now.running_state {
+                            return fatal.to_string();
+                        }
+                        if now.state == ServerState::Shutdown {
+                            return "the raft group stopped".to_owned();
+                        }
                     }
-                    if now.state == ServerState::Shutdown {
+                    if metrics.changed().await.is_err() {
                         return "the raft group stopped".to_owned();
                     }
                 }
-                if metrics.changed().await.is_err() {
-                    return "the raft group stopped".to_owned();
+            };
+            tokio::select! {
+                reason = raft_failure => reason,
+                Ok(reason) = apply_failure.wait_for(Option::is_some) => {
+                    format!("applying to the store failed: {}", reason.clone().unwrap_or_default())
                 }
             }
         }

@@ -5,8 +5,12 @@
 //! entry: it waits for the first request, then for a free in-flight slot, drains whatever else
 //! is queued by then (bounded by count and bytes), and proposes it as one [`Proposal`]. With
 //! [`MAX_PROPOSALS_IN_FLIGHT`] of 2, the next entry is being written and fsynced while the one
-//! before it is applied to LMDB. There is no linger timer: a lone append waits for nothing but
-//! its own fsync and apply.
+//! before it is committed. There is no linger timer: a lone append waits for nothing but its
+//! own fsync and apply.
+//!
+//! Each proposal carries an id registered with the store's [`Waiters`](crate::store::Waiters)
+//! before it is proposed; the apply thread sends the proposal's outcomes there, and the
+//! proposer fans them out to the commands' submitters.
 
 use std::sync::Arc;
 
@@ -17,16 +21,23 @@ use tokio_util::task::TaskTracker;
 use crate::raft::types::{Proposal, Raft};
 
 use crate::store::writer::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
-use crate::store::{StoreError, WriteRequest, WriteResult};
+use crate::store::{EntryOutcomes, ProposalId, StoreError, Waiters, WriteRequest, WriteResult};
 
 /// Proposals written or applied at once. Two keep the disk (log) and the apply thread busy at
 /// the same time; more would only split batches that could have been one.
 pub const MAX_PROPOSALS_IN_FLIGHT: usize = 2;
 
 /// Runs until `stop` fires or the queue closes, then waits for proposals in flight.
-pub async fn run(raft: Raft, mut queue: mpsc::Receiver<WriteRequest>, stop: CancellationToken) {
+pub async fn run(
+    raft: Raft,
+    waiters: Arc<Waiters>,
+    mut queue: mpsc::Receiver<WriteRequest>,
+    stop: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_PROPOSALS_IN_FLIGHT));
     let in_flight = TaskTracker::new();
+    let origin = uuid::Uuid::new_v4().as_u64_pair().0;
+    let mut seq = 0u64;
     loop {
         let first = tokio::select! {
             request = queue.recv() => request,
@@ -43,19 +54,39 @@ pub async fn run(raft: Raft, mut queue: mpsc::Receiver<WriteRequest>, stop: Canc
             commands.push(request.command);
             replies.push((request.reply, request._budget));
         }
+        seq += 1;
+        let id = ProposalId { origin, seq };
+        let outcomes = waiters.register(id);
         // Proposed here, in queue order (a connection's writes take effect in the order it
         // sent them); only the wait for the outcome runs beside the next proposal.
-        let written = raft.client_write_ff(Proposal { commands }).await;
+        let written = raft
+            .client_write_ff(Proposal {
+                id: Some(id),
+                commands: Arc::from(commands),
+            })
+            .await;
+        let waiters = waiters.clone();
         in_flight.spawn(async move {
-            let outcome = match written {
+            let committed = match written {
                 Ok(receiver) => receiver
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|result| result.map_err(|e| e.to_string())),
+                    .and_then(|result| result.map(|_| ()).map_err(|e| e.to_string())),
                 Err(fatal) => Err(fatal.to_string()),
             };
-            answer(outcome, replies);
+            // Committed and queued for apply: the next proposal may go.
             drop(slot);
+            match committed {
+                Ok(()) => answer(outcomes.await.ok(), replies),
+                Err(error) => {
+                    waiters.cancel(id);
+                    // Not the leader (a single node is, once started) or the node stopped:
+                    // the entry was not committed here, and the client may retry (with the
+                    // same event ids).
+                    tracing::error!(%error, commands = replies.len(), "proposal failed");
+                    answer(None, replies);
+                }
+            }
         });
     }
     in_flight.close();
@@ -84,23 +115,18 @@ type Replies = Vec<(
     tokio::sync::OwnedSemaphorePermit,
 )>;
 
-fn answer(
-    outcome: Result<openraft::raft::ClientWriteResponse<crate::raft::types::TypeConfig>, String>,
-    replies: Replies,
-) {
-    match outcome {
-        Ok(written) => {
-            let outcomes = written.data.outcomes;
+/// Sends each command its outcome; without outcomes (the store stopped before applying the
+/// entry), each submitter sees the store shutting down.
+fn answer(outcomes: Option<EntryOutcomes>, replies: Replies) {
+    match outcomes {
+        Some(outcomes) => {
             assert_eq!(outcomes.len(), replies.len(), "one outcome per command");
             for ((reply, _budget), outcome) in replies.into_iter().zip(outcomes) {
                 // A dropped receiver means the client went away; its write still stands.
                 let _ = reply.send(outcome.map_err(StoreError::from));
             }
         }
-        Err(error) => {
-            // Not the leader (a single node is, once started) or the node stopped: the entry
-            // was not committed here, and the client may retry (with the same event ids).
-            tracing::error!(%error, commands = replies.len(), "proposal failed");
+        None => {
             for (reply, _budget) in replies {
                 let _ = reply.send(Err(StoreError::ShuttingDown));
             }

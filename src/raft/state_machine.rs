@@ -1,13 +1,16 @@
 //! openraft's state machine over the store's deterministic `apply`.
 //!
-//! Each `apply` call hands every committed entry it receives to the store's apply thread as one
-//! job: one LMDB transaction (one fdatasync) for however many entries openraft committed since
-//! the last call, with the last applied log id and the membership written in the same
-//! transaction. So after a crash the store knows exactly which entries it holds, and openraft
-//! replays the rest of the log onto it.
+//! Each `apply` call queues every committed entry it receives for the store's apply thread as
+//! one job and returns: the thread applies whatever jobs are queued in one LMDB transaction,
+//! with the last applied log id and the membership written in the same transaction, and sends
+//! each proposal's outcomes to its waiter. So after a crash the store knows exactly which
+//! entries it holds, and openraft replays the rest of the log onto it. openraft's own
+//! `last_applied` therefore runs ahead of LMDB's commit by the jobs queued; nothing relies on
+//! it but the checkpoint below, which waits for the commit first.
 //!
-//! A snapshot here is a checkpoint: building one forces LMDB's unsynced meta page to disk, so
-//! the state at or after the snapshot's log id is durable and the log before it may be purged.
+//! A snapshot here is a checkpoint: building one waits until the apply thread has committed
+//! everything through the snapshot's log id, then forces LMDB's unsynced pages and meta page to
+//! disk, so the state at the snapshot's log id is durable and the log before it may be purged.
 //! Sending a copy of the environment to another node (and installing one) belongs to clusters
 //! (issue 11); until then installing refuses loudly.
 
@@ -20,10 +23,8 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::raft::segments::sync_dir;
-use crate::raft::types::{
-    Entry, LogId, ProposalResult, StorageError, StoredMembership, TypeConfig,
-};
-use crate::store::{Applier, Command};
+use crate::raft::types::{Entry, LogId, StorageError, StoredMembership, TypeConfig};
+use crate::store::{Applier, ApplyJob, JobEntry};
 
 /// The checkpoint record, beside the log.
 const SNAPSHOT_FILE: &str = "raft-snapshot.json";
@@ -58,6 +59,9 @@ impl StateMachine {
                 .map_err(|e| format!("the store's raft applied state: {e}"))?,
             None => AppliedState::default(),
         };
+        if let Some(applied) = applied.last_applied {
+            applier.resume_at(applied.index);
+        }
         Ok(StateMachine {
             applier,
             applied,
@@ -73,40 +77,45 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.applied.last_applied, self.applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut job: Vec<Arc<[Command]>> = Vec::new();
+        let mut job = Vec::new();
         let mut next = self.applied.clone();
         for entry in entries {
             next.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Normal(proposal) => job.push(Arc::from(proposal.commands)),
+            let (proposal, commands) = match entry.payload {
+                EntryPayload::Normal(proposal) => (proposal.id, proposal.commands),
                 EntryPayload::Membership(membership) => {
                     next.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    job.push(Arc::from(Vec::new()));
+                    (None, Arc::from(Vec::new()))
                 }
-                EntryPayload::Blank => job.push(Arc::from(Vec::new())),
-            }
+                EntryPayload::Blank => (None, Arc::from(Vec::new())),
+            };
+            job.push(JobEntry {
+                index: entry.log_id.index,
+                proposal,
+                commands,
+            });
         }
         if job.is_empty() {
             return Ok(Vec::new());
         }
-        let state = serde_json::to_vec(&next).map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        let responses = vec![(); job.len()];
+        let applied_state = serde_json::to_vec(&next).map_err(|e| sm_error(ErrorVerb::Write, e))?;
         // A committed entry whose apply fails stops the node (openraft treats a storage error
         // as fatal): the log holds the write, so it must never be answered as failed.
-        let outcomes = self
-            .applier
-            .apply(job, state)
+        self.applier
+            .enqueue(ApplyJob {
+                entries: job,
+                applied_state,
+            })
             .await
             .map_err(|e| sm_error(ErrorVerb::Write, e))?;
         self.applied = next;
-        Ok(outcomes
-            .into_iter()
-            .map(|outcomes| ProposalResult { outcomes })
-            .collect())
+        Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -158,12 +167,14 @@ pub struct Checkpointer {
 
 impl RaftSnapshotBuilder<TypeConfig> for Checkpointer {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let applier = self.applier.clone();
-        // Everything applied so far (at least `self.applied`) becomes durable.
-        tokio::task::spawn_blocking(move || applier.sync())
-            .await
-            .map_err(|e| sm_error(ErrorVerb::Write, e))?
-            .map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        // Everything through `self.applied` becomes durable (it may still be queued for the
+        // apply thread: `sync_through` waits for its commit).
+        if let Some(applied) = self.applied.last_applied {
+            self.applier
+                .sync_through(applied.index)
+                .await
+                .map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        }
         let snapshot_id = match self.applied.last_applied {
             Some(id) => format!("{}-{}", id.leader_id.term, id.index),
             None => "empty".to_owned(),

@@ -16,6 +16,7 @@ pub mod aggregate;
 pub mod command;
 pub mod committed;
 pub mod error;
+pub mod progress;
 pub mod read;
 pub mod record;
 pub mod schema;
@@ -37,13 +38,14 @@ pub use command::{AppendCommand, Command, NewEvent, Outcome, SaveSnapshotCommand
 use committed::COMMITTED_BATCH_CHANNEL_CAPACITY;
 pub use committed::{CommittedBatch, CommittedEvent};
 pub use error::{Rejection, StoreError};
+pub use progress::{ApplyProgress, EntryOutcomes, ProposalId, Waiters};
 pub use read::EventsPage;
 use schema::{
     Databases, DATABASE_COUNT, FORMAT_VERSION, META_FORMAT_VERSION, META_NEXT_POSITION,
     RAFT_APPLIED,
 };
 use writer::WRITE_QUEUE_CAPACITY;
-pub use writer::{ApplyJob, JobOutcome, WriteRequest, WriteResult};
+pub use writer::{ApplyJob, JobEntry, WriteRequest, WriteResult};
 
 use crate::metrics::StoreMetrics;
 
@@ -79,6 +81,10 @@ pub struct Store {
     write_budget: Arc<tokio::sync::Semaphore>,
 
     head: watch::Receiver<u64>,
+    /// The apply thread's progress: reads wait on it (see [`progress`]).
+    progress: Arc<ApplyProgress>,
+    /// Proposals waiting for their outcomes.
+    waiters: Arc<Waiters>,
     /// Committed batches, for the subscription emitters.
     published: broadcast::Sender<Arc<CommittedBatch>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
@@ -134,23 +140,22 @@ impl Store {
         let (writes, requests) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let (applies, jobs) = writer::channel();
         let (published, _) = broadcast::channel(COMMITTED_BATCH_CHANNEL_CAPACITY);
-        let writer_env = env.clone();
-        let writer_published = published.clone();
         let metrics = crate::metrics::metrics().store(name);
         metrics.last_position.set(next_position as i64 - 1);
-        let writer_metrics = metrics.clone();
+        let progress = Arc::new(ApplyProgress::new(0));
+        let waiters = Arc::new(Waiters::default());
+        let applying = writer::Applying {
+            env: env.clone(),
+            dbs,
+            progress: progress.clone(),
+            waiters: waiters.clone(),
+            head: head_tx,
+            published: published.clone(),
+            metrics: metrics.clone(),
+        };
         let writer_thread = std::thread::Builder::new()
             .name(format!("esdb-apply-{name}"))
-            .spawn(move || {
-                writer::run(
-                    writer_env,
-                    dbs,
-                    jobs,
-                    head_tx,
-                    writer_published,
-                    writer_metrics,
-                )
-            })
+            .spawn(move || writer::run(applying, jobs))
             .map_err(|e| StoreError::Storage(format!("spawning apply thread: {e}")))?;
         Ok(Store {
             name: name.to_owned(),
@@ -162,6 +167,8 @@ impl Store {
             applies: Mutex::new(Some(applies)),
             write_budget: Arc::new(tokio::sync::Semaphore::new(writer::MAX_QUEUED_WRITE_BYTES)),
             head,
+            progress,
+            waiters,
             published,
 
             writer_thread: Mutex::new(Some(writer_thread)),
@@ -194,6 +201,7 @@ impl Store {
             sender,
             env: self.env.clone(),
             dbs: self.dbs,
+            progress: self.progress.clone(),
         })
     }
 
@@ -237,6 +245,7 @@ impl Store {
 
     /// Per-store counts. Blocking (one read transaction): call from a blocking context.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.progress.wait_visible()?;
         let txn = self.env.read_txn()?;
         let events = self.dbs.meta.get(&txn, META_NEXT_POSITION)?.unwrap_or(0);
         Ok(StoreStats {
@@ -292,6 +301,24 @@ impl Store {
     }
 
     /// The position the next event will get; changes after each commit.
+    /// Proposals waiting for their outcomes (the proposer registers here, the apply thread
+    /// answers).
+    pub fn waiters(&self) -> Arc<Waiters> {
+        self.waiters.clone()
+    }
+
+    /// How far the apply thread has got; its failure stops the node.
+    pub fn progress(&self) -> &Arc<ApplyProgress> {
+        &self.progress
+    }
+
+    /// The head once every write already answered is committed (what a client that was just
+    /// answered expects "the end" to be).
+    pub async fn settled_head(&self) -> Result<u64, StoreError> {
+        self.progress.settled().await?;
+        Ok(*self.head.borrow())
+    }
+
     pub fn head(&self) -> watch::Receiver<u64> {
         self.head.clone()
     }
@@ -301,6 +328,7 @@ impl Store {
         &self,
         f: impl FnOnce(&heed::RoTxn, &Databases) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.progress.wait_visible()?;
         let txn = self.env.read_txn()?;
         f(&txn, &self.dbs)
     }
@@ -346,38 +374,48 @@ impl Store {
 }
 
 /// The state machine's side of a store (see [`Store::applier`]).
+/// The state machine's handle on the store: queue committed entries for the apply thread,
+/// read what it last applied, make what it committed durable.
 #[derive(Clone)]
 pub struct Applier {
     sender: mpsc::Sender<ApplyJob>,
     env: Env<WithoutTls>,
     dbs: Databases,
+    progress: Arc<ApplyProgress>,
 }
 
 impl Applier {
-    /// Applies committed entries in one transaction (see [`writer`]) and waits for the outcome.
-    pub async fn apply(&self, entries: Vec<Arc<[Command]>>, applied_state: Vec<u8>) -> JobOutcome {
-        let (reply, outcome) = oneshot::channel();
+    /// Queues committed entries; returns once queued (the outcomes go to the proposals'
+    /// waiters). Fails once the apply thread has stopped, which stops the node.
+    pub async fn enqueue(&self, job: ApplyJob) -> Result<(), StoreError> {
+        if let Some(reason) = self.progress.failed() {
+            return Err(StoreError::Storage(reason));
+        }
         self.sender
-            .send(ApplyJob {
-                entries,
-                applied_state,
-                reply,
-            })
+            .send(job)
             .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        outcome.await.map_err(|_| StoreError::ShuttingDown)?
+            .map_err(|_| StoreError::ShuttingDown)
     }
 
-    /// The applied state the Raft layer last stored with the data, if any.
+    /// The Raft applied state the store holds (opaque to the store).
     pub fn applied_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.env.read_txn()?;
         Ok(self.dbs.raft.get(&txn, RAFT_APPLIED)?.map(<[u8]>::to_vec))
     }
 
-    /// Makes every commit so far durable (the meta page `NO_META_SYNC` left unsynced): the
-    /// checkpoint the Raft log may be purged behind. Blocking.
-    pub fn sync(&self) -> Result<(), StoreError> {
-        self.env.force_sync()?;
+    /// The store already holds every entry through `index` (read from its applied state).
+    pub fn resume_at(&self, index: u64) {
+        self.progress.resume_at(index);
+    }
+
+    /// Makes everything committed through log index `index` durable: waits until the apply
+    /// thread has committed it, then forces LMDB's unsynced pages and meta page to disk.
+    pub async fn sync_through(&self, index: u64) -> Result<(), StoreError> {
+        self.progress.wait_committed(index).await?;
+        let env = self.env.clone();
+        tokio::task::spawn_blocking(move || env.force_sync())
+            .await
+            .map_err(|e| StoreError::Storage(format!("checkpoint task: {e}")))??;
         Ok(())
     }
 }

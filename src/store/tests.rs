@@ -203,6 +203,7 @@ fn list_streams(store: &Store, after: Option<&str>, count: u64) -> Vec<String> {
 }
 
 fn head(store: &Store) -> u64 {
+    store.progress().wait_visible().expect("store applying");
     *store.head().borrow()
 }
 

@@ -43,7 +43,11 @@ pub fn start(
         }
         let start = match start {
             StartFrom::Origin => 0,
-            StartFrom::End => *hub.store.head().borrow(),
+            // A write answered before this SUB is behind its start, not in its feed.
+            StartFrom::End => match hub.store.settled_head().await {
+                Ok(head) => head,
+                Err(_) => *hub.store.head().borrow(),
+            },
             StartFrom::Position(position) => position,
         };
         let mut active = hub.track_active(matcher.selector());
