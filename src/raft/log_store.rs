@@ -3,7 +3,12 @@
 //! An entry is durable (and `LogFlushed` is called) only after its segment's fdatasync. The
 //! vote, the last purged log id and the committed log id live in a small meta file replaced
 //! atomically (write, fsync, rename, fsync the directory).
+//!
+//! openraft reads every entry back right after writing it (to apply it), so the entries just
+//! appended are kept in memory ([`RecentEntries`]): their commands are shared (`Arc`), so this
+//! costs no copy, and apply never re-reads or re-decodes them from the segment files.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -26,9 +31,79 @@ struct LogMeta {
     committed: Option<LogId>,
 }
 
+/// Most entries kept in [`RecentEntries`]: more than openraft has between a write and its
+/// apply (proposals in flight plus a replication window).
+pub const MAX_RECENT_ENTRIES: usize = 1024;
+/// Most encoded bytes of the entries kept: bounds the memory when entries are large.
+pub const MAX_RECENT_ENTRY_BYTES: usize = 128 * 1024 * 1024;
+
+/// The last entries appended, contiguous by index, newest last.
+#[derive(Default)]
+struct RecentEntries {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl RecentEntries {
+    fn push(&mut self, entry: Entry, encoded_bytes: usize) {
+        if let Some((last, _)) = self.entries.back() {
+            if last.log_id.index + 1 != entry.log_id.index {
+                self.clear();
+            }
+        }
+        self.entries.push_back((entry, encoded_bytes));
+        self.bytes += encoded_bytes;
+        while self.entries.len() > MAX_RECENT_ENTRIES || self.bytes > MAX_RECENT_ENTRY_BYTES {
+            let Some((_, bytes)) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= bytes;
+        }
+    }
+
+    fn get(&self, index: u64) -> Option<&Entry> {
+        let first = self.entries.front()?.0.log_id.index;
+        let (entry, _) = self
+            .entries
+            .get(usize::try_from(index.checked_sub(first)?).ok()?)?;
+        debug_assert_eq!(entry.log_id.index, index);
+        Some(entry)
+    }
+
+    /// Forgets entries at `index` and after (a truncated log).
+    fn truncate_from(&mut self, index: u64) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|(entry, _)| entry.log_id.index >= index)
+        {
+            let (_, bytes) = self.entries.pop_back().expect("checked");
+            self.bytes -= bytes;
+        }
+    }
+
+    /// Forgets entries at `index` and before (a purged log).
+    fn purge_through(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(entry, _)| entry.log_id.index <= index)
+        {
+            let (_, bytes) = self.entries.pop_front().expect("checked");
+            self.bytes -= bytes;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
 struct Inner {
     dir: PathBuf,
     segments: Segments,
+    recent: RecentEntries,
     meta: LogMeta,
     /// Log id of the last entry present (or the last purged one when the log is empty).
     last_log_id: Option<LogId>,
@@ -66,6 +141,7 @@ impl LogStore {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_owned(),
                 segments,
+                recent: RecentEntries::default(),
                 meta,
                 last_log_id,
             })),
@@ -133,6 +209,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(entries);
         }
         for index in first..=end {
+            if let Some(entry) = inner.recent.get(index) {
+                entries.push(entry.clone());
+                continue;
+            }
             let read = inner
                 .segments
                 .read(index)
@@ -203,11 +283,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut encoded = Vec::new();
+        let mut kept = Vec::new();
         let mut last = None;
         for entry in entries {
             let payload = serde_json::to_vec(&entry)
                 .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, io::Error::other(e)))?;
             last = Some(*entry.get_log_id());
+            kept.push((entry.clone(), payload.len()));
             encoded.push((entry.log_id.index, payload));
         }
         let inner = self.inner.clone();
@@ -217,6 +299,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             inner.segments.append(&encoded)?;
             if last.is_some() {
                 inner.last_log_id = last;
+            }
+            for (entry, bytes) in kept {
+                inner.recent.push(entry, bytes);
             }
             Ok::<(), io::Error>(())
         })
@@ -242,6 +327,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut inner = self.lock();
+        inner.recent.truncate_from(log_id.index);
         inner
             .segments
             .truncate_from(log_id.index)
@@ -281,6 +367,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         write_meta(&inner.dir, &meta)
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
         inner.meta = meta;
+        inner.recent.purge_through(log_id.index);
         if inner
             .last_log_id
             .is_none_or(|last| last.index < log_id.index)

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::store::{Outcome, Rejection, StoreError};
 
@@ -43,6 +43,9 @@ pub struct ApplyProgress {
     failure: watch::Sender<Option<String>>,
     /// `visible`, for tasks that wait for it.
     visible: watch::Sender<u64>,
+    /// A reader waits for the open transaction: the apply thread commits it now instead of
+    /// at its deadline.
+    commit_wanted: Notify,
 }
 
 impl ApplyProgress {
@@ -57,6 +60,7 @@ impl ApplyProgress {
             committed: Condvar::new(),
             failure: watch::channel(None).0,
             visible: watch::channel(index).0,
+            commit_wanted: Notify::new(),
         }
     }
 
@@ -117,6 +121,11 @@ impl ApplyProgress {
         self.failure.subscribe()
     }
 
+    /// Resolves when a reader asks for the open transaction to be committed.
+    pub(crate) async fn commit_requested(&self) {
+        self.commit_wanted.notified().await;
+    }
+
     /// The last index committed to LMDB.
     pub fn visible(&self) -> u64 {
         self.lock().visible
@@ -127,6 +136,10 @@ impl ApplyProgress {
     pub fn wait_visible(&self) -> Result<(), StoreError> {
         let marks = self.lock();
         let needed = marks.applied;
+        if marks.visible >= needed {
+            return Ok(());
+        }
+        self.commit_wanted.notify_one();
         let (marks, timeout) = self
             .committed
             .wait_timeout_while(
@@ -160,6 +173,9 @@ impl ApplyProgress {
     pub async fn wait_committed(&self, index: u64) -> Result<(), StoreError> {
         let mut visible = self.visible.subscribe();
         let mut failure = self.failure.subscribe();
+        if *visible.borrow() < index {
+            self.commit_wanted.notify_one();
+        }
         let wait = async {
             tokio::select! {
                 reached = visible.wait_for(|&visible| visible >= index) => {

@@ -1110,3 +1110,57 @@ async fn data_survives_close_and_reopen() {
     );
     store.close().await;
 }
+
+/// An append is answered before LMDB commits it; any read that starts after the answer (here
+/// from other tasks, as another connection would) must still see it, while other writers keep
+/// the transaction open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answered_append_is_visible_to_every_later_read() {
+    const ROUNDS: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Background writers keep jobs flowing so the transaction is rarely idle.
+    let noise: Vec<_> = (0..4)
+        .map(|n| {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 100_000 {
+                    let stream = format!("noise-{n}");
+                    let _ = append(&store, &stream, Any, vec![event("N", "1")]).await;
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for version in 0..ROUNDS {
+        let appended = append(&store, "seen", Any, vec![event("S", "1")]).await;
+        let Ok(Outcome::Appended { last_position, .. }) = appended else {
+            panic!("{appended:?}");
+        };
+        let reader = store.clone();
+        let (stream, position) = tokio::task::spawn_blocking(move || {
+            (
+                stream_version(&reader, "seen"),
+                reader.with_read(|txn, dbs| Ok(dbs.events.get(txn, &last_position)?.is_some())),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            stream, version as i64,
+            "the answered append's version is read back"
+        );
+        assert!(position.unwrap(), "its position is read back");
+        let subscribed_head = store.settled_head().await.unwrap();
+        assert!(
+            subscribed_head > last_position,
+            "the settled head covers it"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in noise {
+        task.await.unwrap();
+    }
+}

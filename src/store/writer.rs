@@ -3,23 +3,29 @@
 //! Writes reach the store already ordered and durable in the Raft log (`crate::raft`); the
 //! state machine hands each run of committed entries here as one [`ApplyJob`] and returns at
 //! once. LMDB allows one writer at a time and a write transaction must commit on the thread
-//! that began it, so one dedicated OS thread takes every job queued (a round), applies them in
-//! one transaction with the Raft applied state, and then, in this order:
-//! 1. marks them applied ([`ApplyProgress`]) and sends each proposal its outcomes: the entry is
+//! that began it, so one dedicated OS thread applies every job, in log order, into one open
+//! transaction, and after each job:
+//! 1. marks it applied ([`ApplyProgress`]) and sends each proposal its outcomes: the entry is
 //!    durable in the log and its effect is decided, so the client may be answered;
-//! 2. commits (LMDB's fdatasync runs while the proposer's next entry is fsynced in the log);
-//! 3. marks them visible (reads waiting on the barrier go on), moves the head and publishes
-//!    the committed events (so a subscriber never reads past what LMDB holds).
+//! 2. moves the head and publishes the job's events to the subscription emitters (the events
+//!    are durable in the log; a subscriber that reads LMDB waits for the commit like any read).
 //!
-//! The commit does not need to be durable for an acknowledgement (the log is), so the
-//! environment runs with `NO_META_SYNC`: one fdatasync of data pages per commit and the meta
-//! page synced by the next one. That keeps LMDB's integrity on power loss (a commit is lost at
-//! worst, and the log replays it), which `NO_SYNC` would not (see `Store::open`). A round that
-//! fails to apply or commit stops the store for good ([`ApplyProgress::fail`]): the log holds
-//! those entries, so they must never be answered as failed; a restart replays them.
+//! The transaction commits when a read is waiting for it, when it has been idle for
+//! [`IDLE_COMMIT_DELAY_US`], when it is [`MAX_TXN_AGE_MS`] old, or when it holds
+//! [`MAX_COMMANDS_PER_TXN`] commands. So LMDB's commit (its fdatasync and its scattered pages)
+//! is neither on the acknowledgement's path nor paid once per log entry: one commit serves
+//! many log fsyncs. Reads stay linearizable: each waits until everything applied when it began
+//! is committed (see `progress`).
+//!
+//! The commit does not need to be durable (the log is), so the environment runs with
+//! `NO_META_SYNC`: one fdatasync of data pages per commit and the meta page synced by the next
+//! one. That keeps LMDB's integrity on power loss (a commit is lost at worst, and the log
+//! replays it), which `NO_SYNC` would not (see `Store::open`). A job that fails to apply or
+//! commit stops the store for good ([`ApplyProgress::fail`]): the log holds those entries, so
+//! they must never be answered as failed; a restart replays them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use heed::{Env, WithoutTls};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -41,9 +47,16 @@ pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 pub const WRITE_QUEUE_CAPACITY: usize = 4096;
 /// Apply jobs queued for the apply thread (one job per openraft `apply` call).
 const APPLY_QUEUE_CAPACITY: usize = 64;
-/// Most commands one round (one LMDB transaction) applies: bounds the transaction's dirty
-/// pages and how long the round's last reader waits.
-pub const MAX_COMMANDS_PER_ROUND: usize = 8 * MAX_BATCH_COMMANDS;
+/// Most commands one LMDB transaction applies before it commits: bounds its dirty pages.
+pub const MAX_COMMANDS_PER_TXN: usize = 16 * MAX_BATCH_COMMANDS;
+/// How long the open transaction waits for another job before committing. Long enough for a
+/// lone client's next append to arrive (one round trip and one log fsync), so its apply does
+/// not wait behind LMDB's commit; nothing waits on this delay but reads, and a read asks for
+/// the commit at once (`ApplyProgress::commit_requested`).
+pub const IDLE_COMMIT_DELAY_US: u64 = 1_000;
+/// Longest a transaction stays open under continuous writes. The Raft log holds everything in
+/// it, so this bounds only the replay after a crash and the commit's size.
+pub const MAX_TXN_AGE_MS: u64 = 20;
 
 pub type WriteResult = Result<Outcome, StoreError>;
 
@@ -91,104 +104,188 @@ pub(crate) struct Applying {
     pub metrics: Arc<StoreMetrics>,
 }
 
-/// Runs until every sender of `jobs` is dropped, then returns.
-pub(crate) fn run(applying: Applying, mut jobs: mpsc::Receiver<ApplyJob>) {
-    while let Some(first) = jobs.blocking_recv() {
-        let round = drain(first, &mut jobs);
+/// Runs until every sender of `jobs` is dropped (committing what is open), then returns.
+pub(crate) fn run(applying: Applying, jobs: mpsc::Receiver<ApplyJob>) {
+    // A small runtime of this thread's own, for waiting on jobs, commit requests and the
+    // transaction's deadline at once. The write transaction never leaves this thread.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            applying
+                .progress
+                .fail(format!("starting the apply thread's runtime: {error}"));
+            return;
+        }
+    };
+    runtime.block_on(apply_loop(&applying, jobs));
+}
+
+/// What wakes the apply thread.
+enum Wake {
+    Job(ApplyJob),
+    Closed,
+    Commit,
+}
+
+async fn apply_loop(applying: &Applying, mut jobs: mpsc::Receiver<ApplyJob>) {
+    let mut open: Option<OpenTxn<'_>> = None;
+    loop {
+        let wake = match &open {
+            None => jobs.recv().await.map_or(Wake::Closed, Wake::Job),
+            Some(txn) => {
+                let deadline = txn.commit_deadline();
+                tokio::select! {
+                    job = jobs.recv() => job.map_or(Wake::Closed, Wake::Job),
+                    _ = applying.progress.commit_requested() => Wake::Commit,
+                    _ = tokio::time::sleep_until(deadline.into()) => Wake::Commit,
+                }
+            }
+        };
         if applying.progress.failed().is_some() {
             // Stopped: the entries stay in the log for the next start.
             applying.waiters.clear();
+            if matches!(wake, Wake::Closed) {
+                return;
+            }
             continue;
         }
-        if let Err(error) = apply_round(&applying, &round) {
-            tracing::error!(%error, jobs = round.len(), "applying committed entries failed; the store stops");
+        let closed = matches!(wake, Wake::Closed);
+        let result = match wake {
+            Wake::Job(job) => apply_job(applying, &mut open, &job),
+            Wake::Commit | Wake::Closed => commit(applying, &mut open),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "applying committed entries failed; the store stops");
+            open = None;
             applying.progress.fail(error.to_string());
             applying.waiters.clear();
         }
-    }
-}
-
-/// The first job and every one queued behind it, within [`MAX_COMMANDS_PER_ROUND`].
-fn drain(first: ApplyJob, jobs: &mut mpsc::Receiver<ApplyJob>) -> Vec<ApplyJob> {
-    let commands = |job: &ApplyJob| job.entries.iter().map(|e| e.commands.len()).sum::<usize>();
-    let mut total = commands(&first);
-    let mut round = vec![first];
-    while total < MAX_COMMANDS_PER_ROUND {
-        match jobs.try_recv() {
-            Ok(job) => {
-                total += commands(&job);
-                round.push(job);
-            }
-            Err(_) => break,
+        if closed {
+            return;
         }
     }
-    round
 }
 
-/// One round (see the module doc): apply, answer, commit, publish.
-fn apply_round(applying: &Applying, round: &[ApplyJob]) -> Result<(), StoreError> {
-    let started = Instant::now();
+/// The write transaction the apply thread keeps open across jobs.
+struct OpenTxn<'env> {
+    txn: heed::RwTxn<'env>,
+    opened: Instant,
+    last_job: Instant,
+    commands: usize,
+    last_index: u64,
+    tally: Tally,
+    next_position: u64,
+}
+
+impl OpenTxn<'_> {
+    /// When it must commit if nothing else asks for it first: once idle for
+    /// [`IDLE_COMMIT_DELAY_US`], and at the latest [`MAX_TXN_AGE_MS`] after it opened.
+    fn commit_deadline(&self) -> Instant {
+        let idle = self.last_job + Duration::from_micros(IDLE_COMMIT_DELAY_US);
+        let oldest = self.opened + Duration::from_millis(MAX_TXN_AGE_MS);
+        idle.min(oldest)
+    }
+}
+
+/// Applies one job inside the open transaction (opening one if needed), then answers its
+/// proposals and publishes its events; commits if the transaction is full or old.
+fn apply_job<'env>(
+    applying: &'env Applying,
+    open: &mut Option<OpenTxn<'env>>,
+    job: &ApplyJob,
+) -> Result<(), StoreError> {
     let Applying { env, dbs, .. } = applying;
-    let mut txn = env.write_txn()?;
+    if job.entries.is_empty() {
+        return Ok(());
+    }
+    let now = Instant::now();
+    if open.is_none() {
+        *open = Some(OpenTxn {
+            txn: env.write_txn()?,
+            opened: now,
+            last_job: now,
+            commands: 0,
+            last_index: 0,
+            tally: Tally::default(),
+            next_position: 0,
+        });
+    }
+    let txn = open.as_mut().expect("opened above");
+    txn.last_job = now;
     let mut answers: Vec<(ProposalId, EntryOutcomes)> = Vec::new();
     let mut events = Vec::new();
-    let mut tally = Tally::default();
-    let mut last_index = None;
-    for job in round {
-        for entry in &job.entries {
-            assert!(
-                last_index.is_none_or(|last| entry.index > last),
-                "entries applied in log order"
-            );
-            last_index = Some(entry.index);
-            let mut outcomes = Vec::with_capacity(entry.commands.len());
-            for command in entry.commands.iter() {
-                let outcome = apply(&mut txn, dbs, command, &mut events)?;
-                tally.count(command, &outcome);
-                outcomes.push(outcome);
-            }
-            if let Some(id) = entry.proposal {
-                answers.push((id, outcomes));
-            }
+    for entry in &job.entries {
+        assert!(
+            entry.index > txn.last_index || txn.commands == 0 && txn.last_index == 0,
+            "entries applied in log order"
+        );
+        txn.last_index = entry.index;
+        let mut outcomes = Vec::with_capacity(entry.commands.len());
+        for command in entry.commands.iter() {
+            let outcome = apply(&mut txn.txn, dbs, command, &mut events)?;
+            txn.tally.count(command, &outcome);
+            outcomes.push(outcome);
+        }
+        txn.commands += entry.commands.len();
+        if let Some(id) = entry.proposal {
+            answers.push((id, outcomes));
         }
     }
-    let Some(last_index) = last_index else {
-        return Ok(());
-    };
-    let last_job = round.last().expect("a round holds a job");
     dbs.raft
-        .put(&mut txn, RAFT_APPLIED, &last_job.applied_state)?;
-    let next_position = dbs.meta.get(&txn, META_NEXT_POSITION)?.unwrap_or(0);
-    // Positions are gapless within the round: each event follows the one before it.
+        .put(&mut txn.txn, RAFT_APPLIED, &job.applied_state)?;
+    txn.next_position = dbs.meta.get(&txn.txn, META_NEXT_POSITION)?.unwrap_or(0);
+    // Positions are gapless within the job: each event follows the one before it.
     assert!(
         events
             .windows(2)
             .all(|w| w[1].position == w[0].position + 1),
-        "positions of one round are contiguous"
+        "positions of one job are contiguous"
     );
-    applying.progress.set_applied(last_index);
+    // Applied (and durable in the log) before anyone hears of it: from here on a read waits
+    // for the commit (see `progress`).
+    applying.progress.set_applied(txn.last_index);
     for (id, outcomes) in answers {
         applying.waiters.complete(id, outcomes);
     }
-    txn.commit()?;
-    // The head moves before the reads waiting on the barrier go on (they may read the head)
-    // and before the batch is published: an emitter that resubscribes and then reads the head
-    // knows every batch it will not receive.
-    applying.head.send_replace(next_position);
-    applying.progress.set_visible(last_index);
+    // The head moves before the batch is published: an emitter that resubscribes and then
+    // reads the head knows every batch it will not receive (and its reads of LMDB wait for
+    // the commit of what the head covers).
+    applying.head.send_replace(txn.next_position);
     if !events.is_empty() {
-        debug_assert_eq!(events.last().map(|e| e.position + 1), Some(next_position));
+        debug_assert_eq!(
+            events.last().map(|e| e.position + 1),
+            Some(txn.next_position)
+        );
         // No receivers (no emitters) is fine: nothing subscribes.
         let _ = applying.published.send(Arc::new(CommittedBatch { events }));
     }
-    tally.record(&applying.metrics, started, next_position);
+    if txn.commands >= MAX_COMMANDS_PER_TXN
+        || txn.opened.elapsed() >= Duration::from_millis(MAX_TXN_AGE_MS)
+    {
+        commit(applying, open)?;
+    }
     Ok(())
 }
 
-/// What one round did, for the store's metrics: a handful of atomic adds per round.
+/// Commits the open transaction, if any, and lets the reads waiting for it go on.
+fn commit(applying: &Applying, open: &mut Option<OpenTxn<'_>>) -> Result<(), StoreError> {
+    let Some(txn) = open.take() else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    txn.txn.commit()?;
+    applying.progress.set_visible(txn.last_index);
+    txn.tally
+        .record(&applying.metrics, started, txn.commands, txn.next_position);
+    Ok(())
+}
+
+/// What one transaction did, for the store's metrics: a handful of atomic adds per commit.
 #[derive(Default)]
 struct Tally {
-    commands: u64,
     events: u64,
     bytes: u64,
     conflicts: u64,
@@ -196,7 +293,6 @@ struct Tally {
 
 impl Tally {
     fn count(&mut self, command: &Command, outcome: &Result<Outcome, Rejection>) {
-        self.commands += 1;
         let Command::Append(_) = command else {
             return;
         };
@@ -210,11 +306,17 @@ impl Tally {
         }
     }
 
-    fn record(&self, metrics: &StoreMetrics, started: Instant, next_position: u64) {
+    fn record(
+        &self,
+        metrics: &StoreMetrics,
+        commit_started: Instant,
+        commands: usize,
+        next_position: u64,
+    ) {
         metrics
             .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.batch_commands.observe(self.commands as f64);
+            .observe(commit_started.elapsed().as_secs_f64());
+        metrics.batch_commands.observe(commands as f64);
         metrics.batch_events.observe(self.events as f64);
         metrics.append_events.inc_by(self.events);
         metrics.append_bytes.inc_by(self.bytes);
