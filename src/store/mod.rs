@@ -529,4 +529,6 @@ impl Stores {
 }
 
 #[cfg(test)]
+mod format_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,122 @@
+//! The store's persisted formats, pinned byte for byte.
+//!
+//! Commands are written to the Raft log as JSON and replayed after a restart; persistent
+//! subscription definitions are stored as JSON in LMDB. Some of their fields are the protocol
+//! crate's types (`ExpectedVersion`, `Selector`, `SubscriptionOptions`), so a change to the
+//! wire's serde shapes would silently change what is on disk, and an older log or store would
+//! no longer read back. These tests fail on any such change: when one fails, either keep the
+//! old shape or bump `schema::FORMAT_VERSION` and upgrade the older format on open.
+
+use std::str::FromStr;
+
+use esdb_protocol::ops::subscribe::{Selector, StartFrom, SubscriptionOptions};
+use esdb_protocol::ExpectedVersion;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::store::subscriptions::{ParkedEvent, SubscriptionDefinition};
+use crate::store::{AppendCommand, Command, NewEvent};
+
+fn raw(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned()).unwrap()
+}
+
+fn roundtrip(command: &Command, pinned: &str) {
+    let written = serde_json::to_string(command).unwrap();
+    assert_eq!(written, pinned, "a persisted command's format changed");
+    let read: Command = serde_json::from_str(pinned).unwrap();
+    assert_eq!(serde_json::to_string(&read).unwrap(), pinned);
+}
+
+#[test]
+fn log_commands_keep_their_format() {
+    let id = Uuid::from_str("0190f6b2-7c3e-7a55-8d2e-1f0a9b8c7d6e").unwrap();
+    let append = |expected| {
+        Command::Append(AppendCommand {
+            stream: "order-1".into(),
+            expected,
+            epoch_us: 1_700_000_000_000_000,
+            events: vec![NewEvent {
+                event_id: id,
+                event_type: "Placed".into(),
+                data: raw(r#"{"total":3}"#),
+                metadata: None,
+            }],
+        })
+    };
+    let event = r#""events":[{"event_id":"0190f6b2-7c3e-7a55-8d2e-1f0a9b8c7d6e","event_type":"Placed","data":{"total":3},"metadata":null}]"#;
+    for (expected, text) in [
+        (ExpectedVersion::Any, r#""Any""#),
+        (ExpectedVersion::NoStream, r#""NoStream""#),
+        (ExpectedVersion::Exists, r#""Exists""#),
+        (ExpectedVersion::Exact(7), r#"{"Exact":7}"#),
+    ] {
+        roundtrip(
+            &append(expected),
+            &format!(
+                r#"{{"Append":{{"stream":"order-1","expected":{text},"epoch_us":1700000000000000,{event}}}}}"#
+            ),
+        );
+    }
+    roundtrip(
+        &Command::Delete {
+            stream: "order-1".into(),
+            expected: ExpectedVersion::Exact(2),
+        },
+        r#"{"Delete":{"stream":"order-1","expected":{"Exact":2}}}"#,
+    );
+    roundtrip(
+        &Command::SaveSubscriptionState {
+            name: "billing".into(),
+            checkpoint: 42,
+            park: vec![ParkedEvent {
+                position: 40,
+                reason: Some("bad".into()),
+            }],
+            unpark: vec![41],
+        },
+        r#"{"SaveSubscriptionState":{"name":"billing","checkpoint":42,"park":[{"position":40,"reason":"bad"}],"unpark":[41]}}"#,
+    );
+}
+
+#[test]
+fn subscription_definitions_keep_their_format() {
+    let selectors = [
+        (
+            Selector::Stream("$all".into()),
+            r#""type":"stream","selector":"$all""#,
+        ),
+        (
+            Selector::EventType(vec!["A".into(), "B".into()]),
+            r#""type":"event_type","selector":"A,B""#,
+        ),
+        (
+            Selector::EventPattern("order-*".into()),
+            r#""type":"event_pattern","selector":"order-*""#,
+        ),
+        (
+            Selector::EventPayload(serde_json::json!({"data":{"k":1}})),
+            r#""type":"event_payload","selector":{"data":{"k":1}}"#,
+        ),
+    ];
+    for (selector, text) in selectors {
+        let definition = SubscriptionDefinition {
+            name: "billing".into(),
+            selector,
+            options: SubscriptionOptions {
+                start: StartFrom::Position(5),
+                max_in_flight: 10,
+                ack_timeout_ms: 30_000,
+                max_retries: 3,
+            },
+            created_epoch_us: 1,
+        };
+        let pinned = format!(
+            r#"{{"name":"billing",{text},"options":{{"start":5,"max_in_flight":10,"ack_timeout_ms":30000,"max_retries":3}},"created_epoch_us":1}}"#
+        );
+        let written = serde_json::to_string(&definition).unwrap();
+        assert_eq!(written, pinned, "a stored definition's format changed");
+        let read: SubscriptionDefinition = serde_json::from_str(&pinned).unwrap();
+        assert_eq!(read, definition);
+    }
+}
