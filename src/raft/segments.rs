@@ -13,6 +13,11 @@
 //! entries' indexes follow each other); the first frame that fails marks a torn or corrupt
 //! tail, which is zeroed and never served, and later segments are discarded.
 //!
+//! Writing a segment's zeros takes a while (64 MiB at a few hundred MB/s, then an fsync), so
+//! the next segment is prepared ahead (once the current one is half full), on a thread of its
+//! own, as a spare file ([`SPARE_FILE`]); rotation then only renames it and fsyncs the directory, instead of
+//! stalling every append behind it for a fifth of a second.
+//!
 //! This file knows nothing of openraft: entries are opaque bytes with an index.
 
 use std::collections::BTreeMap;
@@ -29,6 +34,9 @@ pub const FRAME_HEADER_BYTES: u64 = 8;
 /// Largest payload of one frame: a proposal is bounded by the proposer's batch limits (64 MiB
 /// of payloads plus JSON framing); anything larger on disk is garbage.
 pub const MAX_FRAME_PAYLOAD_BYTES: u64 = 256 * 1024 * 1024;
+/// The next segment, zero-filled and synced ahead of need. Its name does not end in `.wal`, so
+/// a leftover one is never read as a segment; open deletes it and prepares a new one.
+pub const SPARE_FILE: &str = "next-segment.spare";
 /// Zeros written per call when a tail is cleared.
 const ZERO_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -60,6 +68,8 @@ impl Segment {
 pub struct Segments {
     dir: PathBuf,
     segments: BTreeMap<u64, Segment>,
+    /// The spare segment being prepared (or ready once the thread has finished).
+    spare: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
 /// What [`Segments::open`] found: every whole entry, in index order, as `(index, payload)`, and
@@ -94,6 +104,10 @@ impl Segments {
             }
         }
         paths.sort();
+        match std::fs::remove_file(dir.join(SPARE_FILE)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
         let mut segments = BTreeMap::new();
         let mut entries = Vec::new();
         let mut discarded_tail = false;
@@ -118,6 +132,7 @@ impl Segments {
             Segments {
                 dir: dir.to_owned(),
                 segments,
+                spare: None,
             },
             Recovered {
                 entries,
@@ -174,6 +189,15 @@ impl Segments {
         }
         for first in dirty {
             self.segments[&first].file.sync_data()?;
+        }
+        // Half way through a segment, the next one starts being prepared.
+        let half_full = self
+            .segments
+            .values()
+            .next_back()
+            .is_some_and(|last| last.write_offset > last.allocated / 2);
+        if half_full && self.spare.is_none() {
+            self.prepare_spare();
         }
         Ok(())
     }
@@ -243,8 +267,64 @@ impl Segments {
         Ok(())
     }
 
+    /// Starts preparing the spare segment on its own thread.
+    fn prepare_spare(&mut self) {
+        let path = self.dir.join(SPARE_FILE);
+        let spawned = std::thread::Builder::new()
+            .name("esdb-wal-spare".into())
+            .spawn(move || {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)?;
+                preallocate(&file, SEGMENT_BYTES)?;
+                file.sync_all()
+            });
+        // Without a thread, rotation creates segments in line, as without a spare.
+        self.spare = spawned.ok();
+    }
+
+    /// Takes the spare segment as the segment starting at `first_index`, if one was prepared.
+    fn take_spare(&mut self, first_index: u64, bytes: u64) -> io::Result<Option<File>> {
+        if bytes > SEGMENT_BYTES {
+            return Ok(None);
+        }
+        let Some(preparing) = self.spare.take() else {
+            return Ok(None);
+        };
+        let prepared = preparing
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the spare segment's thread panicked")));
+        if let Err(error) = prepared {
+            tracing::warn!(%error, "preparing a spare log segment failed; creating one in line");
+            return Ok(None);
+        }
+        let path = self.dir.join(format!("{first_index:020}.wal"));
+        std::fs::rename(self.dir.join(SPARE_FILE), &path)?;
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        Ok(Some(file))
+    }
+
     fn create_segment(&mut self, first_index: u64, bytes: u64) -> io::Result<()> {
         let path = self.dir.join(format!("{first_index:020}.wal"));
+        if let Some(file) = self.take_spare(first_index, bytes)? {
+            // The spare's zeros and size are synced already; its new name must be durable
+            // before any entry in it is acknowledged.
+            sync_dir(&self.dir)?;
+            self.segments.insert(
+                first_index,
+                Segment {
+                    first_index,
+                    path,
+                    file,
+                    write_offset: 0,
+                    allocated: SEGMENT_BYTES,
+                    entries: Vec::new(),
+                },
+            );
+            return Ok(());
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -428,5 +508,47 @@ mod tests {
             recovered.entries.iter().map(|e| e.0).collect::<Vec<_>>(),
             [4]
         );
+    }
+
+    /// A big entry of `index`: its payload starts with the index like the others.
+    fn big(index: u64, bytes: usize) -> (u64, Vec<u8>) {
+        let mut payload = format!("{index}:").into_bytes();
+        payload.resize(bytes, b'x');
+        (index, payload)
+    }
+
+    #[test]
+    fn rotation_takes_the_prepared_spare_and_entries_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Segments::open(dir.path(), index_of).unwrap();
+        let chunk = (SEGMENT_BYTES / 4) as usize;
+        // Three quarters of a segment: the spare is being prepared from the half-way mark.
+        for index in 1..=3 {
+            log.append(&[big(index, chunk - 64)]).unwrap();
+        }
+        assert!(log.spare.is_some(), "a spare is prepared once half full");
+        // Two more quarters do not fit: the second one rotates onto the spare.
+        log.append(&[big(4, chunk - 64), big(5, chunk - 64)])
+            .unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.contains(&format!("{:020}.wal", 5)), "{names:?}");
+        assert!(!names.contains(&SPARE_FILE.to_owned()), "{names:?}");
+        assert_eq!(
+            std::fs::metadata(dir.path().join(format!("{:020}.wal", 5)))
+                .unwrap()
+                .len(),
+            SEGMENT_BYTES,
+            "the spare was a whole, zero-filled segment"
+        );
+        drop(log);
+        let (_, recovered) = Segments::open(dir.path(), index_of).unwrap();
+        assert_eq!(
+            recovered.entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert!(!recovered.discarded_tail);
     }
 }
