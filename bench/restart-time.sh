@@ -16,7 +16,7 @@ du -sh $D/default; ls $D/default/raft-log | head
 T0=$(date +%s.%N)
 $BIN serve --data-dir $D --listen 127.0.0.1:4470 --http 127.0.0.1:8470 > $D/second.log 2>&1 &
 PID=$!
-until grep -q "esdb listening" $D/second.log; do sleep 0.01; done
+for _ in $(seq 1 6000); do grep -q "esdb listening" $D/second.log && break; sleep 0.01; done  # at most 60 s
 T1=$(date +%s.%N)
 python3 - <<'P'
 import socket
