@@ -29,6 +29,14 @@ pub const DEFAULT_MAP_SIZE_MB: usize = 64 * 1024;
 /// How long shutdown waits for in-flight requests to be answered.
 pub const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 10_000;
 
+/// Listen backlog of the protocol port: connections the kernel queues before they are
+/// accepted. A burst of connects past it waits for SYN retries (a second each); Linux caps
+/// it at `net.core.somaxconn` (4096 on current kernels).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
+/// Bytes of payloads being received (a header read, its payload not yet complete), summed over
+/// all connections. A connection whose payload does not fit waits, unread, for room.
+pub const DEFAULT_MAX_READ_BYTES_IN_FLIGHT: u64 = 256 << 20;
+
 /// Most emitter tasks per store (the default is the number of cores, up to this).
 pub const MAX_EMITTERS: usize = 64;
 
@@ -106,6 +114,19 @@ pub struct ServeArgs {
     /// A write to a client stalled this long closes the connection [default: 10000].
     #[arg(long, env = "ESDB_WRITE_STALL_TIMEOUT_MS")]
     pub write_stall_timeout_ms: Option<u64>,
+    /// Reply bytes one connection may have built but not yet written; past it the connection's
+    /// requests are not read until its replies go out [default: 67108864].
+    #[arg(long, env = "ESDB_MAX_PENDING_BYTES")]
+    pub max_pending_bytes: Option<u64>,
+    /// The same, summed over all connections [default: 1073741824].
+    #[arg(long, env = "ESDB_MAX_PENDING_BYTES_TOTAL")]
+    pub max_pending_bytes_total: Option<u64>,
+    /// Bytes of partly received payloads, summed over all connections [default: 268435456].
+    #[arg(long, env = "ESDB_MAX_READ_BYTES_IN_FLIGHT")]
+    pub max_read_bytes_in_flight: Option<u64>,
+    /// Listen backlog of the protocol port [default: 1024].
+    #[arg(long, env = "ESDB_LISTEN_BACKLOG")]
+    pub listen_backlog: Option<u32>,
     /// Emitter tasks per store fanning events out to subscribers [default: number of cores].
     #[arg(long, env = "ESDB_EMITTERS")]
     pub emitters: Option<usize>,
@@ -144,6 +165,10 @@ struct FileConfig {
     shutdown_deadline_ms: Option<u64>,
     emitters: Option<usize>,
     write_stall_timeout_ms: Option<u64>,
+    max_pending_bytes: Option<u64>,
+    max_pending_bytes_total: Option<u64>,
+    max_read_bytes_in_flight: Option<u64>,
+    listen_backlog: Option<u32>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     console_writes: Option<bool>,
@@ -163,6 +188,11 @@ pub struct Config {
     pub shutdown_deadline_ms: u64,
     pub emitters: usize,
     pub write_stall_timeout_ms: u64,
+    /// `--max-pending-bytes`, `--max-pending-bytes-total` (see `server::outbound`).
+    pub max_pending_bytes: u64,
+    pub max_pending_bytes_total: u64,
+    pub max_read_bytes_in_flight: u64,
+    pub listen_backlog: u32,
     pub log_level: Option<String>,
     pub log_format: LogFormat,
     /// Whether the web console may offer writes (`--console-writes`).
@@ -226,6 +256,22 @@ impl Config {
                 .write_stall_timeout_ms
                 .or(file.write_stall_timeout_ms)
                 .unwrap_or(crate::server::connection::WRITE_STALL_TIMEOUT_MS),
+            max_pending_bytes: args
+                .max_pending_bytes
+                .or(file.max_pending_bytes)
+                .unwrap_or(crate::server::outbound::DEFAULT_MAX_PENDING_BYTES),
+            max_pending_bytes_total: args
+                .max_pending_bytes_total
+                .or(file.max_pending_bytes_total)
+                .unwrap_or(crate::server::outbound::DEFAULT_MAX_PENDING_BYTES_TOTAL),
+            max_read_bytes_in_flight: args
+                .max_read_bytes_in_flight
+                .or(file.max_read_bytes_in_flight)
+                .unwrap_or(DEFAULT_MAX_READ_BYTES_IN_FLIGHT),
+            listen_backlog: args
+                .listen_backlog
+                .or(file.listen_backlog)
+                .unwrap_or(DEFAULT_LISTEN_BACKLOG),
             emitters: args
                 .emitters
                 .or(file.emitters)
@@ -254,6 +300,15 @@ impl Config {
         }
         if self.emitters == 0 || self.emitters > MAX_EMITTERS {
             return Err(format!("emitters must be 1 to {MAX_EMITTERS}"));
+        }
+        if self.max_pending_bytes == 0
+            || self.max_pending_bytes_total == 0
+            || self.max_read_bytes_in_flight == 0
+            || self.listen_backlog == 0
+        {
+            return Err("max_pending_bytes, max_pending_bytes_total, \
+                        max_read_bytes_in_flight and listen_backlog must be > 0"
+                .into());
         }
         if self.write_stall_timeout_ms == 0 {
             return Err("write_stall_timeout_ms must be > 0".into());

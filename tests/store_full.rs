@@ -1,5 +1,5 @@
 //! A store that runs out of room refuses appends before they enter the log, with a retryable
-//! `storage_error`; the server stays up, reads go on, nothing acknowledged is lost, and a
+//! `store_full`; the server stays up, reads go on, nothing acknowledged is lost, and a
 //! restart serves the same state.
 
 mod common;
@@ -16,7 +16,8 @@ fn fill(client: &mut common::Client) -> u64 {
         match client.append("full", "any", &payload) {
             Reply::Appended { last_version, .. } => assert_eq!(last_version, attempt),
             Reply::Err(error) => {
-                assert_eq!(error.code, ErrorCode::StorageError, "{error:?}");
+                assert_eq!(error.code, ErrorCode::StoreFull, "{error:?}");
+                assert!(error.code.is_retryable());
                 assert!(error.message.contains("is full"), "{}", error.message);
                 return attempt;
             }

@@ -51,8 +51,11 @@ pub enum ErrorCode {
     StaleConnection,
     /// The server is shutting down.
     ShuttingDown,
-    /// The storage engine failed (disk full, I/O error); nothing was written.
+    /// The storage engine failed; nothing was written.
     StorageError,
+    /// The store has no room (its LMDB map is full, or the disk answered ENOSPC or EIO on a
+    /// write); nothing was written. Retryable once space is freed or the map is raised.
+    StoreFull,
     /// A stored record breaks the rules every reader relies on (written by an older version,
     /// or damaged on disk): it cannot be folded or matched. The message names its position.
     UnreadableEvent,
@@ -61,7 +64,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 23] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 24] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -83,6 +86,7 @@ pub const ALL_ERROR_CODES: [ErrorCode; 23] = [
     ErrorCode::StaleConnection,
     ErrorCode::ShuttingDown,
     ErrorCode::StorageError,
+    ErrorCode::StoreFull,
     ErrorCode::UnreadableEvent,
     ErrorCode::Internal,
 ];
@@ -112,6 +116,7 @@ impl ErrorCode {
             ErrorCode::StaleConnection => "stale_connection",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::StorageError => "storage_error",
+            ErrorCode::StoreFull => "store_full",
             ErrorCode::UnreadableEvent => "unreadable_event",
             ErrorCode::Internal => "internal",
         }
@@ -135,7 +140,10 @@ impl ErrorCode {
     pub const fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::TooManyConnections | ErrorCode::ShuttingDown | ErrorCode::StorageError
+            ErrorCode::TooManyConnections
+                | ErrorCode::ShuttingDown
+                | ErrorCode::StorageError
+                | ErrorCode::StoreFull
         )
     }
 

@@ -119,6 +119,46 @@ fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, ProtocolError> {
         .map_err(|_| ProtocolError::invalid_argument(format!("{what} is not valid UTF-8")))
 }
 
+/// Whether a character may not appear in a name (stream id, event type, pattern): whitespace,
+/// control characters (Unicode `Cc`) and format characters (`Cf`: bidirectional overrides
+/// such as U+202E, zero-width characters such as U+200B, the BOM). Format characters are
+/// invisible or reorder text, so two ids that look alike could differ, or one could be shown
+/// as another (the "Trojan Source" trick).
+pub fn is_forbidden_in_name(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || is_format_character(c)
+}
+
+/// Unicode general category `Cf` (format), as of Unicode 15.1.
+pub fn is_format_character(c: char) -> bool {
+    const FORMAT_RANGES: [(u32, u32); 21] = [
+        (0x00AD, 0x00AD),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let code = c as u32;
+    FORMAT_RANGES
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&code))
+}
+
 /// Parses an unsigned decimal argument.
 pub fn parse_u64(text: &str, what: &str) -> Result<u64, ProtocolError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -175,6 +215,18 @@ mod tests {
         assert_eq!(args.next_token(), Some(&b"a"[..]));
         assert_eq!(args.next_token(), Some(&b"bb"[..]));
         assert_eq!(args.remainder(), b"ccc");
+    }
+
+    #[test]
+    fn format_and_control_characters_are_forbidden_in_names() {
+        for c in [
+            '\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}', '\u{00AD}', '\u{7F}', '\u{85}',
+        ] {
+            assert!(is_forbidden_in_name(c), "{c:?}");
+        }
+        for c in ['a', 'é', '日', '-', '$', '\u{1F600}'] {
+            assert!(!is_forbidden_in_name(c), "{c:?}");
+        }
     }
 
     #[test]

@@ -233,15 +233,7 @@ pub(crate) fn sized_or_inline(
     operation: &str,
 ) -> LineOutcome {
     if !body.is_empty() && body.iter().all(u8::is_ascii_digit) {
-        // A byte count; one that does not even fit in usize is certainly too large.
-        let payload_len = std::str::from_utf8(body)
-            .ok()
-            .and_then(|text| text.parse::<usize>().ok())
-            .unwrap_or(usize::MAX);
-        return LineOutcome::NeedsPayload {
-            payload_len,
-            header: header.map(PayloadHeader::Request),
-        };
+        return sized_payload(body, header.map(PayloadHeader::Request));
     }
     let result = header.and_then(|request| {
         if body.is_empty() {
@@ -253,6 +245,32 @@ pub(crate) fn sized_or_inline(
         Ok(request.with_payload(line.slice(start..start + body.len())))
     });
     LineOutcome::Done(result)
+}
+
+/// A control line announcing a payload of `digits` bytes (ASCII digits). A count beyond
+/// `max_payload` is refused here, and named as the client wrote it: a count that overflows
+/// `usize` (`10^23`) must not be reported as `usize::MAX`.
+pub(crate) fn sized_payload(
+    digits: &[u8],
+    header: Result<PayloadHeader, ProtocolError>,
+) -> LineOutcome {
+    let payload_len = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|text| text.parse::<usize>().ok());
+    match payload_len {
+        Some(payload_len) if payload_len <= MAX_PAYLOAD_BYTES => LineOutcome::NeedsPayload {
+            payload_len,
+            header,
+        },
+        _ => LineOutcome::Fatal(payload_too_large(&snippet(digits))),
+    }
+}
+
+fn payload_too_large(declared: &str) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("payload of {declared} bytes exceeds max_payload {MAX_PAYLOAD_BYTES}"),
+    )
 }
 
 /// A header whose payload has not fully arrived yet, kept so the line is not parsed again on
@@ -278,6 +296,13 @@ pub struct RequestDecoder {
 impl RequestDecoder {
     pub fn new() -> RequestDecoder {
         RequestDecoder::default()
+    }
+
+    /// The size of the payload being waited for, when a header has been read but its payload
+    /// has not fully arrived: what the connection's buffer is about to grow to. The server
+    /// counts it against its budget of read bytes in flight.
+    pub fn pending_payload_bytes(&self) -> Option<usize> {
+        self.pending.as_ref().map(|pending| pending.payload_len)
     }
 
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, ProtocolError> {
@@ -315,18 +340,13 @@ impl RequestDecoder {
                         Err(error) => Decoded::Invalid(error),
                     }))
                 }
+                LineOutcome::Fatal(error) => return Err(error),
                 LineOutcome::NeedsPayload {
                     payload_len,
                     header,
                 } => {
                     if payload_len > MAX_PAYLOAD_BYTES {
-                        return Err(ProtocolError::new(
-                            ErrorCode::PayloadTooLarge,
-                            format!(
-                                "payload of {payload_len} bytes exceeds max_payload \
-                                 {MAX_PAYLOAD_BYTES}"
-                            ),
-                        ));
+                        return Err(payload_too_large(&payload_len.to_string()));
                     }
                     self.pending = Some(PendingPayload {
                         payload_len,
@@ -403,6 +423,8 @@ pub(crate) enum LineOutcome {
         payload_len: usize,
         header: Result<PayloadHeader, ProtocolError>,
     },
+    /// Framing is lost (a byte count beyond `max_payload`): answer and close.
+    Fatal(ProtocolError),
 }
 
 fn parse_line(line: &Bytes) -> LineOutcome {

@@ -1,9 +1,17 @@
 //! One task per connection: read and frame requests, dispatch them, answer in order.
 //!
 //! The task owns the read half. A separate writer task owns the write half behind a bounded
-//! queue, so a client that stops reading stalls only its own connection and is cut off after
-//! [`WRITE_STALL_TIMEOUT_MS`]. Requests are pipelined: up to [`MAX_PIPELINED_REQUESTS`] may be
-//! in flight, and their replies are sent in request order (`FuturesOrdered`).
+//! queue, so a client that stops reading stalls only its own connection, and is cut off once
+//! a write has made no progress (not one byte taken) for [`WRITE_STALL_TIMEOUT_MS`]: a client
+//! that reads slowly but steadily is never cut. Requests are pipelined: up to
+//! [`MAX_PIPELINED_REQUESTS`] may be in flight, and their replies are sent in request order
+//! (`FuturesOrdered`).
+//!
+//! Memory a connection can pin is bounded twice over: the reply bytes it has built but not
+//! written ([`outbound`](super::outbound): `--max-pending-bytes`, and server-wide
+//! `--max-pending-bytes-total`), and the payload it is receiving, which is reserved from the
+//! server-wide `--max-read-bytes-in-flight` before the buffer grows for it. Over either, the
+//! connection stops reading until there is room.
 //!
 //! Keepalive as in NATS: after `ping_interval` without a byte from the client the server sends
 //! `PING`; once `max_pings_out` PINGs are unanswered, the next check closes the connection with
@@ -15,13 +23,15 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use esdb_protocol::{Decoded, ErrorCode, ProtocolError, Reply, RequestDecoder};
 
 use crate::server::dispatch::{dispatch, Dispatched, Session};
+use crate::server::outbound::ReplyBudget;
+use crate::server::outbound::{reply_bytes, reply_bytes_bound, Credit, Outbound, Queued};
 use crate::server::ServerContext;
 
 /// Requests whose replies are not yet sent. When reached, the connection stops reading until
@@ -31,10 +41,13 @@ pub const MAX_PIPELINED_REQUESTS: usize = 256;
 pub const OUTBOUND_QUEUE_REPLIES: usize = 256;
 /// Initial read buffer; it grows up to one control line plus one payload.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
-/// A write to the client that makes no progress for this long closes the connection (a
-/// client that stops reading must not pin server memory). Configurable with
+/// A write to the client that makes no progress (not one byte taken) for this long closes the
+/// connection (a client that stops reading must not pin server memory). Progress, not the
+/// time of a whole write: a client reading 20 KB/s receives a 16 MiB reply. Configurable with
 /// `--write-stall-timeout-ms`; this is the default.
 pub const WRITE_STALL_TIMEOUT_MS: u64 = 10_000;
+/// Most bytes the writer gathers from queued replies into one write.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// Why a connection ended (logged, and the `reason` label of `esdb_connection_closed_total`).
 pub use crate::metrics::CloseReason;
@@ -78,7 +91,7 @@ pub async fn serve_with_access<S>(
     let connection_metrics = context.connection_metrics(transport);
     connection_metrics.opened();
     let (reader, writer) = tokio::io::split(stream);
-    let (outbound, outbound_rx) = mpsc::channel::<Reply>(OUTBOUND_QUEUE_REPLIES);
+    let (outbound, outbound_rx) = Outbound::channel(OUTBOUND_QUEUE_REPLIES);
     let stall = Duration::from_millis(context.config.write_stall_timeout_ms);
     // When writing fails (the client stopped reading, or the socket broke), the reader must
     // stop too, or the connection would linger half-dead.
@@ -108,10 +121,13 @@ pub async fn serve_with_access<S>(
     tracing::debug!(%peer, transport = transport.as_str(), ?reason, "connection closed");
 }
 
+/// A decoded request waiting for room in the reply budget, and how much it needs.
+type Held = (Decoded, usize);
+
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
     access: Access,
-    outbound: &mpsc::Sender<Reply>,
+    outbound: &Outbound,
     context: &Arc<ServerContext>,
     cancel: &CancellationToken,
     write_failed: &CancellationToken,
@@ -124,6 +140,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut decoder = RequestDecoder::new();
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut in_flight: FuturesOrdered<BoxFuture<'static, Outgoing>> = FuturesOrdered::new();
+    let budget = ReplyBudget::for_connection(
+        &context.pending_reply_bytes,
+        context.config.max_pending_bytes,
+        context.config.max_pending_bytes_total,
+    );
+    let mut held: Option<Held> = None;
+    // Room for the payload being received, from the server-wide budget of read bytes.
+    let mut payload_room: Option<OwnedSemaphorePermit> = None;
     let ping_interval = context.ping_interval();
     let mut ping_timer =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
@@ -139,45 +163,72 @@ async fn read_loop<R: AsyncRead + Unpin>(
         return CloseReason::IoError;
     }
     while end.is_none() {
-        // Frame and dispatch everything already buffered, up to the pipeline limit.
-        while in_flight.len() < MAX_PIPELINED_REQUESTS {
-            match decoder.decode(&mut buffer) {
-                Ok(Some(Decoded::Request(request))) if refused(access, &request) => {
-                    let error = ProtocolError::new(
-                        ErrorCode::ReadOnly,
-                        format!(
-                            "{} refused: this connection is read-only (opened with readonly=1)",
-                            request.operation()
-                        ),
-                    );
-                    in_flight.push_back(futures::future::ready((Reply::Err(error), None)).boxed());
-                }
-                Ok(Some(Decoded::Request(request))) => {
-                    match dispatch(context, &mut session, request).await {
-                        Dispatched::Reply(reply) => {
-                            in_flight.push_back(reply.map(|reply| (reply, None)).boxed())
-                        }
-                        Dispatched::ReplyThen(reply, then) => {
-                            in_flight.push_back(reply.map(|reply| (reply, Some(then))).boxed())
-                        }
-                        Dispatched::NoReply => {}
-                    }
-                }
-                Ok(Some(Decoded::Invalid(error))) => {
-                    in_flight.push_back(futures::future::ready((Reply::Err(error), None)).boxed());
-                }
+        // Frame and dispatch everything already buffered, up to the pipeline limit and while
+        // the reply budget has room.
+        while in_flight.len() < MAX_PIPELINED_REQUESTS && held.is_none() {
+            let decoded = match decoder.decode(&mut buffer) {
+                Ok(Some(decoded)) => decoded,
                 Ok(None) => break,
                 Err(fatal) => {
                     end = Some((CloseReason::ProtocolError, Some(fatal)));
                     break;
                 }
-            }
+            };
+            let bound = match &decoded {
+                Decoded::Request(request) if !refused(access, request) => {
+                    reply_bytes_bound(request)
+                }
+                _ => None,
+            };
+            let credit = match bound {
+                None => None,
+                Some(bound) => match budget.try_reserve(bound) {
+                    Some(credit) => Some(credit),
+                    None => {
+                        held = Some((decoded, bound));
+                        break;
+                    }
+                },
+            };
+            start(
+                context,
+                &mut session,
+                access,
+                decoded,
+                credit,
+                &mut in_flight,
+            )
+            .await;
         }
         if end.is_some() {
             break;
         }
-        let can_read = in_flight.len() < MAX_PIPELINED_REQUESTS;
+        // A payload that has not fully arrived: reserve room for it before the buffer grows.
+        let payload_len = decoder.pending_payload_bytes();
+        let room_fits = match (payload_len, &payload_room) {
+            (Some(len), Some(room)) => {
+                room.num_permits() == payload_room_permits(context, len) as usize
+            }
+            _ => false,
+        };
+        if !room_fits {
+            payload_room = payload_len.and_then(|len| reserve_payload_room(context, len).ok());
+        }
+        let can_read = in_flight.len() < MAX_PIPELINED_REQUESTS
+            && held.is_none()
+            && (payload_len.is_none() || payload_room.is_some());
         tokio::select! {
+            credit = budget.reserve(held.as_ref().map_or(0, |(_, bound)| *bound)),
+                if held.is_some() =>
+            {
+                let (decoded, _) = held.take().expect("held");
+                start(context, &mut session, access, decoded, Some(credit), &mut in_flight).await;
+            }
+            room = wait_payload_room(context, payload_len.unwrap_or(1)),
+                if payload_len.is_some() && payload_room.is_none() =>
+            {
+                payload_room = Some(room);
+            }
             _ = cancel.cancelled() => end = Some((CloseReason::Shutdown, None)),
             _ = write_failed.cancelled() => end = Some((CloseReason::IoError, None)),
             Some(outgoing) = in_flight.next(), if !in_flight.is_empty() => {
@@ -206,6 +257,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
     }
     let (reason, final_error) = end.expect("loop ends with a reason");
+    drop(payload_room);
     // Answer everything already accepted (its writes may be durable by now), bounded by the
     // shutdown deadline, then the error that ended the connection, if any.
     let deadline = Duration::from_millis(context.config.shutdown_deadline_ms);
@@ -229,12 +281,76 @@ fn refused(access: Access, request: &esdb_protocol::Request) -> bool {
     access == Access::ReadOnly && request.changes_store()
 }
 
-/// A reply, and a signal to fire once it is queued (see `Dispatched::ReplyThen`).
-type Outgoing = (Reply, Option<oneshot::Sender<()>>);
+/// Dispatches one decoded request (or answers it at once) and queues its reply future.
+async fn start(
+    context: &Arc<ServerContext>,
+    session: &mut Session,
+    access: Access,
+    decoded: Decoded,
+    credit: Option<Credit>,
+    in_flight: &mut FuturesOrdered<BoxFuture<'static, Outgoing>>,
+) {
+    let answer = |reply: Reply| futures::future::ready((reply, None, None)).boxed();
+    match decoded {
+        Decoded::Request(request) if refused(access, &request) => {
+            let error = ProtocolError::new(
+                ErrorCode::ReadOnly,
+                format!(
+                    "{} refused: this connection is read-only (opened with readonly=1)",
+                    request.operation()
+                ),
+            );
+            in_flight.push_back(answer(Reply::Err(error)));
+        }
+        Decoded::Request(request) => match dispatch(context, session, request).await {
+            Dispatched::Reply(reply) => {
+                in_flight.push_back(reply.map(move |reply| (reply, None, credit)).boxed())
+            }
+            Dispatched::ReplyThen(reply, then) => {
+                in_flight.push_back(reply.map(move |reply| (reply, Some(then), credit)).boxed())
+            }
+            Dispatched::NoReply => {}
+        },
+        Decoded::Invalid(error) => in_flight.push_back(answer(Reply::Err(error))),
+    }
+}
 
-async fn send_outgoing(outbound: &mpsc::Sender<Reply>, (reply, then): Outgoing) -> Result<(), ()> {
+/// Room for a payload of `payload_len` bytes in the server-wide read budget, if there is some
+/// now. A payload larger than the whole budget takes all of it, so it can still arrive.
+fn reserve_payload_room(
+    context: &ServerContext,
+    payload_len: usize,
+) -> Result<OwnedSemaphorePermit, tokio::sync::TryAcquireError> {
+    let permits = payload_room_permits(context, payload_len);
+    context.read_bytes.clone().try_acquire_many_owned(permits)
+}
+
+async fn wait_payload_room(context: &ServerContext, payload_len: usize) -> OwnedSemaphorePermit {
+    let permits = payload_room_permits(context, payload_len);
+    context
+        .read_bytes
+        .clone()
+        .acquire_many_owned(permits)
+        .await
+        .expect("the read budget is never closed")
+}
+
+fn payload_room_permits(context: &ServerContext, payload_len: usize) -> u32 {
+    let budget = usize::try_from(context.config.max_read_bytes_in_flight).unwrap_or(usize::MAX);
+    u32::try_from(payload_len.min(budget).max(1)).unwrap_or(u32::MAX)
+}
+
+/// A reply, a signal to fire once it is queued (see `Dispatched::ReplyThen`), and the room
+/// reserved for it.
+type Outgoing = (Reply, Option<oneshot::Sender<()>>, Option<Credit>);
+
+async fn send_outgoing(outbound: &Outbound, (reply, then, credit): Outgoing) -> Result<(), ()> {
     let succeeded = !matches!(reply, Reply::Err(_));
-    outbound.send(reply).await.map_err(|_| ())?;
+    let credit = credit.map(|mut credit| {
+        credit.shrink_to(reply_bytes(&reply));
+        credit
+    });
+    outbound.send_with(reply, credit).await.map_err(|_| ())?;
     if let (true, Some(then)) = (succeeded, then) {
         let _ = then.send(());
     }
@@ -245,38 +361,58 @@ async fn send_outgoing(outbound: &mpsc::Sender<Reply>, (reply, then): Outgoing) 
 /// if the client stopped reading or the socket failed. Every `-ERR` a connection sends passes
 /// here, so this is where errors are counted by code.
 async fn write_loop<W: AsyncWrite + Unpin>(
-    writer: W,
-    mut replies: mpsc::Receiver<Reply>,
+    mut writer: W,
+    mut replies: mpsc::Receiver<Queued>,
     stall: Duration,
 ) -> Option<CloseReason> {
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let mut scratch = BytesMut::with_capacity(16 * 1024);
-    while let Some(reply) = replies.recv().await {
+    // Held until the batch holding their replies is written.
+    let mut credits: Vec<Credit> = Vec::new();
+    while let Some(queued) = replies.recv().await {
         scratch.clear();
-        encode_counted(&reply, &mut scratch);
-        while let Ok(more) = replies.try_recv() {
-            encode_counted(&more, &mut scratch);
-            if scratch.len() >= 256 * 1024 {
-                break;
-            }
+        encode_counted(queued, &mut scratch, &mut credits);
+        while scratch.len() < WRITE_BATCH_BYTES {
+            let Ok(more) = replies.try_recv() else { break };
+            encode_counted(more, &mut scratch, &mut credits);
         }
-        let write = async {
-            writer.write_all(&scratch).await?;
-            writer.flush().await
-        };
-        match tokio::time::timeout(stall, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Some(CloseReason::IoError),
-            Err(_) => return Some(CloseReason::SlowConsumer),
+        if let Err(reason) = write_progressing(&mut writer, &scratch, stall).await {
+            return Some(reason);
+        }
+        credits.clear();
+        if scratch.capacity() > 4 * WRITE_BATCH_BYTES {
+            // A huge reply went out; do not keep its buffer for the connection's lifetime.
+            scratch = BytesMut::with_capacity(16 * 1024);
         }
     }
     let _ = writer.shutdown().await;
     None
 }
 
-fn encode_counted(reply: &Reply, dst: &mut BytesMut) {
-    if let Reply::Err(error) = reply {
+/// Writes all of `bytes`, failing only when one write call takes nothing for `stall`.
+async fn write_progressing<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    stall: Duration,
+) -> Result<(), CloseReason> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match tokio::time::timeout(stall, writer.write(&bytes[written..])).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(CloseReason::IoError),
+            Ok(Ok(n)) => written += n,
+            Err(_) => return Err(CloseReason::SlowConsumer),
+        }
+    }
+    match tokio::time::timeout(stall, writer.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(CloseReason::IoError),
+        Err(_) => Err(CloseReason::SlowConsumer),
+    }
+}
+
+fn encode_counted(queued: Queued, dst: &mut BytesMut, credits: &mut Vec<Credit>) {
+    if let Reply::Err(error) = &queued.reply {
         metrics().error_sent(error.code);
     }
-    reply.encode(dst);
+    queued.reply.encode(dst);
+    credits.extend(queued.credit);
 }

@@ -31,6 +31,10 @@ pub struct ServerContext {
     pub reads: Arc<Semaphore>,
     /// One permit per open client connection, TCP and WebSocket alike (`--max-connections`).
     pub connections: Arc<Semaphore>,
+    /// Reply bytes built and not yet written, all connections (`--max-pending-bytes-total`).
+    pub pending_reply_bytes: Arc<Semaphore>,
+    /// Bytes of partly received payloads, all connections (`--max-read-bytes-in-flight`).
+    pub read_bytes: Arc<Semaphore>,
     pub server_id: String,
     /// Each store's Raft group state, for `INFO` and `STATS`.
     raft: BTreeMap<String, RaftWatch>,
@@ -52,6 +56,12 @@ impl ServerContext {
         ServerContext {
             hubs: Mutex::new(hubs),
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            pending_reply_bytes: crate::server::outbound::ReplyBudget::server_pool(
+                config.max_pending_bytes_total,
+            ),
+            read_bytes: crate::server::outbound::ReplyBudget::server_pool(
+                config.max_read_bytes_in_flight,
+            ),
             config,
             stores: Mutex::new(Some(Arc::new(stores))),
             reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),

@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use esdb_protocol::ops::append::parse_events;
 use esdb_protocol::ops::session::{ConnectOptions, HELP_TEXT};
@@ -43,7 +43,7 @@ pub struct Session {
     /// That store's subscription machinery.
     pub hub: Arc<SubscriptionHub>,
     /// The connection's outbound queue, for subscriptions pushing `EVENT`s.
-    pub outbound: mpsc::Sender<Reply>,
+    pub outbound: crate::server::outbound::Outbound,
     /// This connection's subscriptions by sid; aborted when the session ends.
     pub subscriptions: Subscriptions,
     pub client: ConnectOptions,
@@ -55,7 +55,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(hub: Arc<SubscriptionHub>, outbound: mpsc::Sender<Reply>) -> Session {
+    pub fn new(hub: Arc<SubscriptionHub>, outbound: crate::server::outbound::Outbound) -> Session {
         Session {
             store: hub.store.clone(),
             hub,

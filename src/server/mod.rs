@@ -10,7 +10,9 @@ pub mod connection;
 pub mod context;
 pub mod data_lock;
 pub mod dispatch;
+pub mod fd_limit;
 pub mod listener;
+pub mod outbound;
 pub mod subscribe;
 
 use std::collections::BTreeMap;
@@ -29,10 +31,10 @@ pub use context::ServerContext;
 
 /// Opens the stores, listens, serves until `shutdown` resolves, then drains connections and
 /// closes the stores cleanly.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    limit_connections_to_descriptors(&mut config);
     // Ports first: a server that cannot bind them creates nothing on disk.
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = bind_protocol_port(config.listen, config.listen_backlog)
         .map_err(|e| format!("binding {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let http_listener = TcpListener::bind(config.http)
@@ -113,6 +115,40 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(|e| format!("closing stores: {e}"))?;
     tracing::info!("shutdown complete");
     outcome
+}
+
+/// Raises the descriptor limit as far as allowed, and lowers the connection limit to fit it.
+fn limit_connections_to_descriptors(config: &mut Config) {
+    let fd_limit = match fd_limit::raise_to_hard_limit() {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the file descriptor limit");
+            return;
+        }
+    };
+    let fits = fd_limit::connection_limit(config.max_connections, fd_limit, config.stores.len());
+    if fits < config.max_connections {
+        tracing::warn!(
+            fd_limit,
+            configured = config.max_connections,
+            max_connections = fits,
+            "the file descriptor limit allows fewer connections than --max-connections"
+        );
+        config.max_connections = fits;
+    }
+}
+
+/// The protocol listener, with its backlog (`--listen-backlog`; `TcpListener::bind` would
+/// fix it at 128).
+fn bind_protocol_port(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Prints the one line scripts wait for, on stdout, flushed.

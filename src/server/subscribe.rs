@@ -146,7 +146,7 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
 /// (the membership is dropped).
 async fn run_consumer(
     hub: Arc<crate::subscriptions::SubscriptionHub>,
-    outbound: mpsc::Sender<Reply>,
+    outbound: crate::server::outbound::Outbound,
     request: SubscribeRequest,
     name: String,
     setup: oneshot::Sender<Result<(GroupHandle, ConsumerId), ProtocolError>>,

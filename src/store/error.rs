@@ -61,9 +61,13 @@ fn at_version(version: &Option<u64>) -> String {
 pub enum StoreError {
     #[error(transparent)]
     Rejected(#[from] Rejection),
-    /// LMDB failed (disk full, map full, I/O error). The whole batch was aborted.
+    /// LMDB failed. The whole batch was aborted.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// No room: the LMDB map is full, or the disk answered ENOSPC (or EIO, which full thin
+    /// volumes and network disks give) on a write. Retryable once space is freed.
+    #[error("{0}")]
+    Full(String),
     /// The data on disk breaks an invariant of the schema (an index entry without its event, a
     /// short key): a bug or damage. Not called corruption, since no checksum says so.
     #[error("store invariant broken: {0}")]
@@ -78,7 +82,16 @@ pub enum StoreError {
 
 impl From<heed::Error> for StoreError {
     fn from(error: heed::Error) -> StoreError {
-        StoreError::Storage(error.to_string())
+        let full = match &error {
+            heed::Error::Mdb(heed::MdbError::MapFull) => true,
+            heed::Error::Io(io) => matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EIO)),
+            _ => false,
+        };
+        if full {
+            StoreError::Full(format!("store is full: {error}"))
+        } else {
+            StoreError::Storage(error.to_string())
+        }
     }
 }
 
@@ -105,10 +118,39 @@ impl StoreError {
                 | Rejection::AggregateTooLarge { .. },
             ) => ErrorCode::InvalidArgument,
             StoreError::Storage(_) => ErrorCode::StorageError,
+            StoreError::Full(_) => ErrorCode::StoreFull,
             StoreError::Corrupt(_) => ErrorCode::Internal,
             StoreError::Unreadable(_) => ErrorCode::UnreadableEvent,
             StoreError::ShuttingDown => ErrorCode::ShuttingDown,
         };
         ProtocolError::new(code, self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_room_is_store_full_and_other_failures_are_storage_errors() {
+        let code = |error: heed::Error| StoreError::from(error).to_protocol_error().code;
+        assert_eq!(
+            code(heed::Error::Mdb(heed::MdbError::MapFull)),
+            ErrorCode::StoreFull
+        );
+        for errno in [libc::ENOSPC, libc::EIO] {
+            let io = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(
+                code(heed::Error::Io(io)),
+                ErrorCode::StoreFull,
+                "errno {errno}"
+            );
+        }
+        let io = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(code(heed::Error::Io(io)), ErrorCode::StorageError);
+        assert_eq!(
+            code(heed::Error::Mdb(heed::MdbError::Corrupted)),
+            ErrorCode::StorageError
+        );
     }
 }

@@ -235,7 +235,7 @@ impl Store {
         let needed =
             command.size_bytes() as u64 * APPLY_BYTES_PER_PAYLOAD_BYTE + MIN_FREE_MAP_BYTES;
         if used + needed > info.map_size as u64 {
-            return Err(StoreError::Storage(format!(
+            return Err(StoreError::Full(format!(
                 "store {} is full: {used} of {} bytes of its map in use; raise --map-size-mb",
                 self.name, info.map_size
             )));

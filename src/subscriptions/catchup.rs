@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use esdb_protocol::ops::subscribe::StartFrom;
@@ -33,7 +33,7 @@ pub fn start(
     sid: String,
     matcher: Matcher,
     start: StartFrom,
-    outbound: mpsc::Sender<Reply>,
+    outbound: crate::server::outbound::Outbound,
     go: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
     let hub = hub.clone();

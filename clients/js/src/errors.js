@@ -28,6 +28,7 @@ export const SERVER_ERROR_CODES = Object.freeze({
   stale_connection: { closes: true, retryable: false },
   shutting_down: { closes: true, retryable: true },
   storage_error: { closes: false, retryable: true },
+  store_full: { closes: false, retryable: true },
   unreadable_event: { closes: false, retryable: false },
   internal: { closes: false, retryable: false },
 });

@@ -25,6 +25,7 @@ export type ServerErrorCode =
   | 'stale_connection'
   | 'shutting_down'
   | 'storage_error'
+  | 'store_full'
   | 'unreadable_event'
   | 'internal';
 

@@ -146,13 +146,13 @@ test("the store's answers are never retried", async () => {
   }
 });
 
-test('a retryable answer (storage_error) is sent again, at most maxRetries times, then returned', async () => {
+test('a retryable answer (store_full) is sent again, at most maxRetries times, then returned', async () => {
   // An 8 MiB store refuses appends of 200 KB after a few (the server keeps 4 MiB of its map
   // free and reserves room for each append before it enters the log): the disk is "full".
   const server = await EsdbServer.start({ args: ['--map-size-mb', '8'] });
   const client = await connect(server.tcpUrl, { maxRetries: 2, backoffBaseMs: 5 });
   try {
-    const before = await errorsSent(server, 'storage_error');
+    const before = await errorsSent(server, 'store_full');
     let failure = null;
     for (let i = 0; i < 20 && failure === null; i++) {
       try {
@@ -162,9 +162,9 @@ test('a retryable answer (storage_error) is sent again, at most maxRetries times
       }
     }
     assert.ok(failure instanceof EsdbError, 'the store filled up');
-    assert.equal(failure.code, 'storage_error');
+    assert.equal(failure.code, 'store_full');
     assert.equal(failure.retryable, true);
-    assert.equal(await errorsSent(server, 'storage_error'), before + 3, 'sent once and retried twice');
+    assert.equal(await errorsSent(server, 'store_full'), before + 3, 'sent once and retried twice');
     // Nothing of the failed append was written, and the connection is fine.
     const version = await client.version('full-1');
     assert.equal((await client.read('full-1').toArray()).length, version + 1);

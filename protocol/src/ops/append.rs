@@ -149,8 +149,8 @@ fn validate_event(index: usize, event: EventInputWire) -> Result<EventInput, Pro
     })
 }
 
-/// Checks an event type: 1 to 255 bytes, no whitespace, commas or control characters (commas
-/// separate types in `READTYPES`).
+/// Checks an event type: 1 to 255 bytes, no whitespace, commas, control or format characters
+/// (commas separate types in `READTYPES`).
 pub fn validate_event_type(event_type: &str) -> Result<(), ProtocolError> {
     if event_type.is_empty() || event_type.len() > MAX_EVENT_TYPE_BYTES {
         return Err(ProtocolError::invalid_argument(format!(
@@ -159,10 +159,10 @@ pub fn validate_event_type(event_type: &str) -> Result<(), ProtocolError> {
     }
     if event_type
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        .any(|c| crate::line::is_forbidden_in_name(c) || c == ',')
     {
         return Err(ProtocolError::invalid_argument(format!(
-            "event_type {} contains whitespace, a comma or a control character",
+            "event_type {} contains whitespace, a comma, a control or a format character",
             snippet(event_type.as_bytes())
         )));
     }

@@ -273,7 +273,7 @@ mod tests {
                 Request::Snap(snap) => snap,
                 other => panic!("not a SNAP: {other:?}"),
             }),
-            LineOutcome::NeedsPayload { .. } => panic!("needs payload"),
+            LineOutcome::NeedsPayload { .. } | LineOutcome::Fatal(_) => panic!("needs payload"),
         }
     }
 

@@ -15,10 +15,11 @@ use bytes::BytesMut;
 use crate::error::ProtocolError;
 use crate::expected::ExpectedVersion;
 use crate::limits::{MAX_STREAMS_PAGE, MAX_STREAM_ID_BYTES};
-use crate::line::{parse_u64, snippet, Args};
+use crate::line::{is_forbidden_in_name, parse_u64, snippet, Args};
 use crate::request::{put_line, Request};
 
-/// Checks a stream id: 1 to 255 bytes of UTF-8 without whitespace or control characters, not
+/// Checks a stream id: 1 to 255 bytes of UTF-8 without whitespace, control or format
+/// characters ([`is_forbidden_in_name`]), not
 /// starting with `$` (reserved for system streams such as `$all`), and not `-`.
 pub fn validate_stream_id(stream: &str) -> Result<String, ProtocolError> {
     if stream.is_empty() || stream.len() > MAX_STREAM_ID_BYTES {
@@ -37,10 +38,11 @@ pub fn validate_stream_id(stream: &str) -> Result<String, ProtocolError> {
             snippet(stream.as_bytes())
         )));
     }
-    if stream.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ProtocolError::invalid_argument(
-            "stream id contains whitespace or a control character",
-        ));
+    if let Some(c) = stream.chars().find(|&c| is_forbidden_in_name(c)) {
+        return Err(ProtocolError::invalid_argument(format!(
+            "stream id contains whitespace, a control or a format character (U+{:04X})",
+            c as u32
+        )));
     }
     Ok(stream.to_owned())
 }

@@ -33,7 +33,7 @@ use crate::limits::{
 use crate::line::{parse_u64, snippet, Args};
 use crate::ops::append::validate_event_type;
 use crate::ops::streams::validate_stream_id;
-use crate::request::{put_line, LineOutcome, PayloadHeader, Request};
+use crate::request::{put_line, sized_payload, LineOutcome, PayloadHeader, Request};
 
 /// Default in-flight window of a persistent subscriber.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
@@ -213,7 +213,7 @@ fn invalid_selector(message: impl Into<String>) -> ProtocolError {
     ProtocolError::new(crate::ErrorCode::InvalidSelector, message)
 }
 
-/// A pattern is 1 to 255 bytes without whitespace or control characters; `*` is the only
+/// A pattern is 1 to 255 bytes without whitespace, control or format characters; `*` is the only
 /// special character.
 pub fn validate_pattern(pattern: &str) -> Result<(), ProtocolError> {
     if pattern.is_empty() || pattern.len() > MAX_STREAM_ID_BYTES {
@@ -221,9 +221,9 @@ pub fn validate_pattern(pattern: &str) -> Result<(), ProtocolError> {
             "event_pattern must be 1 to {MAX_STREAM_ID_BYTES} bytes"
         )));
     }
-    if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if pattern.chars().any(crate::line::is_forbidden_in_name) {
         return Err(invalid_selector(
-            "event_pattern contains whitespace or a control character",
+            "event_pattern contains whitespace, a control or a format character",
         ));
     }
     Ok(())
@@ -324,14 +324,10 @@ pub(crate) fn parse_sub(mut args: Args<'_>) -> LineOutcome {
         Err(e) => return LineOutcome::Done(Err(e)),
     };
     if second.bytes().all(|b| b.is_ascii_digit()) {
-        let payload_len = second.parse::<usize>().unwrap_or(usize::MAX);
         if let Err(e) = args.finish("SUB") {
             return LineOutcome::Done(Err(e));
         }
-        return LineOutcome::NeedsPayload {
-            payload_len,
-            header: Ok(PayloadHeader::Subscribe { sid }),
-        };
+        return sized_payload(second.as_bytes(), Ok(PayloadHeader::Subscribe { sid }));
     }
     LineOutcome::Done(parse_short_form(sid, second, args))
 }

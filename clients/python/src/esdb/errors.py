@@ -50,6 +50,7 @@ ERROR_TABLE: Mapping[str, ErrorSpec] = {
         _spec("stale_connection", True, False),
         _spec("shutting_down", True, True),
         _spec("storage_error", False, True),
+        _spec("store_full", False, True),
         _spec("unreadable_event", False, False),
         _spec("internal", False, False),
     ]
@@ -180,7 +181,12 @@ class ShuttingDown(ServerError):
 
 
 class StorageError(ServerError):
-    """The server's disk failed; nothing was written."""
+    """The server's storage engine failed; nothing was written."""
+
+
+class StoreFull(ServerError):
+    """The store has no room (its map is full, or the disk is); nothing was written. Retryable
+    once space is freed."""
 
 
 class UnreadableEvent(ServerError):
@@ -251,6 +257,7 @@ _CLASS_BY_CODE: Dict[str, Type[ServerError]] = {
     "stale_connection": StaleConnection,
     "shutting_down": ShuttingDown,
     "storage_error": StorageError,
+    "store_full": StoreFull,
     "unreadable_event": UnreadableEvent,
     "internal": InternalError,
 }
