@@ -21,6 +21,9 @@ cargo clippy -p esdb-bench --all-targets --all-features --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
 
+echo "== fuzz (cargo-fuzz on stable: -s none with RUSTC_BOOTSTRAP=1; 10 s per target)"
+bash fuzz/run-ci.sh
+
 echo "== benchmark smoke (a few seconds against esdb; checks it runs, measures nothing)"
 cargo build --locked --bin esdb
 cargo run --locked -p esdb-bench -- smoke --esdb-bin target/debug/esdb
