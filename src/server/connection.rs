@@ -39,8 +39,12 @@ use crate::server::ServerContext;
 pub const MAX_PIPELINED_REQUESTS: usize = 256;
 /// Replies queued for the writer task.
 pub const OUTBOUND_QUEUE_REPLIES: usize = 256;
-/// Initial read buffer; it grows up to one control line plus one payload.
+/// Read buffer of a connection that is sending; it grows up to one control line plus one
+/// payload.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Read buffer of a connection that has sent nothing yet, or has drained a large buffer:
+/// idle connections are many, so each holds little (5,000 idle connections in 64 MiB).
+pub const IDLE_READ_BUFFER_BYTES: usize = 512;
 /// A write to the client that makes no progress (not one byte taken) for this long closes the
 /// connection (a client that stops reading must not pin server memory). Progress, not the
 /// time of a whole write: a client reading 20 KB/s receives a 16 MiB reply. Configurable with
@@ -138,7 +142,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         .expect("default store is open");
     let mut session = Session::new(hub, outbound.clone());
     let mut decoder = RequestDecoder::new();
-    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut buffer = BytesMut::with_capacity(IDLE_READ_BUFFER_BYTES);
     let mut in_flight: FuturesOrdered<BoxFuture<'static, Outgoing>> = FuturesOrdered::new();
     let budget = ReplyBudget::for_connection(
         &context.pending_reply_bytes,
@@ -214,6 +218,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if !room_fits {
             payload_room = payload_len.and_then(|len| reserve_payload_room(context, len).ok());
         }
+        size_read_buffer(&mut buffer);
         let can_read = in_flight.len() < MAX_PIPELINED_REQUESTS
             && held.is_none()
             && (payload_len.is_none() || payload_room.is_some());
@@ -275,6 +280,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let _ = outbound.send(Reply::Err(error)).await;
     }
     reason
+}
+
+/// Grows a nearly full read buffer to [`READ_BUFFER_BYTES`] (a connection that sends gets
+/// room to read in large pieces), and gives back an empty one that a payload made large.
+fn size_read_buffer(buffer: &mut BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > 4 * READ_BUFFER_BYTES {
+        *buffer = BytesMut::with_capacity(IDLE_READ_BUFFER_BYTES);
+    } else if buffer.capacity() - buffer.len() < IDLE_READ_BUFFER_BYTES {
+        buffer.reserve(READ_BUFFER_BYTES);
+    }
 }
 
 fn refused(access: Access, request: &esdb_protocol::Request) -> bool {
@@ -365,7 +380,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut replies: mpsc::Receiver<Queued>,
     stall: Duration,
 ) -> Option<CloseReason> {
-    let mut scratch = BytesMut::with_capacity(16 * 1024);
+    // Grows with the first batch; an idle connection holds only what its INFO took.
+    let mut scratch = BytesMut::new();
     // Held until the batch holding their replies is written.
     let mut credits: Vec<Credit> = Vec::new();
     while let Some(queued) = replies.recv().await {
@@ -379,9 +395,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             return Some(reason);
         }
         credits.clear();
-        if scratch.capacity() > 4 * WRITE_BATCH_BYTES {
-            // A huge reply went out; do not keep its buffer for the connection's lifetime.
-            scratch = BytesMut::with_capacity(16 * 1024);
+        if scratch.capacity() > WRITE_BATCH_BYTES {
+            // A large reply went out; do not keep its buffer for the connection's lifetime.
+            scratch = BytesMut::new();
         }
     }
     let _ = writer.shutdown().await;
