@@ -206,7 +206,7 @@ fn error_code_table() {
         StaleConnection,
         ShuttingDown,
     ];
-    let retryable = [TooManyConnections, ShuttingDown, StorageError];
+    let retryable = [TooManyConnections, ShuttingDown, StorageError, StoreFull];
     for code in ALL_ERROR_CODES {
         assert_eq!(
             code.closes_connection(),
