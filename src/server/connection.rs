@@ -75,6 +75,23 @@ pub async fn serve_with_access<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let gate = crate::auth::Gate::new(context.auth.clone(), &peer, transport.as_str(), None);
+    serve_gated(stream, peer, transport, access, gate, context, cancel).await
+}
+
+/// [`serve_with_access`], with the connection's authentication state (`gate`: already
+/// authenticated when the transport carried credentials, an HTTP bearer token).
+pub async fn serve_gated<S>(
+    stream: S,
+    peer: String,
+    transport: Transport,
+    access: Access,
+    gate: crate::auth::Gate,
+    context: Arc<ServerContext>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let connection_metrics = context.connection_metrics(transport);
     connection_metrics.opened();
     let (reader, writer) = tokio::io::split(stream);
@@ -93,7 +110,16 @@ pub async fn serve_with_access<S>(
             failure
         })
     };
-    let reason = read_loop(reader, access, &outbound, &context, &cancel, &write_failed).await;
+    let reason = read_loop(
+        reader,
+        access,
+        gate,
+        &outbound,
+        &context,
+        &cancel,
+        &write_failed,
+    )
+    .await;
     // Closing the queue lets the writer flush what is queued and finish.
     drop(outbound);
     let reason = match writer_task.await {
@@ -111,6 +137,7 @@ pub async fn serve_with_access<S>(
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
     access: Access,
+    mut gate: crate::auth::Gate,
     outbound: &mpsc::Sender<Reply>,
     context: &Arc<ServerContext>,
     cancel: &CancellationToken,
@@ -152,7 +179,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     );
                     in_flight.push_back(futures::future::ready((Reply::Err(error), None)).boxed());
                 }
-                Ok(Some(Decoded::Request(request))) => {
+                Ok(Some(Decoded::Request(mut request))) => {
+                    use crate::auth::gate::Verdict;
+                    match gate.check(&mut request, &mut session).await {
+                        Verdict::Pass => {}
+                        Verdict::Refuse(error) => {
+                            let refusal = futures::future::ready((Reply::Err(error), None));
+                            in_flight.push_back(refusal.boxed());
+                            continue;
+                        }
+                        Verdict::Close(error) => {
+                            end = Some((CloseReason::AuthFailed, Some(error)));
+                            break;
+                        }
+                    }
                     match dispatch(context, &mut session, request).await {
                         Dispatched::Reply(reply) => {
                             in_flight.push_back(reply.map(|reply| (reply, None)).boxed())
@@ -180,6 +220,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         tokio::select! {
             _ = cancel.cancelled() => end = Some((CloseReason::Shutdown, None)),
             _ = write_failed.cancelled() => end = Some((CloseReason::IoError, None)),
+            revoked = gate.revoked() => end = Some((CloseReason::AuthFailed, Some(revoked))),
             Some(outgoing) = in_flight.next(), if !in_flight.is_empty() => {
                 if send_outgoing(outbound, outgoing).await.is_err() {
                     return CloseReason::IoError;
