@@ -274,10 +274,9 @@ async fn the_rust_client_connects_with_tls_and_a_password() {
         .with_tls(tls)
         .with_user("ada", "wrong")
         .with_max_retries(0);
-    let error = esdb_client::Client::connect(wrong)
-        .await
-        .err()
-        .expect("refused");
+    let Err(error) = esdb_client::Client::connect(wrong).await else {
+        panic!("a wrong password must be refused");
+    };
     assert_eq!(
         error.code(),
         Some(esdb_client::ErrorCode::AuthFailed),

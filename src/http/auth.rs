@@ -25,7 +25,7 @@ pub fn check(
     state: &HttpState,
     headers: &HeaderMap,
     need: Option<Need>,
-) -> Result<Option<Arc<Principal>>, Response> {
+) -> Result<Option<Arc<Principal>>, Box<Response>> {
     let auth = &state.context.auth;
     if !auth.enabled() {
         return Ok(None);
@@ -35,10 +35,10 @@ pub fn check(
         .and_then(|v| v.to_str().ok());
     let principal = match header {
         None if need.is_none() => return Ok(None),
-        None => return Err(unauthorized("a bearer token is required")),
+        None => return Err(Box::new(unauthorized("a bearer token is required"))),
         Some(_) => match auth.bearer(header, "http") {
             Some(principal) => principal,
-            None => return Err(unauthorized("wrong token")),
+            None => return Err(Box::new(unauthorized("wrong token"))),
         },
     };
     if let Some(Need::AdminEverywhere) = need {
@@ -48,7 +48,7 @@ pub fn check(
                 .with_label_values(&[Permission::Admin.as_str()])
                 .inc();
             let message = format!("{} needs admin on every store\n", principal.name);
-            return Err((StatusCode::FORBIDDEN, message).into_response());
+            return Err(Box::new((StatusCode::FORBIDDEN, message).into_response()));
         }
     }
     Ok(Some(principal))

@@ -139,7 +139,7 @@ where
 async fn metrics_text(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     if !state.context.config.metrics_open {
         if let Err(refusal) = auth::check(&state, &headers, Some(auth::Need::AnyToken)) {
-            return refusal;
+            return *refusal;
         }
     }
     state.context.refresh_storage_gauges();
@@ -160,7 +160,7 @@ async fn ready(State(state): State<HttpState>) -> Response {
 
 async fn stats(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     if let Err(refusal) = auth::check(&state, &headers, Some(auth::Need::AdminEverywhere)) {
-        return refusal;
+        return *refusal;
     }
     let context = state.context.clone();
     match tokio::task::spawn_blocking(move || context.stats_json()).await {

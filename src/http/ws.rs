@@ -55,7 +55,7 @@ pub async fn upgrade(
     };
     let principal = match crate::http::auth::check(&state, &headers, None) {
         Ok(principal) => principal,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let peer = peer.map_or_else(|| "websocket".to_owned(), |p| p.0 .0.to_string());
     let gate = crate::auth::Gate::new(state.context.auth.clone(), &peer, "ws", principal);
