@@ -49,6 +49,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         _ => None,
     };
     let auth = Arc::new(crate::auth::Auth::new(&config.auth)?);
+    // Before the announcement, so whoever waits for it has seen the warning too.
+    warn_if_open(&config, &auth, local, http_local);
     // Then the data directory, for this process alone, before anything in it is opened.
     let _lock = data_lock::acquire(&config.data_dir)?;
     let options = StoreOptions {
@@ -73,7 +75,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     announce(&format!(
         "esdb http on {http_local} (console at /; /metrics /health /ready /stats /ws)"
     ));
-    warn_if_open(&config, &auth, local, http_local);
     let context = Arc::new(ServerContext::new(
         config.clone(),
         auth.clone(),
