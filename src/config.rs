@@ -70,6 +70,9 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the server.
     Serve(ServeArgs),
+    /// Print an argon2id hash of a password read from stdin, for `password_hash` in the
+    /// config file's `[[auth.users]]`.
+    Passwd,
     /// The client subcommands (src/cli).
     #[command(flatten)]
     Client(crate::cli::ClientCommand),
@@ -141,6 +144,19 @@ pub struct ServeArgs {
     /// [default: false].
     #[arg(long, env = "ESDB_CONSOLE_WRITES", num_args = 0..=1, default_missing_value = "true")]
     pub console_writes: Option<bool>,
+    /// Security (src/auth, src/tls): TLS certificate chain (PEM) for the protocol and HTTP
+    /// ports; with --tls-key, both ports speak only TLS.
+    #[arg(long, env = "ESDB_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "ESDB_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "ESDB_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve /metrics without a bearer token even when authentication is on [default: false].
+    #[arg(long, env = "ESDB_METRICS_OPEN", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_open: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -172,6 +188,12 @@ struct FileConfig {
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     console_writes: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    metrics_open: Option<bool>,
+    /// Users, tokens and permissions (src/auth/users.rs).
+    auth: Option<crate::auth::AuthSection>,
 }
 
 /// The server's resolved configuration.
@@ -197,6 +219,14 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether the web console may offer writes (`--console-writes`).
     pub console_writes: bool,
+    /// The config file, re-read on SIGHUP for users, tokens and permissions.
+    pub config_path: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    /// Whether `/metrics` is served without a token when authentication is on.
+    pub metrics_open: bool,
+    pub auth: crate::auth::AuthSection,
 }
 
 impl Default for Config {
@@ -282,6 +312,12 @@ impl Config {
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
             console_writes: args.console_writes.or(file.console_writes).unwrap_or(false),
+            config_path: args.config,
+            tls_cert: args.tls_cert.or(file.tls_cert),
+            tls_key: args.tls_key.or(file.tls_key),
+            tls_client_ca: args.tls_client_ca.or(file.tls_client_ca),
+            metrics_open: args.metrics_open.or(file.metrics_open).unwrap_or(false),
+            auth: file.auth.unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)
@@ -315,6 +351,12 @@ impl Config {
         }
         if self.ping_interval_ms == 0 || self.max_connections == 0 || self.map_size_mb == 0 {
             return Err("ping_interval_ms, max_connections and map_size_mb must be > 0".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err("tls_client_ca needs tls_cert and tls_key".into());
         }
         Ok(())
     }

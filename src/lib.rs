@@ -29,11 +29,14 @@
 //! - [`http`]: the HTTP listener: `/metrics`, `/health`, `/ready`, `/stats`, `/ws` (the
 //!   protocol over WebSocket), and the web console at `/` ([`http::console`]).
 //! - [`testing`]: a path around the protocol's JSON rules, for tests of unreadable records.
+//! - [`auth`]: users, tokens, permissions (`CONNECT` credentials, checked before dispatch).
+//! - [`tls`]: TLS on the protocol and HTTP ports (rustls).
 //! - [`cli`]: every subcommand but `serve`: the command line client, on the `esdb-client`
 //!   crate (`clients/rust`).
 //!
 //! The wire protocol is specified in `protocol/PROTOCOL.md`.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -44,3 +47,4 @@ pub mod store;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;

@@ -16,6 +16,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         CliCommand::Serve(args) => args,
+        CliCommand::Passwd => return esdb::auth::password::passwd_command(),
         CliCommand::Client(command) => return esdb::cli::run(command),
     };
     let config = match Config::resolve(args) {

@@ -54,16 +54,19 @@ pub enum CloseReason {
     SlowConsumer,
     Shutdown,
     IoError,
+    /// Failed or revoked authentication.
+    AuthFailed,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 7] = [
         CloseReason::ClientQuit,
         CloseReason::ProtocolError,
         CloseReason::Stale,
         CloseReason::SlowConsumer,
         CloseReason::Shutdown,
         CloseReason::IoError,
+        CloseReason::AuthFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "io_error",
+            CloseReason::AuthFailed => "auth_failed",
         }
     }
 }
@@ -137,6 +141,10 @@ pub struct Metrics {
     storage_last_position: IntGaugeVec,
     /// `esdb_error_sent_total` handles, in the order of `ALL_ERROR_CODES`.
     errors_by_code: Vec<IntCounter>,
+    /// Failed authentications (`CONNECT`, HTTP bearer tokens), by transport (src/auth).
+    pub auth_failures: IntCounterVec,
+    /// Requests refused with `permission_denied`, by the missing permission (src/auth).
+    pub permission_denied: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -182,6 +190,16 @@ impl Metrics {
             .map(|code| error_sent.with_label_values(&[code.as_str()]))
             .collect();
         Metrics {
+            auth_failures: counter(
+                "auth_failures_total",
+                "Failed authentications (wrong or revoked credentials), by transport.",
+                &["transport"],
+            ),
+            permission_denied: counter(
+                "permission_denied_total",
+                "Requests refused for a missing permission, by permission.",
+                &["permission"],
+            ),
             append_requests: counter(
                 "append_requests_total",
                 "APPEND requests received (well-formed ones, whatever their outcome).",
@@ -463,7 +481,7 @@ pub struct ConnectionMetrics {
     pub open: IntGauge,
     pub accepted: IntCounter,
     pub refused: IntCounter,
-    closed: [IntCounter; 6],
+    closed: [IntCounter; 7],
 }
 
 impl ConnectionMetrics {

@@ -27,6 +27,12 @@ if [ ! -x "$seed_tool" ] && command -v cargo >/dev/null 2>&1; then
     echo "== python client: could not build examples/seed_unreadable; its tests will be skipped"
 fi
 
+# The test certificates' maker (rcgen), for the TLS tests; skipped, saying so, if not built.
+if [ ! -x "${CARGO_TARGET_DIR:-$repo_root/target}/debug/examples/gen_certs" ] && command -v cargo >/dev/null 2>&1; then
+  (cd "$repo_root" && cargo build --quiet --locked --example gen_certs) ||
+    echo "== python client: could not build examples/gen_certs; its tests will be skipped"
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   echo "== python client: creating $venv"
   if ! "$python" -m venv "$venv" >/dev/null 2>&1; then

@@ -59,12 +59,21 @@ pub enum ErrorCode {
     /// A stored record breaks the rules every reader relies on (written by an older version,
     /// or damaged on disk): it cannot be folded or matched. The message names its position.
     UnreadableEvent,
+    /// The server requires authentication and the connection has not authenticated: only
+    /// `CONNECT`, `PING`, `PONG`, `HELP` and `INFO` are accepted before a successful `CONNECT`.
+    AuthRequired,
+    /// `CONNECT`'s credentials are wrong (or were revoked): the connection is closed.
+    AuthFailed,
+    /// The authenticated user lacks the permission the request needs (the message names it).
+    PermissionDenied,
+    /// The port speaks TLS and the client sent plain text.
+    TlsRequired,
     /// A bug: the server hit a state it did not expect.
     Internal,
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 24] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 28] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -88,6 +97,10 @@ pub const ALL_ERROR_CODES: [ErrorCode; 24] = [
     ErrorCode::StorageError,
     ErrorCode::StoreFull,
     ErrorCode::UnreadableEvent,
+    ErrorCode::AuthRequired,
+    ErrorCode::AuthFailed,
+    ErrorCode::PermissionDenied,
+    ErrorCode::TlsRequired,
     ErrorCode::Internal,
 ];
 
@@ -118,6 +131,10 @@ impl ErrorCode {
             ErrorCode::StorageError => "storage_error",
             ErrorCode::StoreFull => "store_full",
             ErrorCode::UnreadableEvent => "unreadable_event",
+            ErrorCode::AuthRequired => "auth_required",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::TlsRequired => "tls_required",
             ErrorCode::Internal => "internal",
         }
     }
@@ -133,6 +150,8 @@ impl ErrorCode {
                 | ErrorCode::TooManyConnections
                 | ErrorCode::StaleConnection
                 | ErrorCode::ShuttingDown
+                | ErrorCode::AuthFailed
+                | ErrorCode::TlsRequired
         )
     }
 

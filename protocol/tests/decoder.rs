@@ -127,6 +127,7 @@ fn valid_cases() -> Vec<(Vec<u8>, Request)> {
                 lang: Some(s("rust")),
                 version: Some(s("0.1")),
                 store: Some(s("main")),
+                ..ConnectOptions::default()
             }),
         ),
         (
@@ -963,6 +964,7 @@ fn request() -> impl Strategy<Value = Request> {
                 lang,
                 version,
                 store,
+                ..ConnectOptions::default()
             })
         });
     let append = (

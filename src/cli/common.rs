@@ -37,6 +37,56 @@ pub struct Common {
     /// Print NDJSON, one JSON value per line (the default when stdout is not a terminal)
     #[arg(long)]
     pub json: bool,
+    /// User to authenticate as (with --password) when the server requires authentication
+    #[arg(long, env = "ESDB_USER")]
+    pub user: Option<String>,
+    /// The user's password (prefer the environment variable: flags show in `ps`)
+    #[arg(long, env = "ESDB_PASSWORD", hide_env_values = true)]
+    pub password: Option<Secret>,
+    /// A token to authenticate with, instead of --user and --password
+    #[arg(
+        long,
+        env = "ESDB_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "user"
+    )]
+    pub token: Option<Secret>,
+    /// PEM file of the CA that signed the server's certificate: connect with TLS
+    #[arg(long, env = "ESDB_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for a server that requires client certificates
+    #[arg(
+        long,
+        env = "ESDB_TLS_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "tls_client_key"
+    )]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM)
+    #[arg(
+        long,
+        env = "ESDB_TLS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<PathBuf>,
+}
+
+/// A password or token from a flag or the environment; `Debug` does not show it.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Common {
@@ -54,6 +104,25 @@ impl Common {
         }
         if let Some(store) = self.store.clone().or_else(|| context.and_then(|c| c.store)) {
             options = options.with_store(store);
+        }
+        match (&self.user, &self.password, &self.token) {
+            (Some(user), Some(password), None) => options = options.with_user(user, &password.0),
+            (None, None, Some(token)) => options = options.with_token(&token.0),
+            (None, None, None) => {}
+            _ => return Err(CliError::Usage("--user and --password go together".into())),
+        }
+        if let Some(ca_file) = &self.tls_ca {
+            let client_cert = self
+                .tls_client_cert
+                .clone()
+                .zip(self.tls_client_key.clone());
+            options = options.with_tls(esdb_client::TlsOptions {
+                ca_file: ca_file.clone(),
+                client_cert,
+                server_name: None,
+            });
+        } else if self.tls_client_cert.is_some() {
+            return Err(CliError::Usage("--tls-client-cert needs --tls-ca".into()));
         }
         Ok(options)
     }

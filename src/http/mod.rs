@@ -13,6 +13,7 @@
 //! finish sending its request headers, a WebSocket handshake included, is cut off after
 //! [`HTTP_HEADER_READ_TIMEOUT_MS`].
 
+pub mod auth;
 pub mod console;
 pub mod ws;
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -46,6 +47,8 @@ pub struct HttpState {
     pub cancel: CancellationToken,
     /// WebSocket connections are tracked with the TCP ones, so shutdown drains both.
     pub tracker: TaskTracker,
+    /// The port speaks only HTTPS (and WSS) when set (`--tls-cert`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -63,6 +66,7 @@ pub fn router(state: HttpState) -> Router {
 /// (WebSocket connections end with the protocol connections, through `cancel`).
 pub async fn accept_loop(listener: TcpListener, state: HttpState) {
     let cancel = state.cancel.clone();
+    let tls = state.tls.clone();
     let router = router(state);
     let mut backoff_ms = 1;
     loop {
@@ -70,10 +74,10 @@ pub async fn accept_loop(listener: TcpListener, state: HttpState) {
             _ = cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let socket = match accepted {
-            Ok((socket, _peer)) => {
+        let (socket, peer) = match accepted {
+            Ok(accepted) => {
                 backoff_ms = 1;
-                socket
+                accepted
             }
             Err(error) => {
                 tracing::warn!(%error, "http accept failed");
@@ -83,16 +87,43 @@ pub async fn accept_loop(listener: TcpListener, state: HttpState) {
             }
         };
         let _ = socket.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let cancel = cancel.clone();
+        // The peer's address reaches the WebSocket handler (failed CONNECTs are slowed per
+        // address).
+        let peer_router = router.clone().layer(axum::Extension(ws::PeerAddress(peer)));
+        let service = TowerToHyperService::new(peer_router);
+        let (cancel, tls) = (cancel.clone(), tls.clone());
         tokio::spawn(async move {
+            match tls {
+                None => serve_connection(TokioIo::new(socket), service, cancel).await,
+                Some(tls) => {
+                    let refusal = crate::tls::PLAIN_TEXT_HTTP_REFUSAL;
+                    if let Some(socket) = crate::tls::accept(&tls, socket, refusal).await {
+                        serve_connection(TokioIo::new(socket), service, cancel).await
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Serves one HTTP connection (plain or TLS) until it ends or `cancel`.
+async fn serve_connection<I, S>(io: I, service: S, cancel: CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    {
+        {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS));
-            let connection = builder
-                .serve_connection(TokioIo::new(socket), service)
-                .with_upgrades();
+            let connection = builder.serve_connection(io, service).with_upgrades();
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}
@@ -101,11 +132,16 @@ pub async fn accept_loop(listener: TcpListener, state: HttpState) {
                     let _ = connection.await;
                 }
             }
-        });
+        }
     }
 }
 
-async fn metrics_text(State(state): State<HttpState>) -> Response {
+async fn metrics_text(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if !state.context.config.metrics_open {
+        if let Err(refusal) = auth::check(&state, &headers, Some(auth::Need::AnyToken)) {
+            return *refusal;
+        }
+    }
     state.context.refresh_storage_gauges();
     (
         [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
@@ -122,7 +158,10 @@ async fn ready(State(state): State<HttpState>) -> Response {
     }
 }
 
-async fn stats(State(state): State<HttpState>) -> Response {
+async fn stats(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = auth::check(&state, &headers, Some(auth::Need::AdminEverywhere)) {
+        return *refusal;
+    }
     let context = state.context.clone();
     match tokio::task::spawn_blocking(move || context.stats_json()).await {
         Ok(Ok(json)) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),

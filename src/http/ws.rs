@@ -44,6 +44,8 @@ pub const WS_BRIDGE_BUFFER_BYTES: usize = 64 * 1024;
 /// protocol on the upgraded socket.
 pub async fn upgrade(
     State(state): State<HttpState>,
+    peer: Option<axum::Extension<PeerAddress>>,
+    headers: axum::http::HeaderMap,
     uri: Uri,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -51,6 +53,12 @@ pub async fn upgrade(
         Ok(access) => access,
         Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
     };
+    let principal = match crate::http::auth::check(&state, &headers, None) {
+        Ok(principal) => principal,
+        Err(refusal) => return *refusal,
+    };
+    let peer = peer.map_or_else(|| "websocket".to_owned(), |p| p.0 .0.to_string());
+    let gate = crate::auth::Gate::new(state.context.auth.clone(), &peer, "ws", principal);
     // Held until the connection ends, so shutdown waits for it like for a TCP connection.
     let token = state.tracker.token();
     upgrade
@@ -58,7 +66,7 @@ pub async fn upgrade(
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
-            serve(socket, access, state).await;
+            serve(socket, access, gate, peer, state).await;
             drop(token);
         })
 }
@@ -95,7 +103,17 @@ pub fn access_from_query(query: Option<&str>) -> Result<Access, String> {
     Ok(access.unwrap_or_default())
 }
 
-async fn serve(mut socket: WebSocket, access: Access, state: HttpState) {
+/// The client's address, put in each request's extensions by the HTTP accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddress(pub std::net::SocketAddr);
+
+async fn serve(
+    mut socket: WebSocket,
+    access: Access,
+    gate: crate::auth::Gate,
+    peer: String,
+    state: HttpState,
+) {
     let context = state.context;
     let Ok(permit) = context.connections.clone().try_acquire_owned() else {
         context.connection_metrics(Transport::Ws).refused.inc();
@@ -109,12 +127,12 @@ async fn serve(mut socket: WebSocket, access: Access, state: HttpState) {
     let (bridge_read, bridge_write) = tokio::io::split(bridge_side);
     let (sink, stream) = socket.split();
     let inbound = tokio::spawn(ws_to_bridge(stream, bridge_write));
-    let peer = "websocket".to_owned();
-    let serve = connection::serve_with_access(
+    let serve = connection::serve_gated(
         server_side,
         peer,
         Transport::Ws,
         access,
+        gate,
         context,
         state.cancel,
     );

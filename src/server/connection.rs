@@ -92,6 +92,23 @@ pub async fn serve_with_access<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let gate = crate::auth::Gate::new(context.auth.clone(), &peer, transport.as_str(), None);
+    serve_gated(stream, peer, transport, access, gate, context, cancel).await
+}
+
+/// [`serve_with_access`], with the connection's authentication state (`gate`: already
+/// authenticated when the transport carried credentials, an HTTP bearer token).
+pub async fn serve_gated<S>(
+    stream: S,
+    peer: String,
+    transport: Transport,
+    access: Access,
+    gate: crate::auth::Gate,
+    context: Arc<ServerContext>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let connection_metrics = context.connection_metrics(transport);
     connection_metrics.opened();
     let (reader, writer) = tokio::io::split(stream);
@@ -110,7 +127,16 @@ pub async fn serve_with_access<S>(
             failure
         })
     };
-    let reason = read_loop(reader, access, &outbound, &context, &cancel, &write_failed).await;
+    let reason = read_loop(
+        reader,
+        access,
+        gate,
+        &outbound,
+        &context,
+        &cancel,
+        &write_failed,
+    )
+    .await;
     // Closing the queue lets the writer flush what is queued and finish.
     drop(outbound);
     let reason = match writer_task.await {
@@ -131,6 +157,7 @@ type Held = (Decoded, usize);
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
     access: Access,
+    mut gate: crate::auth::Gate,
     outbound: &Outbound,
     context: &Arc<ServerContext>,
     cancel: &CancellationToken,
@@ -194,15 +221,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 },
             };
-            start(
+            let started = start(
                 context,
                 &mut session,
+                &mut gate,
                 access,
                 decoded,
                 credit,
                 &mut in_flight,
             )
             .await;
+            if let Some(error) = started {
+                end = Some((CloseReason::AuthFailed, Some(error)));
+                break;
+            }
         }
         if end.is_some() {
             break;
@@ -227,7 +259,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if held.is_some() =>
             {
                 let (decoded, _) = held.take().expect("held");
-                start(context, &mut session, access, decoded, Some(credit), &mut in_flight).await;
+                let started = start(
+                    context,
+                    &mut session,
+                    &mut gate,
+                    access,
+                    decoded,
+                    Some(credit),
+                    &mut in_flight,
+                )
+                .await;
+                if let Some(error) = started {
+                    end = Some((CloseReason::AuthFailed, Some(error)));
+                }
             }
             room = wait_payload_room(context, payload_len.unwrap_or(1)),
                 if payload_len.is_some() && payload_room.is_none() =>
@@ -236,6 +280,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             _ = cancel.cancelled() => end = Some((CloseReason::Shutdown, None)),
             _ = write_failed.cancelled() => end = Some((CloseReason::IoError, None)),
+            revoked = gate.revoked() => end = Some((CloseReason::AuthFailed, Some(revoked))),
             Some(outgoing) = in_flight.next(), if !in_flight.is_empty() => {
                 if send_outgoing(outbound, outgoing).await.is_err() {
                     return CloseReason::IoError;
@@ -296,15 +341,17 @@ fn refused(access: Access, request: &esdb_protocol::Request) -> bool {
     access == Access::ReadOnly && request.changes_store()
 }
 
-/// Dispatches one decoded request (or answers it at once) and queues its reply future.
+/// Dispatches one decoded request (or answers it at once) and queues its reply future. Returns
+/// the error to close the connection with when authentication says so.
 async fn start(
     context: &Arc<ServerContext>,
     session: &mut Session,
+    gate: &mut crate::auth::Gate,
     access: Access,
     decoded: Decoded,
     credit: Option<Credit>,
     in_flight: &mut FuturesOrdered<BoxFuture<'static, Outgoing>>,
-) {
+) -> Option<ProtocolError> {
     let answer = |reply: Reply| futures::future::ready((reply, None, None)).boxed();
     match decoded {
         Decoded::Request(request) if refused(access, &request) => {
@@ -317,17 +364,29 @@ async fn start(
             );
             in_flight.push_back(answer(Reply::Err(error)));
         }
-        Decoded::Request(request) => match dispatch(context, session, request).await {
-            Dispatched::Reply(reply) => {
-                in_flight.push_back(reply.map(move |reply| (reply, None, credit)).boxed())
+        Decoded::Request(mut request) => {
+            use crate::auth::gate::Verdict;
+            match gate.check(&mut request, session).await {
+                Verdict::Pass => {}
+                Verdict::Refuse(error) => {
+                    in_flight.push_back(answer(Reply::Err(error)));
+                    return None;
+                }
+                Verdict::Close(error) => return Some(error),
             }
-            Dispatched::ReplyThen(reply, then) => {
-                in_flight.push_back(reply.map(move |reply| (reply, Some(then), credit)).boxed())
+            match dispatch(context, session, request).await {
+                Dispatched::Reply(reply) => {
+                    in_flight.push_back(reply.map(move |reply| (reply, None, credit)).boxed())
+                }
+                Dispatched::ReplyThen(reply, then) => {
+                    in_flight.push_back(reply.map(move |reply| (reply, Some(then), credit)).boxed())
+                }
+                Dispatched::NoReply => {}
             }
-            Dispatched::NoReply => {}
-        },
+        }
         Decoded::Invalid(error) => in_flight.push_back(answer(Reply::Err(error))),
     }
+    None
 }
 
 /// Room for a payload of `payload_len` bytes in the server-wide read budget, if there is some

@@ -24,6 +24,8 @@ pub type RaftWatch = tokio::sync::watch::Receiver<
 
 pub struct ServerContext {
     pub config: Config,
+    /// Users, tokens and permissions (src/auth).
+    pub auth: Arc<crate::auth::Auth>,
     /// Each store's subscription machinery (emitter pool, persistent groups).
     hubs: Mutex<BTreeMap<String, Arc<SubscriptionHub>>>,
     /// Taken out at shutdown so the stores can be closed once connections are gone.
@@ -44,7 +46,12 @@ pub struct ServerContext {
 
 impl ServerContext {
     /// Builds the context and starts each store's emitters (call inside the runtime).
-    pub fn new(config: Config, stores: Stores, raft: BTreeMap<String, RaftWatch>) -> ServerContext {
+    pub fn new(
+        config: Config,
+        auth: Arc<crate::auth::Auth>,
+        stores: Stores,
+        raft: BTreeMap<String, RaftWatch>,
+    ) -> ServerContext {
         let hubs = stores
             .names()
             .into_iter()
@@ -54,6 +61,7 @@ impl ServerContext {
             })
             .collect();
         ServerContext {
+            auth,
             hubs: Mutex::new(hubs),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             pending_reply_bytes: crate::server::outbound::ReplyBudget::server_pool(
@@ -162,11 +170,13 @@ impl ServerContext {
             "max_control_line": MAX_CONTROL_LINE_BYTES,
             "max_events_per_append": MAX_EVENTS_PER_APPEND,
             "max_read_count": MAX_READ_COUNT,
-            "stores": self.config.stores,
+            // Store names are told only to those who may see them (after CONNECT, USE).
+            "stores": if self.auth.enabled() { &[][..] } else { &self.config.stores[..] },
             "store": self.config.default_store(),
-            "auth_required": false,
+            "auth_required": self.auth.enabled(),
+            "tls_required": self.config.tls_cert.is_some(),
             "ping_interval_ms": self.config.ping_interval_ms,
-            "raft": self.raft_status(),
+            "raft": if self.auth.enabled() { serde_json::json!({}) } else { self.raft_status() },
         });
         Bytes::from(serde_json::to_vec(&info).expect("json serialises"))
     }

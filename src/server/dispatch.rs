@@ -47,6 +47,9 @@ pub struct Session {
     /// This connection's subscriptions by sid; aborted when the session ends.
     pub subscriptions: Subscriptions,
     pub client: ConnectOptions,
+    /// The streams the next catch-up `SUB` may deliver from, set by the auth gate
+    /// (`crate::auth::Gate`) just before it; `None`: every stream.
+    pub subscription_scope: Option<Arc<crate::auth::StreamScope>>,
     /// The reply future of this connection's latest write, awaited by later reads.
     last_write: Option<WriteFuture>,
     /// Resolves when this connection's latest read has opened its snapshot; awaited by later
@@ -62,6 +65,7 @@ impl Session {
             outbound,
             subscriptions: Subscriptions::default(),
             client: ConnectOptions::default(),
+            subscription_scope: None,
             last_write: None,
             last_read_started: None,
         }
@@ -361,7 +365,7 @@ fn events_reply(page: EventsPage) -> Reply {
     }
 }
 
-fn store_not_found(name: &str) -> ProtocolError {
+pub fn store_not_found(name: &str) -> ProtocolError {
     ProtocolError::new(
         ErrorCode::StoreNotFound,
         format!("no store named {name} on this server"),

@@ -17,8 +17,10 @@ use crate::server::ServerContext;
 /// Longest pause after a failed accept (e.g. out of file descriptors); doubles from 1 ms.
 const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
 
+/// `tls`: the port speaks only TLS (`--tls-cert`), handshaken in the connection's task.
 pub async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     context: Arc<ServerContext>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -53,10 +55,18 @@ pub async fn accept_loop(
             });
             continue;
         };
-        let context = context.clone();
-        let cancel = cancel.clone();
+        let (context, cancel, tls) = (context.clone(), cancel.clone(), tls.clone());
         tracker.spawn(async move {
-            connection::serve(socket, peer.to_string(), Transport::Tcp, context, cancel).await;
+            let peer = peer.to_string();
+            match tls {
+                None => connection::serve(socket, peer, Transport::Tcp, context, cancel).await,
+                Some(tls) => {
+                    let refusal = crate::tls::PLAIN_TEXT_PROTOCOL_REFUSAL;
+                    if let Some(socket) = crate::tls::accept(&tls, socket, refusal).await {
+                        connection::serve(socket, peer, Transport::Tcp, context, cancel).await
+                    }
+                }
+            }
             drop(permit);
         });
     }

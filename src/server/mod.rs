@@ -41,6 +41,18 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         .await
         .map_err(|e| format!("binding http {}: {e}", config.http))?;
     let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
+    // Certificates before anything on disk too: a bad path must not leave a half-started node.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::Tls::new(
+            cert,
+            key,
+            config.tls_client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
+    let auth = Arc::new(crate::auth::Auth::new(&config.auth)?);
+    // Before the announcement, so whoever waits for it has seen the warning too.
+    warn_if_open(&config, &auth, local, http_local);
     // Then the data directory, for this process alone, before anything in it is opened.
     let _lock = data_lock::acquire(&config.data_dir)?;
     let options = StoreOptions {
@@ -65,16 +77,35 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     announce(&format!(
         "esdb http on {http_local} (console at /; /metrics /health /ready /stats /ws)"
     ));
-    let context = Arc::new(ServerContext::new(config.clone(), stores, raft));
+    let context = Arc::new(ServerContext::new(
+        config.clone(),
+        auth.clone(),
+        stores,
+        raft,
+    ));
     let cancel = CancellationToken::new();
+    crate::auth::reload::spawn_on_sighup(
+        config.config_path.clone(),
+        auth,
+        tls.as_ref().map(|tls| tls.certificates.clone()),
+        cancel.clone(),
+    )?;
     let tracker = TaskTracker::new();
     let http_state = crate::http::HttpState {
+        tls: tls.as_ref().map(|tls| tls.http.clone()),
         context: context.clone(),
         cancel: cancel.clone(),
         tracker: tracker.clone(),
     };
     let http = tokio::spawn(crate::http::accept_loop(http_listener, http_state));
-    let accept = listener::accept_loop(listener, context.clone(), cancel.clone(), tracker.clone());
+    let protocol_tls = tls.as_ref().map(|tls| tls.protocol.clone());
+    let accept = listener::accept_loop(
+        listener,
+        protocol_tls,
+        context.clone(),
+        cancel.clone(),
+        tracker.clone(),
+    );
     // A store whose write path failed (its log could not be written, or a committed entry
     // could not be applied) stops the server loudly instead of answering every write with an
     // error: the log holds what was acknowledged, and a restart replays it.
@@ -149,6 +180,40 @@ fn bind_protocol_port(addr: std::net::SocketAddr, backlog: u32) -> std::io::Resu
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)
+}
+
+/// Warns loudly when a port anyone on the network can reach lets anyone in.
+fn warn_if_open(
+    config: &Config,
+    auth: &crate::auth::Auth,
+    protocol: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+) {
+    let exposed: Vec<String> = [protocol, http]
+        .iter()
+        .filter(|addr| !addr.ip().is_loopback())
+        .map(|addr| addr.to_string())
+        .collect();
+    if exposed.is_empty() {
+        return;
+    }
+    if !auth.enabled() {
+        let line = format!(
+            "WARNING: esdb listens on {} beyond loopback WITHOUT AUTHENTICATION: anyone who \
+             can reach it can read and delete every event. Add users or tokens to the config \
+             file ([[auth.users]], README \"Security\").",
+            exposed.join(" and ")
+        );
+        tracing::warn!("{line}");
+        eprintln!("{line}");
+    }
+    if config.tls_cert.is_none() {
+        tracing::warn!(
+            addresses = exposed.join(" and "),
+            "listening beyond loopback without TLS: credentials and events cross the network \
+             in clear text (--tls-cert, --tls-key)"
+        );
+    }
 }
 
 /// Prints the one line scripts wait for, on stdout, flushed.

@@ -69,6 +69,7 @@ fn now_us() -> u64 {
 pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched {
     let hub = session.hub.clone();
     let outbound = session.outbound.clone();
+    let scope = session.subscription_scope.take();
     let subscriptions = &mut session.subscriptions.by_sid;
     if let Some(existing) = subscriptions.get(&request.sid) {
         if !existing.task.is_finished() {
@@ -87,7 +88,7 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
     }
     let (go, go_rx) = oneshot::channel();
     let sid = request.sid.clone();
-    let matcher = Matcher::new(request.selector.clone());
+    let matcher = Matcher::new(request.selector.clone()).scoped(scope);
     crate::telemetry::subscription_created(
         hub.store.name(),
         request.selector.type_name(),

@@ -73,11 +73,13 @@ pub fn read_matching(
             reached_limit: true,
         });
     }
-    let (events, next_position) = match matcher.index_key() {
+    let (mut events, next_position) = match matcher.index_key() {
         IndexKey::Stream(stream) => matched(by_stream(txn, dbs, &stream, from, limit, max_events)?),
         IndexKey::Types(types) => matched(by_types(txn, dbs, &types, from, limit, max_events)?),
         IndexKey::Scan => by_scan(txn, dbs, matcher, from, limit, max_events)?,
     };
+    // Index reads skip the matcher: the subscriber's stream scope (src/auth) applies here.
+    events.retain(|delivery| matcher.in_scope(&delivery.event.stream));
     debug_assert!(events
         .windows(2)
         .all(|w| w[0].event.position < w[1].event.position));

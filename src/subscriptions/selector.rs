@@ -65,6 +65,8 @@ pub enum IndexKey {
 #[derive(Debug, Clone)]
 pub struct Matcher {
     selector: Selector,
+    /// The streams the subscriber may read (`None`: all); others never match (src/auth).
+    scope: Option<Arc<crate::auth::StreamScope>>,
 }
 
 /// An event being matched, with its record parsed at most once however many payload
@@ -95,7 +97,21 @@ impl<'a> Candidate<'a> {
 
 impl Matcher {
     pub fn new(selector: Selector) -> Matcher {
-        Matcher { selector }
+        Matcher {
+            selector,
+            scope: None,
+        }
+    }
+
+    /// Whether the subscriber may read `stream`.
+    pub fn in_scope(&self, stream: &str) -> bool {
+        self.scope.as_ref().is_none_or(|scope| scope.allows(stream))
+    }
+
+    /// Limits the matcher to the streams `scope` allows.
+    pub fn scoped(mut self, scope: Option<Arc<crate::auth::StreamScope>>) -> Matcher {
+        self.scope = scope;
+        self
     }
 
     pub fn selector(&self) -> &Selector {
@@ -112,6 +128,9 @@ impl Matcher {
 
     pub fn judge(&self, candidate: &Candidate<'_>) -> Verdict {
         let event = candidate.event;
+        if !self.in_scope(&event.stream) {
+            return Verdict::NoMatch;
+        }
         let matched = match &self.selector {
             Selector::Stream(stream) => stream == ALL_STREAMS || **stream == *event.stream,
             Selector::EventType(types) => types.iter().any(|t| **t == *event.event_type),

@@ -2,6 +2,7 @@
 //! temporary directory, and a small blocking client speaking the protocol over a real socket.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -96,6 +96,11 @@ export class Client extends EventTarget {
       backoffMaxMs: options.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS,
       maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
       WebSocket: options.WebSocket,
+      // Credentials for CONNECT (user and password, or token) and TLS options (Node).
+      user: options.user,
+      password: options.password,
+      token: options.token,
+      tls: options.tls,
     };
     this.#store = options.store === undefined ? null : word('store', options.store);
     this.limits = new Limits();
@@ -308,9 +313,12 @@ export class Client extends EventTarget {
     const info = await connection.open({
       connectTimeoutMs: this.#options.connectTimeoutMs,
       WebSocket: this.#options.WebSocket,
+      tls: this.#options.tls,
     });
     this.limits.update(info);
     const hello = { name: this.#options.name, lang: 'js', version: CLIENT_VERSION };
+    if (this.#options.user !== undefined) Object.assign(hello, { user: this.#options.user, pass: this.#options.password });
+    if (this.#options.token !== undefined) hello.token = this.#options.token;
     if (this.#store !== null) hello.store = this.#store;
     try {
       // Awaited before anything else is sent, so no request reaches the wrong store.

@@ -30,6 +30,10 @@ export const SERVER_ERROR_CODES = Object.freeze({
   storage_error: { closes: false, retryable: true },
   store_full: { closes: false, retryable: true },
   unreadable_event: { closes: false, retryable: false },
+  auth_required: { closes: false, retryable: false },
+  auth_failed: { closes: true, retryable: false },
+  permission_denied: { closes: false, retryable: false },
+  tls_required: { closes: true, retryable: false },
   internal: { closes: false, retryable: false },
 });
 

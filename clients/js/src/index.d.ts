@@ -21,6 +21,10 @@ export type ServerErrorCode =
   | 'subscription_conflict'
   | 'snapshot_not_found'
   | 'read_only'
+  | 'auth_required'
+  | 'auth_failed'
+  | 'permission_denied'
+  | 'tls_required'
   | 'too_many_connections'
   | 'stale_connection'
   | 'shutting_down'
@@ -274,6 +278,13 @@ export interface ClientOptions {
   store?: string;
   /** Opening a connection and getting its INFO (default 10000). */
   connectTimeoutMs?: number;
+  /** User to authenticate as, with `password`, when the server requires authentication. */
+  user?: string;
+  password?: string;
+  /** A token, instead of `user` and `password`. */
+  token?: string;
+  /** Node only: options of `tls.connect` (`ca`, `cert`, `key`, `servername`) for TLS. */
+  tls?: Record<string, unknown>;
   /** Reconnect backoff base (default 100). */
   backoffBaseMs?: number;
   /** Reconnect backoff cap (default 30000). */

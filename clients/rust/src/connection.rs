@@ -17,8 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use esdb_protocol::ops::session::ConnectOptions;
 use esdb_protocol::{Reply, ReplyDecoder, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +25,11 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::event::UnreadableEvent;
 use crate::info::ServerInfo;
-use crate::options::ClientOptions;
+use crate::options::{ClientOptions, Credentials};
+use crate::tls::{self, Stream};
+
+type OwnedReadHalf = ReadHalf<Box<dyn Stream>>;
+type OwnedWriteHalf = WriteHalf<Box<dyn Stream>>;
 
 /// Requests queued for the writer before callers wait for room (the server itself stops
 /// reading past 256 unanswered requests, so a deeper queue would only hold memory).
@@ -158,7 +161,7 @@ impl Connection {
     /// also selects the store, as `USE` does).
     pub async fn open(addr: &str, options: &ClientOptions) -> Result<Arc<Connection>> {
         let connect_timeout = Duration::from_millis(options.connect_timeout_ms);
-        let greeted = tokio::time::timeout(connect_timeout, greet(addr))
+        let greeted = tokio::time::timeout(connect_timeout, greet(addr, options))
             .await
             .map_err(|_| {
                 Error::Connect(format!(
@@ -194,6 +197,7 @@ impl Connection {
             lang: Some("rust".to_owned()),
             version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             store: options.store.clone(),
+            ..credentials(options)
         });
         let timeout = Duration::from_millis(options.request_timeout_ms);
         let reply = tokio::time::timeout(timeout, connection.request(encode(&connect)))
@@ -300,12 +304,32 @@ type Greeted = (
     ServerInfo,
 );
 
-async fn greet(addr: &str) -> Result<Greeted> {
+/// `CONNECT`'s credential fields.
+fn credentials(options: &ClientOptions) -> ConnectOptions {
+    match &options.credentials {
+        None => ConnectOptions::default(),
+        Some(Credentials::User { user, pass }) => ConnectOptions {
+            user: Some(user.clone()),
+            pass: Some(pass.clone()),
+            ..ConnectOptions::default()
+        },
+        Some(Credentials::Token(token)) => ConnectOptions {
+            token: Some(token.clone()),
+            ..ConnectOptions::default()
+        },
+    }
+}
+
+async fn greet(addr: &str, options: &ClientOptions) -> Result<Greeted> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| Error::Connect(format!("connecting to {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
-    let (mut read, write) = stream.into_split();
+    let stream: Box<dyn Stream> = match &options.tls {
+        None => Box::new(stream),
+        Some(tls_options) => Box::new(tls::connect(addr, stream, tls_options).await?),
+    };
+    let (mut read, write) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut decoder = ReplyDecoder::new();
     loop {

@@ -36,13 +36,14 @@ pub mod read;
 pub mod snapshots;
 pub mod streams;
 pub mod subscription;
+mod tls;
 
 pub use aggregate::{fold_events, Aggregate, AggregateOptions};
 pub use client::Client;
 pub use error::{Error, Result};
 pub use event::{AppendResult, EventData, RecordedEvent, UnreadableEvent};
 pub use info::{RaftStatus, ServerInfo, Stats, StoreStats};
-pub use options::{Backoff, ClientOptions};
+pub use options::{Backoff, ClientOptions, Credentials, TlsOptions};
 pub use psub::{PersistentSubscriptions, SubscriptionInfo};
 pub use read::{EventStream, ReadOptions};
 pub use snapshots::{Snapshot, SnapshotData, Snapshots};

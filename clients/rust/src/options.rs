@@ -22,6 +22,35 @@ pub const DEFAULT_SUBSCRIPTION_BUFFER_EVENTS: usize = 4096;
 /// same effect past it.
 pub const DEFAULT_SUBSCRIPTION_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
+/// What the client authenticates with, sent in `CONNECT` (`Debug` hides the secret).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    User { user: String, pass: String },
+    Token(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::User { user, .. } => {
+                write!(f, "User {{ user: {user:?}, pass: <redacted> }}")
+            }
+            Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+/// TLS to a server started with `--tls-cert`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM file of the CA(s) that signed the server's certificate.
+    pub ca_file: std::path::PathBuf,
+    /// PEM certificate and key of this client, for a server started with `--tls-client-ca`.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The name the server's certificate must carry; default: the host of the address.
+    pub server_name: Option<String>,
+}
+
 /// Exponential backoff with jitter: attempt `n` waits between half and all of
 /// `base_ms × 2ⁿ`, capped at `max_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +93,10 @@ pub struct ClientOptions {
     pub store: Option<String>,
     /// A name for the connection, shown in the server's logs (`CONNECT`).
     pub name: Option<String>,
+    /// Sent in every connection's `CONNECT` when the server requires authentication.
+    pub credentials: Option<Credentials>,
+    /// Connect with TLS (`None`: plain TCP).
+    pub tls: Option<TlsOptions>,
     pub backoff: Backoff,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
@@ -87,6 +120,8 @@ impl ClientOptions {
             servers: servers.into_iter().map(Into::into).collect(),
             store: None,
             name: None,
+            credentials: None,
+            tls: None,
             backoff: Backoff::default(),
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
@@ -112,6 +147,26 @@ impl ClientOptions {
 
     pub fn with_name(mut self, name: impl Into<String>) -> ClientOptions {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Authenticate as `user` with `pass`.
+    pub fn with_user(mut self, user: impl Into<String>, pass: impl Into<String>) -> ClientOptions {
+        self.credentials = Some(Credentials::User {
+            user: user.into(),
+            pass: pass.into(),
+        });
+        self
+    }
+
+    /// Authenticate with a token.
+    pub fn with_token(mut self, token: impl Into<String>) -> ClientOptions {
+        self.credentials = Some(Credentials::Token(token.into()));
+        self
+    }
+
+    pub fn with_tls(mut self, tls: TlsOptions) -> ClientOptions {
+        self.tls = Some(tls);
         self
     }
 

@@ -47,7 +47,14 @@ fn every_documented_code_is_known_with_its_flags() {
             "client retry rule for {name}"
         );
     }
-    for name in ["read_only", "unreadable_event"] {
+    for name in [
+        "read_only",
+        "unreadable_event",
+        "auth_required",
+        "auth_failed",
+        "permission_denied",
+        "tls_required",
+    ] {
         assert!(ErrorCode::parse(name).is_some(), "{name}");
     }
 }

@@ -20,8 +20,9 @@ use crate::limits::MAX_STORE_NAME_BYTES;
 use crate::line::{snippet, Args};
 use crate::request::{put_line, Request};
 
-/// The JSON object a client sends with `CONNECT`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The JSON object a client sends with `CONNECT`. Its `Debug` never shows `pass` or `token`
+/// (requests are logged).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -31,6 +32,36 @@ pub struct ConnectOptions {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// A user name, with `pass`, when the server requires authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
+    /// A token, instead of `user` and `pass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl ConnectOptions {
+    /// Whether the client sent any credential.
+    pub fn has_credentials(&self) -> bool {
+        self.user.is_some() || self.pass.is_some() || self.token.is_some()
+    }
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ConnectOptions")
+            .field("name", &self.name)
+            .field("lang", &self.lang)
+            .field("version", &self.version)
+            .field("store", &self.store)
+            .field("user", &self.user)
+            .field("pass", &redacted(&self.pass))
+            .field("token", &redacted(&self.token))
+            .finish()
+    }
 }
 
 pub(crate) fn parse_connect(args: Args<'_>) -> Result<Request, ProtocolError> {

@@ -6,23 +6,26 @@ import { EsdbError } from '../errors.js';
 /**
  * @param {{host: string, port: number, text: string}} address
  * @param {{onData(chunk: Uint8Array): void, onClose(error?: Error): void}} handlers
- * @param {{connectTimeoutMs: number}} options
+ * @param {{connectTimeoutMs: number, tls?: object}} options `tls`: options of Node's
+ *   `tls.connect` (`ca`, `cert`, `key`, `servername`) for a server started with --tls-cert.
  */
-export async function openTcp(address, handlers, { connectTimeoutMs }) {
+export async function openTcp(address, handlers, { connectTimeoutMs, tls }) {
   let net;
   try {
     net = await import('node:net');
   } catch (error) {
     throw new EsdbError('unsupported', `TCP needs Node's net module; in a browser use a ws:// address`, { cause: error });
   }
-  const socket = net.connect({ host: address.host, port: address.port });
+  const socket = tls
+    ? (await import('node:tls')).connect({ host: address.host, port: address.port, servername: address.host, ...tls })
+    : net.connect({ host: address.host, port: address.port });
   socket.setNoDelay(true);
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new EsdbError('connection_lost', `connecting to ${address.text} timed out after ${connectTimeoutMs} ms`));
     }, connectTimeoutMs);
-    socket.once('connect', () => {
+    socket.once(tls ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       socket.removeListener('error', onError);
       resolve();

@@ -10,6 +10,7 @@ resubscribes and resends what was waiting.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import socket
 from typing import Any, AsyncIterator, List, Literal, Optional, Sequence, TypeVar, Union
 
@@ -115,13 +116,21 @@ class AsyncClient:
         connect_timeout_s: float = 5.0,
         request_timeout_s: Optional[float] = 30.0,
         subscription_buffer_events: int = DEFAULT_HIGH_WATER_EVENTS,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        token: Optional[str] = None,
+        tls: Optional[ssl.SSLContext] = None,
+        tls_server_hostname: Optional[str] = None,
     ) -> None:
+        #: TLS to a server started with --tls-cert (e.g. ``ssl.create_default_context(cafile=…)``).
+        self._tls = tls
+        self._tls_server_hostname = tls_server_hostname
         self._addresses: List[Address] = parse_addresses(addresses)
         self._retry = retry
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
         self._buffer_events = subscription_buffer_events
-        self._session = Session(connect_options(name), store)
+        self._session = Session(connect_options(name, user, password, token), store)
         self._plan = ConnectPlan(self._addresses, retry)
         self._protocol: Optional[_Protocol] = None
         self._closed = False
@@ -230,7 +239,13 @@ class AsyncClient:
             established_before = self._connections_made
             try:
                 await asyncio.wait_for(
-                    loop.create_connection(lambda: protocol, host, port),
+                    loop.create_connection(
+                        lambda: protocol,
+                        host,
+                        port,
+                        ssl=self._tls,
+                        server_hostname=(self._tls_server_hostname or host) if self._tls else None,
+                    ),
                     timeout=self._connect_timeout_s,
                 )
             except (OSError, asyncio.TimeoutError) as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import ssl
 import threading
 import time
 from concurrent.futures import Future
@@ -60,10 +61,26 @@ READ_CHUNK_BYTES = 256 * 1024
 DEFAULT_PAGE_SIZE = 1000
 
 
-def connect_options(name: Optional[str]) -> JsonObject:
+def connect_options(
+    name: Optional[str],
+    user: Optional[str] = None,
+    password: Optional[str] = None,
+    token: Optional[str] = None,
+) -> JsonObject:
+    """CONNECT's fields; ``user`` and ``password``, or ``token``, when the server requires
+    authentication (INFO ``auth_required``)."""
     options: JsonObject = {"lang": "python", "version": __version__}
     if name is not None:
         options["name"] = name
+    if (user is None) != (password is None):
+        raise ValueError("user and password go together")
+    if user is not None and token is not None:
+        raise ValueError("give user and password, or token, not both")
+    if user is not None:
+        options["user"] = user
+        options["pass"] = password
+    if token is not None:
+        options["token"] = token
     return options
 
 
@@ -134,7 +151,15 @@ class Client:
         connect_timeout_s: float = 5.0,
         request_timeout_s: Optional[float] = 30.0,
         subscription_buffer_events: int = DEFAULT_HIGH_WATER_EVENTS,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        token: Optional[str] = None,
+        tls: Optional[ssl.SSLContext] = None,
+        tls_server_hostname: Optional[str] = None,
     ) -> None:
+        #: TLS to a server started with --tls-cert (e.g. ``ssl.create_default_context(cafile=…)``).
+        self._tls = tls
+        self._tls_server_hostname = tls_server_hostname
         self._addresses: List[Address] = parse_addresses(addresses)
         self._retry = retry
         self._connect_timeout_s = connect_timeout_s
@@ -142,7 +167,7 @@ class Client:
         self._buffer_events = subscription_buffer_events
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._session = Session(connect_options(name), store)
+        self._session = Session(connect_options(name, user, password, token), store)
         self._plan = ConnectPlan(self._addresses, retry)
         self._connection: Optional[_Connection] = None
         self._closed = False
@@ -231,6 +256,9 @@ class Client:
                         return
             try:
                 sock = socket.create_connection(address, timeout=self._connect_timeout_s)
+                if self._tls is not None:
+                    hostname = self._tls_server_hostname or address[0]
+                    sock = self._tls.wrap_socket(sock, server_hostname=hostname)
             except OSError as error:
                 self._plan.failed(error)
                 continue

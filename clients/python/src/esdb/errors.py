@@ -52,6 +52,10 @@ ERROR_TABLE: Mapping[str, ErrorSpec] = {
         _spec("storage_error", False, True),
         _spec("store_full", False, True),
         _spec("unreadable_event", False, False),
+        _spec("auth_required", False, False),
+        _spec("auth_failed", True, False),
+        _spec("permission_denied", False, False),
+        _spec("tls_required", True, False),
         _spec("internal", False, False),
     ]
 }
@@ -168,6 +172,22 @@ class ReadOnly(ServerError):
     would change the store."""
 
 
+class AuthRequired(ServerError):
+    """The server requires authentication: pass ``user`` and ``password``, or ``token``."""
+
+
+class AuthFailed(ServerError):
+    """Wrong or revoked credentials; the server closed the connection."""
+
+
+class PermissionDenied(ServerError):
+    """The user lacks the permission the request needs (the message names it)."""
+
+
+class TlsRequired(ServerError):
+    """The server's port speaks only TLS: pass ``tls=ssl.create_default_context(…)``."""
+
+
 class TooManyConnections(ServerError):
     """The server is at its connection limit."""
 
@@ -259,6 +279,10 @@ _CLASS_BY_CODE: Dict[str, Type[ServerError]] = {
     "storage_error": StorageError,
     "store_full": StoreFull,
     "unreadable_event": UnreadableEvent,
+    "auth_required": AuthRequired,
+    "auth_failed": AuthFailed,
+    "permission_denied": PermissionDenied,
+    "tls_required": TlsRequired,
     "internal": InternalError,
 }
 

@@ -354,8 +354,9 @@ class Session:
             return self._on_info(frame)
         if name == "-ERR":
             error = server_error(frame.error_code, frame.error_message)
-            if error.closes_connection:
-                # Not a reply: the server says why it is about to close the connection.
+            if error.closes_connection and not (error.code == "auth_failed" and not self.established):
+                # Not a reply: the server says why it is about to close the connection (but a
+                # failed CONNECT's auth_failed is its reply, so the caller learns why).
                 self._fatal = error
                 return b""
         if not self._pending:
