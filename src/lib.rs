@@ -10,10 +10,13 @@
 //!    `Store::submit`; the [`raft::proposer`] batches every queued command into one entry of
 //!    the store's Raft log ([`raft::log_store`], segment files: one fdatasync per entry), and
 //!    openraft hands committed entries to the [`raft::state_machine`].
-//! 4. **Applied** in [`store`]: the state machine runs [`store::command::apply`] on the apply
-//!    thread ([`store::writer`]), one LMDB transaction per run of entries; reads run straight
-//!    on LMDB ([`store::read`]; snapshots in [`store::snapshots`], `AGG` in
-//!    [`store::aggregate`], around the pure fold in `esdb_protocol::aggregate`).
+//! 4. **Applied** in [`store`]: the state machine queues committed entries for the apply
+//!    thread ([`store::writer`]), which runs [`store::command::apply`] in one LMDB transaction
+//!    kept open across entries and sends each proposal its outcomes before the commit
+//!    ([`store::progress`]: the waiters, and the barrier every read waits on until what it must
+//!    see is committed); reads run straight on LMDB ([`store::read`]; snapshots in
+//!    [`store::snapshots`], `AGG` in [`store::aggregate`], around the pure fold in
+//!    `esdb_protocol::aggregate`).
 //! 5. **Answered** in [`server::connection`]: replies go out in request order.
 //!
 //! # Modules
