@@ -79,6 +79,11 @@ impl Gate {
         }
     }
 
+    /// Whether any check runs at all (authentication is configured).
+    pub fn enabled(&self) -> bool {
+        self.auth.enabled()
+    }
+
     /// Decides about `request` in `session`'s store. A `CONNECT`'s credentials are checked
     /// here (and removed from it); a catch-up `SUB`'s stream scope is set on the session.
     pub async fn check(&mut self, request: &mut Request, session: &mut Session) -> Verdict {

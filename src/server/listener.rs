@@ -60,11 +60,17 @@ pub async fn accept_loop(
             let peer = peer.to_string();
             match tls {
                 None => connection::serve(socket, peer, Transport::Tcp, context, cancel).await,
+                // Boxed: a TLS connection's future (the handshake, the TLS stream's state) is
+                // several times a plain one's; unboxed, every plain connection's task would be
+                // sized for it too.
                 Some(tls) => {
-                    let refusal = crate::tls::PLAIN_TEXT_PROTOCOL_REFUSAL;
-                    if let Some(socket) = crate::tls::accept(&tls, socket, refusal).await {
-                        connection::serve(socket, peer, Transport::Tcp, context, cancel).await
-                    }
+                    Box::pin(async move {
+                        let refusal = crate::tls::PLAIN_TEXT_PROTOCOL_REFUSAL;
+                        if let Some(socket) = crate::tls::accept(&tls, socket, refusal).await {
+                            connection::serve(socket, peer, Transport::Tcp, context, cancel).await
+                        }
+                    })
+                    .await
                 }
             }
             drop(permit);
