@@ -205,6 +205,8 @@ fn error_code_table() {
         TooManyConnections,
         StaleConnection,
         ShuttingDown,
+        AuthFailed,
+        TlsRequired,
     ];
     let retryable = [TooManyConnections, ShuttingDown, StorageError, StoreFull];
     for code in ALL_ERROR_CODES {
