@@ -236,7 +236,9 @@ fn error_code_table() {
             "bad_frame",
             "too_many_connections",
             "stale_connection",
-            "shutting_down"
+            "shutting_down",
+            "auth_failed",
+            "tls_required"
         ]
     );
     let mut names: Vec<&str> = ALL_ERROR_CODES.iter().map(|c| c.as_str()).collect();
