@@ -308,33 +308,23 @@ impl Segments {
 
     fn create_segment(&mut self, first_index: u64, bytes: u64) -> io::Result<()> {
         let path = self.dir.join(format!("{first_index:020}.wal"));
-        if let Some(file) = self.take_spare(first_index, bytes)? {
-            // The spare's zeros and size are synced already; its new name must be durable
-            // before any entry in it is acknowledged.
-            sync_dir(&self.dir)?;
-            self.segments.insert(
-                first_index,
-                Segment {
-                    first_index,
-                    path,
-                    file,
-                    write_offset: 0,
-                    allocated: SEGMENT_BYTES,
-                    entries: Vec::new(),
-                },
-            );
-            return Ok(());
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
-        preallocate(&file, bytes)?;
-        // The new file's size and its directory entry must survive a power loss before any
-        // entry in it is acknowledged.
-        file.sync_all()?;
+        let (file, allocated) = match self.take_spare(first_index, bytes)? {
+            // The spare's zeros and size are synced already.
+            Some(file) => (file, SEGMENT_BYTES),
+            None => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)?;
+                preallocate(&file, bytes)?;
+                file.sync_all()?;
+                (file, bytes)
+            }
+        };
+        // The new file's size and its directory entry (created, or renamed from the spare)
+        // must survive a power loss before any entry in it is acknowledged.
         sync_dir(&self.dir)?;
         self.segments.insert(
             first_index,
@@ -343,7 +333,7 @@ impl Segments {
                 path,
                 file,
                 write_offset: 0,
-                allocated: bytes,
+                allocated,
                 entries: Vec::new(),
             },
         );
