@@ -46,6 +46,10 @@ pub struct ConnLog {
     pub unexpected: Vec<String>,
     /// `storage_error` replies: outcome unknown, counted.
     pub storage_errors: u64,
+    /// `shutting_down` replies to appends: the node stopped (its log could not be synced, say)
+    /// with the append in flight, so it may or may not have reached the log. Outcome unknown,
+    /// counted.
+    pub shutdown_replies: u64,
 }
 
 enum InFlight {
@@ -198,6 +202,10 @@ impl Writer<'_> {
                     }
                     ErrorCode::StorageError => {
                         self.log.storage_errors += 1;
+                        None
+                    }
+                    ErrorCode::ShuttingDown => {
+                        self.log.shutdown_replies += 1;
                         None
                     }
                     _ => {

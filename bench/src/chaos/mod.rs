@@ -120,6 +120,7 @@ struct Totals {
     unknown_applied: u64,
     unknown_absent: u64,
     storage_errors: u64,
+    shutdown_replies: u64,
     refusals: u32,
     rounds: u32,
 }
@@ -289,6 +290,7 @@ async fn run(
         let appends: Vec<SentAppend> = logs.iter().flat_map(|l| l.appends.clone()).collect();
         totals.requests += appends.len() as u64;
         totals.storage_errors += logs.iter().map(|l| l.storage_errors).sum::<u64>();
+        totals.shutdown_replies += logs.iter().map(|l| l.shutdown_replies).sum::<u64>();
         let conflicts: u64 = logs.iter().map(|l| l.conflicts).sum();
         let acked = appends
             .iter()
@@ -381,7 +383,7 @@ async fn run(
         }
     }
     println!(
-        "{what}: {} rounds in {:.0} s; {} requests: {} acknowledged, {} refused, {} unanswered ({} applied, {} not), {} storage errors; {} refusals to start; store holds {} events; {}",
+        "{what}: {} rounds in {:.0} s; {} requests: {} acknowledged, {} refused, {} unanswered ({} applied, {} not), {} storage errors, {} shutting_down; {} refusals to start; store holds {} events; {}",
         totals.rounds,
         started.elapsed().as_secs_f64(),
         totals.requests,
@@ -391,6 +393,7 @@ async fn run(
         totals.unknown_applied,
         totals.unknown_absent,
         totals.storage_errors,
+        totals.shutdown_replies,
         totals.refusals,
         truth.events.len(),
         match failed_round {
