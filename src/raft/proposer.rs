@@ -8,20 +8,20 @@
 //! before it is committed. There is no linger timer: a lone append waits for nothing but its
 //! own fsync and apply.
 //!
-//! Each proposal carries an id registered with the store's [`Waiters`](crate::store::Waiters)
-//! before it is proposed; the apply thread sends the proposal's outcomes there, and the
-//! proposer fans them out to the commands' submitters.
+//! Each proposal carries an id registered, with its commands' submitters, in the store's
+//! [`Waiters`](crate::store::Waiters) before it is proposed; the apply thread answers each
+//! submitter there directly once the entry is applied.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::raft::types::{Proposal, Raft};
 
 use crate::store::writer::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS};
-use crate::store::{EntryOutcomes, ProposalId, StoreError, Waiters, WriteRequest, WriteResult};
+use crate::store::{ProposalId, StoreError, Waiters, WriteRequest};
 
 /// Proposals written or applied at once. Two keep the disk (log) and the apply thread busy at
 /// the same time; more would only split batches that could have been one.
@@ -49,16 +49,17 @@ pub async fn run(
         };
         let batch = drain(first, &mut queue);
         let mut commands = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
+        let mut submitters = Vec::with_capacity(batch.len());
         for request in batch {
             commands.push(request.command);
-            replies.push((request.reply, request._budget));
+            submitters.push((request.reply, request._budget));
         }
         seq += 1;
         let id = ProposalId { origin, seq };
-        let outcomes = waiters.register(id);
+        let count = submitters.len();
+        waiters.register(id, submitters);
         // Proposed here, in queue order (a connection's writes take effect in the order it
-        // sent them); only the wait for the outcome runs beside the next proposal.
+        // sent them); only the wait for the commit runs beside the next proposal.
         let written = raft
             .client_write_ff(Proposal {
                 id: Some(id),
@@ -74,17 +75,19 @@ pub async fn run(
                     .and_then(|result| result.map(|_| ()).map_err(|e| e.to_string())),
                 Err(fatal) => Err(fatal.to_string()),
             };
-            // Committed and queued for apply: the next proposal may go.
+            // Committed and queued for apply (the apply thread answers the submitters): the
+            // next proposal may go.
             drop(slot);
-            match committed {
-                Ok(()) => answer(outcomes.await.ok(), replies),
-                Err(error) => {
-                    waiters.cancel(id);
-                    // Not the leader (a single node is, once started) or the node stopped:
-                    // the entry was not committed here, and the client may retry (with the
-                    // same event ids).
-                    tracing::error!(%error, commands = replies.len(), "proposal failed");
-                    answer(None, replies);
+            if let Err(error) = committed {
+                // Not the leader (a single node is, once started) or the node stopped: the
+                // entry was not committed here. Its submitters, unless the apply thread
+                // answered them already, hear that the store is shutting down; the outcome is
+                // unknown to them, and they may retry with the same event ids.
+                tracing::error!(%error, commands = count, "proposal failed");
+                if let Some(submitters) = waiters.cancel(id) {
+                    for (reply, _budget) in submitters {
+                        let _ = reply.send(Err(StoreError::ShuttingDown));
+                    }
                 }
             }
         });
@@ -108,28 +111,4 @@ fn drain(first: WriteRequest, queue: &mut mpsc::Receiver<WriteRequest>) -> Vec<W
         }
     }
     batch
-}
-
-type Replies = Vec<(
-    oneshot::Sender<WriteResult>,
-    tokio::sync::OwnedSemaphorePermit,
-)>;
-
-/// Sends each command its outcome; without outcomes (the store stopped before applying the
-/// entry), each submitter sees the store shutting down.
-fn answer(outcomes: Option<EntryOutcomes>, replies: Replies) {
-    match outcomes {
-        Some(outcomes) => {
-            assert_eq!(outcomes.len(), replies.len(), "one outcome per command");
-            for ((reply, _budget), outcome) in replies.into_iter().zip(outcomes) {
-                // A dropped receiver means the client went away; its write still stands.
-                let _ = reply.send(outcome.map_err(StoreError::from));
-            }
-        }
-        None => {
-            for (reply, _budget) in replies {
-                let _ = reply.send(Err(StoreError::ShuttingDown));
-            }
-        }
-    }
 }

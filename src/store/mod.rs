@@ -38,7 +38,7 @@ pub use command::{AppendCommand, Command, NewEvent, Outcome, SaveSnapshotCommand
 use committed::COMMITTED_BATCH_CHANNEL_CAPACITY;
 pub use committed::{CommittedBatch, CommittedEvent};
 pub use error::{Rejection, StoreError};
-pub use progress::{ApplyProgress, EntryOutcomes, ProposalId, Waiters};
+pub use progress::{ApplyProgress, EntryOutcomes, ProposalId, Submitters, Waiters};
 pub use read::EventsPage;
 use schema::{
     Databases, DATABASE_COUNT, FORMAT_VERSION, META_FORMAT_VERSION, META_NEXT_POSITION,

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch, Notify};
 
+use crate::store::writer::WriteResult;
 use crate::store::{Outcome, Rejection, StoreError};
 
 /// What each command of one log entry did, in order.
@@ -206,40 +207,53 @@ pub struct ProposalId {
     pub seq: u64,
 }
 
-/// Proposals waiting for their outcomes, by id. The proposer registers one before proposing;
-/// the apply thread completes it once the entry is applied.
+/// The submitters of one proposal's commands, in command order: each gets its own outcome.
+/// A submitter's budget permit is held until it has been answered.
+pub type Submitters = Vec<(
+    oneshot::Sender<WriteResult>,
+    tokio::sync::OwnedSemaphorePermit,
+)>;
+
+/// Proposals waiting for their outcomes, by id. The proposer registers one, with its commands'
+/// submitters, before proposing; the apply thread answers each submitter directly once the
+/// entry is applied (no hop through the proposer: one wake-up fewer on every append's path).
 #[derive(Debug, Default)]
 pub struct Waiters {
-    waiting: Mutex<HashMap<ProposalId, oneshot::Sender<EntryOutcomes>>>,
+    waiting: Mutex<HashMap<ProposalId, Submitters>>,
 }
 
 impl Waiters {
-    pub fn register(&self, id: ProposalId) -> oneshot::Receiver<EntryOutcomes> {
-        let (sender, receiver) = oneshot::channel();
+    pub fn register(&self, id: ProposalId, submitters: Submitters) {
         let previous = self
             .waiting
             .lock()
             .expect("waiters mutex")
-            .insert(id, sender);
+            .insert(id, submitters);
         assert!(previous.is_none(), "proposal id registered twice");
-        receiver
     }
 
-    /// Forgets a proposal that will not be applied here (its proposing failed).
-    pub fn cancel(&self, id: ProposalId) {
-        self.waiting.lock().expect("waiters mutex").remove(&id);
+    /// Takes back the submitters of a proposal that will not be applied here (its proposing
+    /// failed), or `None` when the apply thread already answered them.
+    pub fn cancel(&self, id: ProposalId) -> Option<Submitters> {
+        self.waiting.lock().expect("waiters mutex").remove(&id)
     }
 
     pub(crate) fn complete(&self, id: ProposalId, outcomes: EntryOutcomes) {
-        let waiter = self.waiting.lock().expect("waiters mutex").remove(&id);
-        if let Some(waiter) = waiter {
-            // A dropped receiver: the proposer went away; the write stands.
-            let _ = waiter.send(outcomes);
+        let submitters = self.waiting.lock().expect("waiters mutex").remove(&id);
+        if let Some(submitters) = submitters {
+            assert_eq!(outcomes.len(), submitters.len(), "one outcome per command");
+            for ((reply, _budget), outcome) in submitters.into_iter().zip(outcomes) {
+                // A dropped receiver means the client went away; its write still stands.
+                let _ = reply.send(outcome.map_err(StoreError::from));
+            }
         }
     }
 
-    /// Drops every waiter (their proposers see the store stopping).
+    /// Answers every waiting submitter that the store is stopping.
     pub(crate) fn clear(&self) {
-        self.waiting.lock().expect("waiters mutex").clear();
+        let waiting = std::mem::take(&mut *self.waiting.lock().expect("waiters mutex"));
+        for (reply, _budget) in waiting.into_values().flatten() {
+            let _ = reply.send(Err(StoreError::ShuttingDown));
+        }
     }
 }
