@@ -24,6 +24,11 @@ pub const DEFAULT_PING_INTERVAL_MS: u64 = 120_000;
 pub const DEFAULT_MAX_PINGS_OUT: u32 = 2;
 /// Concurrent client connections; more are refused with `-ERR too_many_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Concurrent HTTP connections (`/metrics`, `/health`, …, and WebSocket handshakes not yet
+/// upgraded); more are answered `503` and closed. Each holds a descriptor for up to
+/// `HTTP_HEADER_READ_TIMEOUT_MS` without sending anything, so they are bounded apart from the
+/// protocol's connections (an upgraded WebSocket counts against `max_connections` instead).
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 1024;
 /// LMDB map size per store: the most one store may hold. The file is sparse.
 pub const DEFAULT_MAP_SIZE_MB: usize = 64 * 1024;
 /// How long shutdown waits for in-flight requests to be answered.
@@ -108,6 +113,10 @@ pub struct ServeArgs {
     /// Most concurrent connections [default: 10000].
     #[arg(long, env = "ESDB_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most concurrent HTTP connections (WebSockets count in --max-connections once upgraded)
+    /// [default: 1024].
+    #[arg(long, env = "ESDB_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<usize>,
     /// LMDB map size per store in MiB: the most a store may hold [default: 65536].
     #[arg(long, env = "ESDB_MAP_SIZE_MB")]
     pub map_size_mb: Option<usize>,
@@ -177,6 +186,7 @@ struct FileConfig {
     ping_interval_ms: Option<u64>,
     max_pings_out: Option<u32>,
     max_connections: Option<usize>,
+    max_http_connections: Option<usize>,
     map_size_mb: Option<usize>,
     shutdown_deadline_ms: Option<u64>,
     emitters: Option<usize>,
@@ -206,6 +216,7 @@ pub struct Config {
     pub ping_interval_ms: u64,
     pub max_pings_out: u32,
     pub max_connections: usize,
+    pub max_http_connections: usize,
     pub map_size_mb: usize,
     pub shutdown_deadline_ms: u64,
     pub emitters: usize,
@@ -274,6 +285,10 @@ impl Config {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_http_connections: args
+                .max_http_connections
+                .or(file.max_http_connections)
+                .unwrap_or(DEFAULT_MAX_HTTP_CONNECTIONS),
             map_size_mb: args
                 .map_size_mb
                 .or(file.map_size_mb)
@@ -349,8 +364,16 @@ impl Config {
         if self.write_stall_timeout_ms == 0 {
             return Err("write_stall_timeout_ms must be > 0".into());
         }
-        if self.ping_interval_ms == 0 || self.max_connections == 0 || self.map_size_mb == 0 {
-            return Err("ping_interval_ms, max_connections and map_size_mb must be > 0".into());
+        if self.ping_interval_ms == 0
+            || self.max_connections == 0
+            || self.max_http_connections == 0
+            || self.map_size_mb == 0
+        {
+            return Err(
+                "ping_interval_ms, max_connections, max_http_connections and \
+                        map_size_mb must be > 0"
+                    .into(),
+            );
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());
