@@ -45,6 +45,35 @@ pub const DEFAULT_MAX_READ_BYTES_IN_FLIGHT: u64 = 256 << 20;
 /// Most emitter tasks per store (the default is the number of cores, up to this).
 pub const MAX_EMITTERS: usize = 64;
 
+/// `--small`: defaults for a small device (a Nerves board, a container with little memory).
+/// Each applies only where the setting is not given (flag, environment or file win). The
+/// sizes are what one process with a few clients needs, not what a shared server does.
+pub mod small {
+    /// One emitter task per store: fan-out to a handful of subscribers needs no more.
+    pub const EMITTERS: usize = 1;
+    /// One runtime worker thread (the default is one per core).
+    pub const WORKER_THREADS: usize = 1;
+    pub const MAX_CONNECTIONS: usize = 256;
+    pub const MAX_HTTP_CONNECTIONS: usize = 32;
+    pub const LISTEN_BACKLOG: u32 = 128;
+    /// 1 GiB per store: the map is address space, and a small device (or a 32-bit one) has
+    /// little of it; the data is capped at this.
+    pub const MAP_SIZE_MB: usize = 1024;
+    /// 4 MiB of replies built and unwritten per connection (still at least one whole reply).
+    pub const MAX_PENDING_BYTES: u64 = 4 << 20;
+    pub const MAX_PENDING_BYTES_TOTAL: u64 = 32 << 20;
+    pub const MAX_READ_BYTES_IN_FLIGHT: u64 = 16 << 20;
+}
+
+/// The default of a setting: the small profile's under `--small`, else the built-in one.
+fn pick<T>(small: bool, small_value: T, default_value: T) -> T {
+    if small {
+        small_value
+    } else {
+        default_value
+    }
+}
+
 fn default_emitters() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -90,6 +119,11 @@ pub struct ServeArgs {
     /// TOML file with any of the settings below (keys in snake_case, `stores` a list).
     #[arg(long, env = "ESDB_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Small-device profile: one emitter per store, one worker thread, fewer connections,
+    /// smaller reply and read budgets, a 1 GiB map; settings given explicitly still win
+    /// [default: false].
+    #[arg(long, env = "ESDB_SMALL", num_args = 0..=1, default_missing_value = "true")]
+    pub small: Option<bool>,
     /// Directory holding one subdirectory per store [default: ./esdb-data].
     #[arg(long, env = "ESDB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -179,6 +213,7 @@ pub enum LogFormat {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    small: Option<bool>,
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     http: Option<SocketAddr>,
@@ -209,6 +244,10 @@ struct FileConfig {
 /// The server's resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `--small`: the defaults of [`small`] were used where nothing was given.
+    pub small: bool,
+    /// Runtime worker threads; `None`: one per core (tokio's default).
+    pub worker_threads: Option<usize>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub http: SocketAddr,
@@ -259,7 +298,10 @@ impl Config {
             file.stores
                 .unwrap_or_else(|| vec![DEFAULT_STORE.to_owned()])
         };
+        let small = args.small.or(file.small).unwrap_or(false);
         let config = Config {
+            small,
+            worker_threads: small.then_some(self::small::WORKER_THREADS),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -284,15 +326,20 @@ impl Config {
             max_connections: args
                 .max_connections
                 .or(file.max_connections)
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+                .unwrap_or(pick(small, small::MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS)),
             max_http_connections: args
                 .max_http_connections
                 .or(file.max_http_connections)
-                .unwrap_or(DEFAULT_MAX_HTTP_CONNECTIONS),
-            map_size_mb: args
-                .map_size_mb
-                .or(file.map_size_mb)
-                .unwrap_or(DEFAULT_MAP_SIZE_MB),
+                .unwrap_or(pick(
+                    small,
+                    small::MAX_HTTP_CONNECTIONS,
+                    DEFAULT_MAX_HTTP_CONNECTIONS,
+                )),
+            map_size_mb: args.map_size_mb.or(file.map_size_mb).unwrap_or(pick(
+                small,
+                small::MAP_SIZE_MB,
+                DEFAULT_MAP_SIZE_MB,
+            )),
             shutdown_deadline_ms: args
                 .shutdown_deadline_ms
                 .or(file.shutdown_deadline_ms)
@@ -304,23 +351,39 @@ impl Config {
             max_pending_bytes: args
                 .max_pending_bytes
                 .or(file.max_pending_bytes)
-                .unwrap_or(crate::server::outbound::DEFAULT_MAX_PENDING_BYTES),
+                .unwrap_or(pick(
+                    small,
+                    small::MAX_PENDING_BYTES,
+                    crate::server::outbound::DEFAULT_MAX_PENDING_BYTES,
+                )),
             max_pending_bytes_total: args
                 .max_pending_bytes_total
                 .or(file.max_pending_bytes_total)
-                .unwrap_or(crate::server::outbound::DEFAULT_MAX_PENDING_BYTES_TOTAL),
+                .unwrap_or(pick(
+                    small,
+                    small::MAX_PENDING_BYTES_TOTAL,
+                    crate::server::outbound::DEFAULT_MAX_PENDING_BYTES_TOTAL,
+                )),
             max_read_bytes_in_flight: args
                 .max_read_bytes_in_flight
                 .or(file.max_read_bytes_in_flight)
-                .unwrap_or(DEFAULT_MAX_READ_BYTES_IN_FLIGHT),
-            listen_backlog: args
-                .listen_backlog
-                .or(file.listen_backlog)
-                .unwrap_or(DEFAULT_LISTEN_BACKLOG),
-            emitters: args
-                .emitters
-                .or(file.emitters)
-                .unwrap_or_else(default_emitters),
+                .unwrap_or(pick(
+                    small,
+                    small::MAX_READ_BYTES_IN_FLIGHT,
+                    DEFAULT_MAX_READ_BYTES_IN_FLIGHT,
+                )),
+            listen_backlog: args.listen_backlog.or(file.listen_backlog).unwrap_or(pick(
+                small,
+                small::LISTEN_BACKLOG,
+                DEFAULT_LISTEN_BACKLOG,
+            )),
+            emitters: args.emitters.or(file.emitters).unwrap_or_else(|| {
+                if small {
+                    self::small::EMITTERS
+                } else {
+                    default_emitters()
+                }
+            }),
             log_level: args.log_level.or(file.log_level),
             log_format: args
                 .log_format
