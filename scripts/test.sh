@@ -21,6 +21,11 @@ cargo clippy -p esdb-bench --all-targets --all-features --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
 
+echo "== deploy (deploy/k8s YAML-parsed and its fields checked, with the Dockerfile)"
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml 2>/dev/null \
+  || { apt-get update -qq && apt-get install -y -qq python3-yaml >/dev/null; }
+python3 scripts/check-deploy.py
+
 echo "== fuzz (cargo-fuzz on stable: -s none with RUSTC_BOOTSTRAP=1; 10 s per target)"
 bash fuzz/run-ci.sh
 

@@ -24,6 +24,11 @@ pub const DEFAULT_PING_INTERVAL_MS: u64 = 120_000;
 pub const DEFAULT_MAX_PINGS_OUT: u32 = 2;
 /// Concurrent client connections; more are refused with `-ERR too_many_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Concurrent HTTP connections (`/metrics`, `/health`, …, and WebSocket handshakes not yet
+/// upgraded); more are answered `503` and closed. Each holds a descriptor for up to
+/// `HTTP_HEADER_READ_TIMEOUT_MS` without sending anything, so they are bounded apart from the
+/// protocol's connections (an upgraded WebSocket counts against `max_connections` instead).
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 1024;
 /// LMDB map size per store: the most one store may hold. The file is sparse.
 pub const DEFAULT_MAP_SIZE_MB: usize = 64 * 1024;
 /// How long shutdown waits for in-flight requests to be answered.
@@ -39,6 +44,35 @@ pub const DEFAULT_MAX_READ_BYTES_IN_FLIGHT: u64 = 256 << 20;
 
 /// Most emitter tasks per store (the default is the number of cores, up to this).
 pub const MAX_EMITTERS: usize = 64;
+
+/// `--small`: defaults for a small device (a Nerves board, a container with little memory).
+/// Each applies only where the setting is not given (flag, environment or file win). The
+/// sizes are what one process with a few clients needs, not what a shared server does.
+pub mod small {
+    /// One emitter task per store: fan-out to a handful of subscribers needs no more.
+    pub const EMITTERS: usize = 1;
+    /// One runtime worker thread (the default is one per core).
+    pub const WORKER_THREADS: usize = 1;
+    pub const MAX_CONNECTIONS: usize = 256;
+    pub const MAX_HTTP_CONNECTIONS: usize = 32;
+    pub const LISTEN_BACKLOG: u32 = 128;
+    /// 1 GiB per store: the map is address space, and a small device (or a 32-bit one) has
+    /// little of it; the data is capped at this.
+    pub const MAP_SIZE_MB: usize = 1024;
+    /// 4 MiB of replies built and unwritten per connection (still at least one whole reply).
+    pub const MAX_PENDING_BYTES: u64 = 4 << 20;
+    pub const MAX_PENDING_BYTES_TOTAL: u64 = 32 << 20;
+    pub const MAX_READ_BYTES_IN_FLIGHT: u64 = 16 << 20;
+}
+
+/// The default of a setting: the small profile's under `--small`, else the built-in one.
+fn pick<T>(small: bool, small_value: T, default_value: T) -> T {
+    if small {
+        small_value
+    } else {
+        default_value
+    }
+}
 
 fn default_emitters() -> usize {
     std::thread::available_parallelism()
@@ -85,6 +119,11 @@ pub struct ServeArgs {
     /// TOML file with any of the settings below (keys in snake_case, `stores` a list).
     #[arg(long, env = "ESDB_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Small-device profile: one emitter per store, one worker thread, fewer connections,
+    /// smaller reply and read budgets, a 1 GiB map; settings given explicitly still win
+    /// [default: false].
+    #[arg(long, env = "ESDB_SMALL", num_args = 0..=1, default_missing_value = "true")]
+    pub small: Option<bool>,
     /// Directory holding one subdirectory per store [default: ./esdb-data].
     #[arg(long, env = "ESDB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -108,6 +147,10 @@ pub struct ServeArgs {
     /// Most concurrent connections [default: 10000].
     #[arg(long, env = "ESDB_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most concurrent HTTP connections (WebSockets count in --max-connections once upgraded)
+    /// [default: 1024].
+    #[arg(long, env = "ESDB_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<usize>,
     /// LMDB map size per store in MiB: the most a store may hold [default: 65536].
     #[arg(long, env = "ESDB_MAP_SIZE_MB")]
     pub map_size_mb: Option<usize>,
@@ -170,6 +213,7 @@ pub enum LogFormat {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    small: Option<bool>,
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     http: Option<SocketAddr>,
@@ -177,6 +221,7 @@ struct FileConfig {
     ping_interval_ms: Option<u64>,
     max_pings_out: Option<u32>,
     max_connections: Option<usize>,
+    max_http_connections: Option<usize>,
     map_size_mb: Option<usize>,
     shutdown_deadline_ms: Option<u64>,
     emitters: Option<usize>,
@@ -199,6 +244,10 @@ struct FileConfig {
 /// The server's resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `--small`: the defaults of [`small`] were used where nothing was given.
+    pub small: bool,
+    /// Runtime worker threads; `None`: one per core (tokio's default).
+    pub worker_threads: Option<usize>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub http: SocketAddr,
@@ -206,6 +255,7 @@ pub struct Config {
     pub ping_interval_ms: u64,
     pub max_pings_out: u32,
     pub max_connections: usize,
+    pub max_http_connections: usize,
     pub map_size_mb: usize,
     pub shutdown_deadline_ms: u64,
     pub emitters: usize,
@@ -248,7 +298,10 @@ impl Config {
             file.stores
                 .unwrap_or_else(|| vec![DEFAULT_STORE.to_owned()])
         };
+        let small = args.small.or(file.small).unwrap_or(false);
         let config = Config {
+            small,
+            worker_threads: small.then_some(self::small::WORKER_THREADS),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -273,11 +326,20 @@ impl Config {
             max_connections: args
                 .max_connections
                 .or(file.max_connections)
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            map_size_mb: args
-                .map_size_mb
-                .or(file.map_size_mb)
-                .unwrap_or(DEFAULT_MAP_SIZE_MB),
+                .unwrap_or(pick(small, small::MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS)),
+            max_http_connections: args
+                .max_http_connections
+                .or(file.max_http_connections)
+                .unwrap_or(pick(
+                    small,
+                    small::MAX_HTTP_CONNECTIONS,
+                    DEFAULT_MAX_HTTP_CONNECTIONS,
+                )),
+            map_size_mb: args.map_size_mb.or(file.map_size_mb).unwrap_or(pick(
+                small,
+                small::MAP_SIZE_MB,
+                DEFAULT_MAP_SIZE_MB,
+            )),
             shutdown_deadline_ms: args
                 .shutdown_deadline_ms
                 .or(file.shutdown_deadline_ms)
@@ -289,23 +351,39 @@ impl Config {
             max_pending_bytes: args
                 .max_pending_bytes
                 .or(file.max_pending_bytes)
-                .unwrap_or(crate::server::outbound::DEFAULT_MAX_PENDING_BYTES),
+                .unwrap_or(pick(
+                    small,
+                    small::MAX_PENDING_BYTES,
+                    crate::server::outbound::DEFAULT_MAX_PENDING_BYTES,
+                )),
             max_pending_bytes_total: args
                 .max_pending_bytes_total
                 .or(file.max_pending_bytes_total)
-                .unwrap_or(crate::server::outbound::DEFAULT_MAX_PENDING_BYTES_TOTAL),
+                .unwrap_or(pick(
+                    small,
+                    small::MAX_PENDING_BYTES_TOTAL,
+                    crate::server::outbound::DEFAULT_MAX_PENDING_BYTES_TOTAL,
+                )),
             max_read_bytes_in_flight: args
                 .max_read_bytes_in_flight
                 .or(file.max_read_bytes_in_flight)
-                .unwrap_or(DEFAULT_MAX_READ_BYTES_IN_FLIGHT),
-            listen_backlog: args
-                .listen_backlog
-                .or(file.listen_backlog)
-                .unwrap_or(DEFAULT_LISTEN_BACKLOG),
-            emitters: args
-                .emitters
-                .or(file.emitters)
-                .unwrap_or_else(default_emitters),
+                .unwrap_or(pick(
+                    small,
+                    small::MAX_READ_BYTES_IN_FLIGHT,
+                    DEFAULT_MAX_READ_BYTES_IN_FLIGHT,
+                )),
+            listen_backlog: args.listen_backlog.or(file.listen_backlog).unwrap_or(pick(
+                small,
+                small::LISTEN_BACKLOG,
+                DEFAULT_LISTEN_BACKLOG,
+            )),
+            emitters: args.emitters.or(file.emitters).unwrap_or_else(|| {
+                if small {
+                    self::small::EMITTERS
+                } else {
+                    default_emitters()
+                }
+            }),
             log_level: args.log_level.or(file.log_level),
             log_format: args
                 .log_format
@@ -349,8 +427,16 @@ impl Config {
         if self.write_stall_timeout_ms == 0 {
             return Err("write_stall_timeout_ms must be > 0".into());
         }
-        if self.ping_interval_ms == 0 || self.max_connections == 0 || self.map_size_mb == 0 {
-            return Err("ping_interval_ms, max_connections and map_size_mb must be > 0".into());
+        if self.ping_interval_ms == 0
+            || self.max_connections == 0
+            || self.max_http_connections == 0
+            || self.map_size_mb == 0
+        {
+            return Err(
+                "ping_interval_ms, max_connections, max_http_connections and \
+                        map_size_mb must be > 0"
+                    .into(),
+            );
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());

@@ -27,10 +27,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime.enable_all().build().expect("tokio runtime");
     let served = runtime.block_on(async {
         // Registered before the server announces itself, so a signal sent right after the
         // announcement is already handled gracefully.

@@ -145,6 +145,10 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Requests refused with `permission_denied`, by the missing permission (src/auth).
     pub permission_denied: IntCounterVec,
+    /// HTTP connections refused at `--max-http-connections` (src/http).
+    pub http_connections_refused: IntCounter,
+    /// WebSockets the server failed for a bad frame or message, by close code (src/http/ws.rs).
+    pub ws_failed: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -189,7 +193,22 @@ impl Metrics {
             .iter()
             .map(|code| error_sent.with_label_values(&[code.as_str()]))
             .collect();
+        let http_connections_refused = register(
+            &r,
+            IntCounter::new(
+                "http_connection_refused_total",
+                "HTTP connections refused at --max-http-connections (answered 503).",
+            )
+            .expect("http_connection_refused_total"),
+        );
         Metrics {
+            http_connections_refused,
+            ws_failed: counter(
+                "ws_failed_total",
+                "WebSocket connections closed by the server for a bad frame or message, by \
+                 close code (1002 protocol error, 1007 invalid UTF-8, 1009 too big).",
+                &["code"],
+            ),
             auth_failures: counter(
                 "auth_failures_total",
                 "Failed authentications (wrong or revoked credentials), by transport.",

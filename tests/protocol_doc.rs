@@ -81,3 +81,39 @@ fn stated_limits_match_the_constants() {
     assert_eq!(esdb::server::connection::MAX_PIPELINED_REQUESTS, 256);
     assert!(doc.contains("| 256 unanswered |"));
 }
+
+/// The HTTP port's and the WebSocket transport's limits are the ones the code enforces.
+#[test]
+fn http_and_websocket_limits_match_the_constants() {
+    let doc = protocol_md();
+    for (needle, value) in [
+        (
+            "(`HTTP_HEADER_READ_TIMEOUT_MS`) | ",
+            esdb::http::HTTP_HEADER_READ_TIMEOUT_MS as usize,
+        ),
+        (
+            "(`HTTP_MAX_HEADER_BYTES`) | ",
+            esdb::http::HTTP_MAX_HEADER_BYTES,
+        ),
+        ("(`HTTP_MAX_HEADERS`) | ", esdb::http::HTTP_MAX_HEADERS),
+        (
+            "(`--max-http-connections`) | ",
+            esdb::config::DEFAULT_MAX_HTTP_CONNECTIONS,
+        ),
+    ] {
+        let row = doc
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}"));
+        assert!(
+            row.contains(&format!("| {value}")),
+            "{row} should state {value}"
+        );
+    }
+    let too_big = doc
+        .lines()
+        .find(|l| l.starts_with("  | 1009 (too big)"))
+        .expect("the 1009 row");
+    let max = esdb::http::ws::MAX_WS_MESSAGE_BYTES.to_string();
+    assert!(too_big.contains(&max), "{too_big} should state {max}");
+}

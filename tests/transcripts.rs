@@ -170,7 +170,14 @@ fn body_length(line: &str) -> Option<usize> {
 fn replay(path: &Path, byte_at_a_time: bool) {
     let text = std::fs::read_to_string(path).expect("read transcript");
     let transcript = parse_transcript(&text);
-    let args: Vec<&str> = transcript.server_args.iter().map(String::as_str).collect();
+    // `{transcripts}` in a flag is this directory (a config file shipped beside the transcript).
+    let directory = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/transcripts");
+    let args: Vec<String> = transcript
+        .server_args
+        .iter()
+        .map(|arg| arg.replace("{transcripts}", directory))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start(&args);
     let stream = TcpStream::connect(server.addr).expect("connect");
     stream

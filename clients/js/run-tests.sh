@@ -39,6 +39,15 @@ if [ ! -x "$seed_tool" ] && command -v cargo >/dev/null 2>&1; then
     echo "== could not build examples/seed_unreadable; its tests will be skipped"
 fi
 
+# The server crate's test tool that writes rcgen certificates for the TLS tests
+# (test/security.test.js, skipped, saying so, if it cannot be built).
+cert_tool="${CARGO_TARGET_DIR:-$repo_root/target}/debug/examples/gen_certs"
+if [ ! -x "$cert_tool" ] && command -v cargo >/dev/null 2>&1; then
+  echo "== building the test tool examples/gen_certs"
+  (cd "$repo_root" && cargo build --quiet --locked --example gen_certs) ||
+    echo "== could not build examples/gen_certs; the TLS tests will be skipped"
+fi
+
 # Nothing downloads a browser: playwright-core drives /usr/bin/chromium.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 npm ci --no-audit --no-fund --loglevel=error

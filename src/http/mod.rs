@@ -9,9 +9,16 @@
 //! | `/stats` | per-store counts as JSON, the same as the `STATS` operation |
 //! | `/ws` | the esdb protocol over WebSocket ([`ws`]) |
 //!
-//! Connections are served by hyper directly (not `axum::serve`) so that a client that does not
-//! finish sending its request headers, a WebSocket handshake included, is cut off after
-//! [`HTTP_HEADER_READ_TIMEOUT_MS`].
+//! Connections are served by hyper directly (not `axum::serve`) so that every connection is
+//! bounded (PROTOCOL.md "HTTP limits"):
+//! - a client that does not finish sending a request's headers, a WebSocket handshake
+//!   included, is cut off [`HTTP_HEADER_READ_TIMEOUT_MS`] after it started (slowloris), and so
+//!   is a kept-alive connection that sends no next request;
+//! - headers larger than [`HTTP_MAX_HEADER_BYTES`], or more than [`HTTP_MAX_HEADERS`] of them,
+//!   get `431` and a close;
+//! - at most `--max-http-connections` are open at once; the one past it gets a `503`
+//!   ([`HTTP_TOO_MANY_CONNECTIONS_RESPONSE`]) and a close without being read. An upgraded
+//!   WebSocket leaves this count for the protocol's (`--max-connections`).
 
 pub mod auth;
 pub mod console;
@@ -37,6 +44,19 @@ use crate::server::ServerContext;
 /// Longest time a client may take to send an HTTP request's headers (a WebSocket handshake
 /// is one such request): bounds what a slow or silent client holds.
 pub const HTTP_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Largest request head (request line and headers, CRLFs included): ample for browsers and
+/// scrapers (a bearer token, cookies), small enough that a connection pins little memory.
+pub const HTTP_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header lines in one request.
+pub const HTTP_MAX_HEADERS: usize = 64;
+/// What the connection past `--max-http-connections` is sent before it is closed (it is not
+/// read: the answer does not depend on the request).
+pub const HTTP_TOO_MANY_CONNECTIONS_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: text/plain\r\ncontent-length: 31\r\nretry-after: 1\r\nconnection: close\r\n\r\n\
+too many HTTP connections open\n";
+/// Longest time the refusal of a connection past the limit may take to send: a client that
+/// does not read it must not hold the descriptor.
+const HTTP_REFUSAL_TIMEOUT_MS: u64 = 1_000;
 /// Longest pause after a failed accept (e.g. out of file descriptors); doubles from 1 ms.
 const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
 
@@ -67,6 +87,8 @@ pub fn router(state: HttpState) -> Router {
 pub async fn accept_loop(listener: TcpListener, state: HttpState) {
     let cancel = state.cancel.clone();
     let tls = state.tls.clone();
+    let limit = state.context.config.max_http_connections;
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
     let router = router(state);
     let mut backoff_ms = 1;
     loop {
@@ -87,6 +109,11 @@ pub async fn accept_loop(listener: TcpListener, state: HttpState) {
             }
         };
         let _ = socket.set_nodelay(true);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics().http_connections_refused.inc();
+            tokio::spawn(refuse(socket, tls.is_some()));
+            continue;
+        };
         // The peer's address reaches the WebSocket handler (failed CONNECTs are slowed per
         // address).
         let peer_router = router.clone().layer(axum::Extension(ws::PeerAddress(peer)));
@@ -102,7 +129,21 @@ pub async fn accept_loop(listener: TcpListener, state: HttpState) {
                     }
                 }
             }
+            // Held until the connection ends, or until it became a WebSocket (hyper's
+            // connection future ends at the upgrade).
+            drop(permit);
         });
+    }
+}
+
+/// Answers a connection past `--max-http-connections` with a `503` and closes it. A TLS port's
+/// client would not understand plain text, so it is closed without an answer.
+async fn refuse(mut socket: tokio::net::TcpStream, tls: bool) {
+    use tokio::io::AsyncWriteExt;
+    if !tls {
+        let write = socket.write_all(HTTP_TOO_MANY_CONNECTIONS_RESPONSE);
+        let _ = tokio::time::timeout(Duration::from_millis(HTTP_REFUSAL_TIMEOUT_MS), write).await;
+        let _ = socket.shutdown().await;
     }
 }
 
@@ -122,7 +163,9 @@ where
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS));
+                .header_read_timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS))
+                .max_header_size(HTTP_MAX_HEADER_BYTES)
+                .max_headers(HTTP_MAX_HEADERS);
             let connection = builder.serve_connection(io, service).with_upgrades();
             tokio::pin!(connection);
             tokio::select! {

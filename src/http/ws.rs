@@ -9,12 +9,19 @@
 //!   UTF-8, which protocol output nearly always is (browsers then get strings), else Binary. A
 //!   message may hold several replies or part of one: clients must decode the concatenation.
 //!
+//! A frame or message the WebSocket rules forbid fails the connection: the replies to the
+//! requests already received are sent, then a Close with the RFC 6455 code ([`failure_close`]):
+//! 1002 for a protocol error (an unmasked client frame, reserved bits or opcodes, a stray
+//! continuation, a fragmented or oversized control frame), 1007 for a Text message that is not
+//! UTF-8, 1009 for a frame or message over [`MAX_WS_MESSAGE_BYTES`] (refused from its header,
+//! before its payload is read).
+//!
 //! So a WebSocket connection can do everything a TCP one can, with the same limits, keepalive
 //! and connection limit; its metrics carry `transport="ws"`. Unless it is opened with
 //! `/ws?readonly=1` (the web console's way): then every request that would change the store is
 //! refused with `-ERR read_only` ([`Access::ReadOnly`]).
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +46,8 @@ pub const WS_READ_BUFFER_BYTES: usize = 16 * 1024;
 /// The in-memory pipe between the WebSocket and the connection, each way. Bounds what is in
 /// flight between them (backpressure passes through), and the size of outgoing messages.
 pub const WS_BRIDGE_BUFFER_BYTES: usize = 64 * 1024;
+/// A Close frame's reason is at most 123 bytes (a control frame's 125, less the code).
+const CLOSE_REASON_MAX_BYTES: usize = 123;
 
 /// The HTTP handler: checks the handshake and its query (`readonly`), then serves the
 /// protocol on the upgraded socket.
@@ -126,7 +135,8 @@ async fn serve(
     let (server_side, bridge_side) = tokio::io::duplex(WS_BRIDGE_BUFFER_BYTES);
     let (bridge_read, bridge_write) = tokio::io::split(bridge_side);
     let (sink, stream) = socket.split();
-    let inbound = tokio::spawn(ws_to_bridge(stream, bridge_write));
+    let (failure_sender, failure) = tokio::sync::oneshot::channel();
+    let inbound = tokio::spawn(ws_to_bridge(stream, bridge_write, failure_sender));
     let serve = connection::serve_gated(
         server_side,
         peer,
@@ -136,16 +146,35 @@ async fn serve(
         context,
         state.cancel,
     );
-    tokio::join!(serve, bridge_to_ws(bridge_read, sink));
+    tokio::join!(serve, bridge_to_ws(bridge_read, sink, failure));
     // The connection is over; stop waiting for client messages nobody will read.
     inbound.abort();
     drop(permit);
 }
 
 /// Client messages → the connection's input. Ends (EOF to the connection) when the client
-/// closes or the socket fails.
-async fn ws_to_bridge(mut stream: SplitStream<WebSocket>, mut bridge: WriteHalf<DuplexStream>) {
-    while let Some(Ok(message)) = stream.next().await {
+/// closes or the socket fails; when a frame broke the WebSocket rules, first hands the Close
+/// to send to `failure`.
+async fn ws_to_bridge(
+    mut stream: SplitStream<WebSocket>,
+    mut bridge: WriteHalf<DuplexStream>,
+    failure: tokio::sync::oneshot::Sender<CloseFrame>,
+) {
+    while let Some(received) = stream.next().await {
+        let message = match received {
+            Ok(message) => message,
+            Err(error) => {
+                if let Some(close) = failure_close(error) {
+                    tracing::debug!(code = close.code, reason = %close.reason, "websocket failed");
+                    metrics()
+                        .ws_failed
+                        .with_label_values(&[&close.code.to_string()])
+                        .inc();
+                    let _ = failure.send(close);
+                }
+                break;
+            }
+        };
         let bytes = match message {
             Message::Text(text) => Bytes::from(text),
             Message::Binary(bytes) => bytes,
@@ -160,8 +189,48 @@ async fn ws_to_bridge(mut stream: SplitStream<WebSocket>, mut bridge: WriteHalf<
     let _ = bridge.shutdown().await;
 }
 
-/// The connection's output → messages to the client, until the connection ends; then a Close.
-async fn bridge_to_ws(mut bridge: ReadHalf<DuplexStream>, mut sink: SplitSink<WebSocket, Message>) {
+/// The Close frame answering a read error: a frame or message that broke the rules gets the
+/// code RFC 6455 names for it; `None` when the socket itself failed (nobody to tell).
+fn failure_close(error: axum::Error) -> Option<CloseFrame> {
+    use tungstenite::Error;
+    let error = error.into_inner().downcast::<Error>().ok()?;
+    let (code, reason) = match *error {
+        Error::Capacity(ref capacity) => (
+            close_code::SIZE,
+            format!("{capacity}; the most is {MAX_WS_MESSAGE_BYTES} bytes"),
+        ),
+        Error::Utf8(_) => (
+            close_code::INVALID,
+            "a Text message is not UTF-8 (send Binary)".to_owned(),
+        ),
+        Error::Protocol(ref protocol) => (close_code::PROTOCOL, protocol.to_string()),
+        _ => return None,
+    };
+    Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(truncate_reason(reason)),
+    })
+}
+
+/// `reason` cut to what a Close frame can hold, on a character boundary.
+fn truncate_reason(mut reason: String) -> String {
+    if reason.len() > CLOSE_REASON_MAX_BYTES {
+        let mut end = CLOSE_REASON_MAX_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+/// The connection's output → messages to the client, until the connection ends; then a Close:
+/// the one `failure` holds if the client broke the WebSocket rules, else a plain one.
+async fn bridge_to_ws(
+    mut bridge: ReadHalf<DuplexStream>,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut failure: tokio::sync::oneshot::Receiver<CloseFrame>,
+) {
     let mut buffer = BytesMut::with_capacity(WS_BRIDGE_BUFFER_BYTES);
     let mut client_gone = false;
     loop {
@@ -183,7 +252,7 @@ async fn bridge_to_ws(mut bridge: ReadHalf<DuplexStream>, mut sink: SplitSink<We
         if !buffer.is_empty() {
             let _ = sink.send(Message::Binary(buffer.split().freeze())).await;
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(Message::Close(failure.try_recv().ok())).await;
     }
 }
 

@@ -1,11 +1,11 @@
 //! File descriptors: the soft limit is raised to the hard limit at start, and the connection
 //! limit is kept below it, so the connection past it is refused with
 //! `-ERR too_many_connections` instead of hanging in the backlog while `accept` fails with
-//! EMFILE.
+//! EMFILE. HTTP connections get their own share of the descriptors, so that a flood of them
+//! (slowloris) cannot starve the protocol port, nor the protocol's connections the HTTP port.
 
 /// Descriptors kept for everything but client connections: the listeners, epoll, the
-/// runtime's own, HTTP requests (`/metrics`, `/health`), and the socket of a connection being
-/// refused.
+/// runtime's own, and the sockets of connections being refused.
 pub const FDS_RESERVED: u64 = 128;
 /// Descriptors one store keeps open: LMDB's data and lock files, the Raft log's segments and
 /// directory.
@@ -51,11 +51,27 @@ fn nr_open() -> Option<u64> {
         .ok()
 }
 
-/// The connection limit that fits `fd_limit` descriptors: `configured`, or less.
-pub fn connection_limit(configured: usize, fd_limit: u64, stores: usize) -> usize {
+/// At most this fraction (1 / N) of the descriptors left for clients goes to HTTP connections
+/// when there are too few for both configured limits.
+pub const HTTP_FDS_SHARE_DIVISOR: usize = 4;
+
+/// The (protocol, HTTP) connection limits that fit `fd_limit` descriptors together: the
+/// configured ones, or less. When both do not fit, HTTP gets at most a quarter of what is
+/// left for clients and the protocol the rest (at least one each).
+pub fn connection_limits(
+    configured: usize,
+    configured_http: usize,
+    fd_limit: u64,
+    stores: usize,
+) -> (usize, usize) {
     let reserved = FDS_RESERVED + FDS_PER_STORE * stores as u64;
     let fits = usize::try_from(fd_limit.saturating_sub(reserved)).unwrap_or(usize::MAX);
-    configured.min(fits.max(1))
+    if configured.saturating_add(configured_http) <= fits {
+        return (configured, configured_http);
+    }
+    let http = configured_http.min(fits / HTTP_FDS_SHARE_DIVISOR).max(1);
+    let protocol = configured.min(fits.saturating_sub(http)).max(1);
+    (protocol, http)
 }
 
 #[cfg(test)]
@@ -63,9 +79,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_connection_limit_leaves_room_for_the_server_s_own_descriptors() {
-        assert_eq!(connection_limit(10_000, 1024, 1), 1024 - 160);
-        assert_eq!(connection_limit(100, 1024, 1), 100);
-        assert_eq!(connection_limit(100, 10, 1), 1, "at least one");
+    fn the_connection_limits_leave_room_for_the_server_s_own_descriptors() {
+        // 1024 - 160 reserved = 864 for clients: a quarter for HTTP, the rest for the protocol.
+        assert_eq!(connection_limits(10_000, 1024, 1024, 1), (648, 216));
+        assert_eq!(connection_limits(100, 100, 1024, 1), (100, 100), "both fit");
+        assert_eq!(
+            connection_limits(800, 100, 1024, 1),
+            (764, 100),
+            "the protocol gets the rest"
+        );
+        assert_eq!(connection_limits(100, 1024, 1024, 1), (100, 216));
+        assert_eq!(
+            connection_limits(100, 100, 10, 1),
+            (1, 1),
+            "at least one each"
+        );
+        let plenty = 1 << 20;
+        assert_eq!(connection_limits(10_000, 1024, plenty, 1), (10_000, 1024));
     }
 }

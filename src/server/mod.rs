@@ -148,7 +148,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     outcome
 }
 
-/// Raises the descriptor limit as far as allowed, and lowers the connection limit to fit it.
+/// Raises the descriptor limit as far as allowed, and lowers the connection limits (protocol
+/// and HTTP) to fit it.
 fn limit_connections_to_descriptors(config: &mut Config) {
     let fd_limit = match fd_limit::raise_to_hard_limit() {
         Ok(limit) => limit,
@@ -157,15 +158,24 @@ fn limit_connections_to_descriptors(config: &mut Config) {
             return;
         }
     };
-    let fits = fd_limit::connection_limit(config.max_connections, fd_limit, config.stores.len());
-    if fits < config.max_connections {
+    let (fits, fits_http) = fd_limit::connection_limits(
+        config.max_connections,
+        config.max_http_connections,
+        fd_limit,
+        config.stores.len(),
+    );
+    if (fits, fits_http) != (config.max_connections, config.max_http_connections) {
         tracing::warn!(
             fd_limit,
             configured = config.max_connections,
+            configured_http = config.max_http_connections,
             max_connections = fits,
-            "the file descriptor limit allows fewer connections than --max-connections"
+            max_http_connections = fits_http,
+            "the file descriptor limit allows fewer connections than --max-connections and \
+             --max-http-connections"
         );
         config.max_connections = fits;
+        config.max_http_connections = fits_http;
     }
 }
 

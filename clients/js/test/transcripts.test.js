@@ -182,7 +182,9 @@ async function openWs(server, reader) {
 
 async function replay(name, mode) {
   const { serverArgs, steps } = parseTranscript(readFileSync(join(TRANSCRIPTS_DIR, name), 'utf8'));
-  const server = await EsdbServer.start({ args: serverArgs });
+  // `{transcripts}` in a flag is the transcripts directory (a config file shipped beside them).
+  const args = serverArgs.map((arg) => arg.replaceAll('{transcripts}', TRANSCRIPTS_DIR));
+  const server = await EsdbServer.start({ args });
   const byteAtATime = mode === 'tcp-bytes';
   const reader = new LineReader({ byteAtATime });
   const connection = mode === 'ws' ? await openWs(server, reader) : await openTcp(server, reader);

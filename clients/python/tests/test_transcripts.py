@@ -117,7 +117,9 @@ class LineReader:
 
 def replay(path: Path, server_factory: ServerFactory, byte_at_a_time: bool) -> None:
     transcript = parse_transcript(path.read_text(encoding="utf-8"))
-    server = server_factory(transcript.server_args)
+    # `{transcripts}` in a flag is the transcripts directory (a config file shipped beside them).
+    directory = str(repo_root() / "protocol" / "transcripts")
+    server = server_factory([arg.replace("{transcripts}", directory) for arg in transcript.server_args])
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=READ_TIMEOUT_S)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = LineReader(sock, byte_at_a_time)
