@@ -42,6 +42,8 @@ pub struct ServerContext {
     raft: BTreeMap<String, RaftWatch>,
     tcp_metrics: ConnectionMetrics,
     ws_metrics: ConnectionMetrics,
+    /// This node's cluster, when it is one of several (`--peers`).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl ServerContext {
@@ -77,6 +79,7 @@ impl ServerContext {
             ws_metrics: metrics().connections(Transport::Ws),
             server_id: uuid::Uuid::new_v4().simple().to_string(),
             raft,
+            cluster: None,
         }
     }
 
@@ -178,7 +181,17 @@ impl ServerContext {
             "ping_interval_ms": self.config.ping_interval_ms,
             "raft": if self.auth.enabled() { serde_json::json!({}) } else { self.raft_status() },
         });
+        let mut info = info;
+        if let Some(cluster) = &self.cluster {
+            info["cluster"] = cluster.info_json(self.config.default_store());
+        }
         Bytes::from(serde_json::to_vec(&info).expect("json serialises"))
+    }
+
+    /// What a read in `store` waits for first: on a cluster node, the leader's read index
+    /// (`crate::cluster::reads`); a single node leads alone, and reads as before.
+    pub fn linearizer(&self, store: &str) -> Option<crate::cluster::reads::Linearizer> {
+        Some(self.cluster.as_ref()?.group(store)?.reads.clone())
     }
 
     /// Removes the stores for closing. Connections must be gone.
