@@ -81,3 +81,25 @@ fn stated_limits_match_the_constants() {
     assert_eq!(esdb::server::connection::MAX_PIPELINED_REQUESTS, 256);
     assert!(doc.contains("| 256 unanswered |"));
 }
+
+/// The cluster waits PROTOCOL.md states are the ones the server uses.
+#[test]
+fn stated_cluster_waits_match_the_constants() {
+    let doc = protocol_md();
+    let leader_wait = doc
+        .lines()
+        .find(|l| l.contains("wait for a leader, on a cluster node"))
+        .expect("leader wait row");
+    assert!(
+        leader_wait.contains(&format!("| {} ms", esdb::cluster::LEADER_WAIT_TIMEOUT_MS)),
+        "{leader_wait}"
+    );
+    let commit_wait = doc
+        .lines()
+        .find(|l| l.contains("wait for a write's commit, on a cluster node"))
+        .expect("commit wait row");
+    assert!(
+        commit_wait.contains(&format!("| {} ms", esdb::cluster::WRITE_OUTCOME_TIMEOUT_MS)),
+        "{commit_wait}"
+    );
+}
