@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use esdb_protocol::{Reply, ReplyDecoder};
 
-use common::{spawn_with_http, Client};
+use common::Client;
 
 const SECRET: &str = "a test cluster secret, 32 bytes.";
 /// How long the cluster may take to elect its first leader (or a new one).
@@ -39,14 +39,47 @@ struct Node {
 }
 
 impl Node {
+    /// Starts the node (its stderr in a file beside its data, shown if it fails to start).
     fn start(&mut self) {
-        let (child, addr, _) = spawn_with_http(
-            &self.data_dir,
-            &self.args,
-            &[("ESDB_CLUSTER_SECRET", SECRET)],
-        );
+        let log = self.data_dir.with_extension("stderr");
+        let stderr = std::fs::File::create(&log).expect("stderr file");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esdb"));
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--http", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("ESDB_CLUSTER_SECRET", SECRET)
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr);
+        let mut child = command.spawn().expect("spawn esdb");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).ok();
+        let Some(addr) = line
+            .strip_prefix("esdb listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("node {} did not start: {stderr}", self.id);
+        };
+        self.addr = addr.parse().expect("addr");
         self.child = Some(child);
-        self.addr = addr;
+    }
+
+    /// Starts the node again on its data, with a new client port.
+    fn restart(&mut self) {
+        let listen = self
+            .args
+            .iter()
+            .position(|a| a == "--listen")
+            .expect("--listen")
+            + 1;
+        self.args[listen] = format!("127.0.0.1:{}", free_port());
+        self.start();
     }
 
     fn kill9(&mut self) {
@@ -183,6 +216,83 @@ fn info_names_the_cluster_and_its_client_addresses() {
         assert!(started.elapsed() < LEADER_TIMEOUT, "client urls: {info}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn cluster_status(addr: SocketAddr) -> serde_json::Value {
+    match Client::connect(addr).request("CLUSTER") {
+        Reply::Cluster { body } => serde_json::from_slice(&body).expect("CLUSTER json"),
+        other => panic!("expected CLUSTER, got {other:?}"),
+    }
+}
+
+#[test]
+fn cluster_status_names_members_roles_the_leader_and_lag() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(None);
+    let leader_addr = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == leader)
+        .expect("leader")
+        .addr;
+    let mut client = Client::connect(cluster.nodes[0].addr);
+    append_ok(&mut client, "s", &common::event("T", serde_json::json!({})));
+    // The leader knows every member's lag; once replicated, it is 0 for all three.
+    let started = Instant::now();
+    loop {
+        let status = cluster_status(leader_addr);
+        let group = &status["stores"]["default"];
+        assert_eq!(status["node_id"], leader);
+        assert_eq!(group["leader_id"], leader);
+        assert_eq!(group["state"], "leader");
+        let members = group["members"].as_array().expect("members");
+        let ids: Vec<u64> = members
+            .iter()
+            .map(|m| m["node_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert!(members.iter().all(|m| m["role"] == "voter"));
+        let leaders: Vec<u64> = members
+            .iter()
+            .filter(|m| m["leader"] == true)
+            .map(|m| m["node_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(leaders, [leader]);
+        if members
+            .iter()
+            .all(|m| m["lag"] == 0 && m["reachable"] == true)
+        {
+            break;
+        }
+        assert!(started.elapsed() < LEADER_TIMEOUT, "lag never 0: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A follower names the leader but cannot know the lag.
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != leader)
+        .expect("follower");
+    let status = cluster_status(follower.addr);
+    let group = &status["stores"]["default"];
+    assert_eq!(group["state"], "follower");
+    assert_eq!(group["leader_id"], leader);
+    assert!(group["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["lag"].is_null()));
+}
+
+#[test]
+fn a_single_server_answers_cluster_as_a_group_of_one() {
+    let server = common::Server::start(&[]);
+    let status = cluster_status(server.addr);
+    let group = &status["stores"]["default"];
+    assert_eq!(status["node_id"], 1);
+    assert_eq!(group["leader_id"], 1);
+    assert_eq!(group["members"][0]["client_url"], server.addr.to_string());
+    assert_eq!(group["members"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -357,7 +467,7 @@ fn a_client_keeps_appending_through_a_leader_killed_with_kill_9() {
     let new_leader = cluster.wait_for_leader(Some(leader));
     assert_ne!(new_leader, leader);
     // The killed node comes back and catches up from the new leader's log.
-    cluster.node(leader).start();
+    cluster.node(leader).restart();
     let started = Instant::now();
     let mut orders = Vec::new();
     for node in &cluster.nodes {

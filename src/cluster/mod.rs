@@ -203,13 +203,22 @@ impl Cluster {
             .map(|(name, group)| (name.clone(), group.clone()))
             .collect();
         let mut initialized = BTreeMap::new();
+        let mut applied = BTreeMap::new();
         for (name, group) in groups {
+            let last_applied = group
+                .raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map(|id| id.index);
+            applied.insert(name.clone(), last_applied);
             initialized.insert(name, group.raft.is_initialized().await.unwrap_or(true));
         }
         PeerInfo {
             node_id: self.node_id(),
             client_url: self.client_url.clone(),
             initialized,
+            applied,
         }
     }
 
@@ -304,6 +313,13 @@ impl Cluster {
         }
     }
 
+    /// One store's entry in `CLUSTER`.
+    pub fn group_json(&self, store: &str, metrics: &RaftMetrics) -> serde_json::Value {
+        let heard = self.heard();
+        let urls = self.client_urls();
+        group_json(store, metrics, &heard, |id| urls.get(&id).cloned())
+    }
+
     /// The `cluster` object of `INFO`, as `store`'s group sees it.
     pub fn info_json(&self, store: &str) -> serde_json::Value {
         let (leader, members) = match self.group(store) {
@@ -332,6 +348,67 @@ impl Cluster {
             "client_urls": urls,
         })
     }
+}
+
+type RaftMetrics = openraft::RaftMetrics<NodeId, openraft::BasicNode>;
+
+/// One store's entry in `CLUSTER`: the group as this node sees it (`heard`: what peers said
+/// lately; `client_url`: where a member takes clients, if known).
+pub fn group_json(
+    store: &str,
+    metrics: &RaftMetrics,
+    heard: &BTreeMap<NodeId, PeerInfo>,
+    client_url: impl Fn(NodeId) -> Option<String>,
+) -> serde_json::Value {
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let learners: Vec<NodeId> = membership.learner_ids().collect();
+    let last_log_index = metrics.last_log_index;
+    let members: Vec<serde_json::Value> = voters
+        .iter()
+        .map(|id| (*id, "voter"))
+        .chain(learners.iter().map(|id| (*id, "learner")))
+        .map(|(id, role)| {
+            let me = id == metrics.id;
+            let applied = if me {
+                metrics.last_applied.map(|log_id| log_id.index)
+            } else {
+                heard
+                    .get(&id)
+                    .and_then(|info| info.applied.get(store).copied().flatten())
+            };
+            // What the leader has replicated to each member (only the leader knows).
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|replication| replication.get(&id).copied())
+                .map(|matched| matched.map(|log_id| log_id.index));
+            let lag = matched.map(|matched| {
+                last_log_index
+                    .unwrap_or(0)
+                    .saturating_sub(matched.unwrap_or(0))
+            });
+            serde_json::json!({
+                "node_id": id,
+                "role": role,
+                "leader": metrics.current_leader == Some(id),
+                "reachable": me || heard.contains_key(&id),
+                "client_url": client_url(id),
+                "applied_index": applied,
+                "matched_index": matched.flatten(),
+                "lag": lag,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "leader_id": metrics.current_leader,
+        "term": metrics.current_term,
+        "state": format!("{:?}", metrics.state).to_lowercase(),
+        "last_log_index": last_log_index,
+        "applied_index": metrics.last_applied.map(|log_id| log_id.index),
+        "checkpoint_index": metrics.snapshot.map(|log_id| log_id.index),
+        "members": members,
+    })
 }
 
 /// The file in the data directory recording which node it belongs to.

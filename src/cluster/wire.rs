@@ -93,6 +93,9 @@ pub struct PeerInfo {
     pub client_url: String,
     /// Per store: whether its group has been initialized (holds a vote or a log).
     pub initialized: BTreeMap<String, bool>,
+    /// Per store: the last log index it applied.
+    #[serde(default)]
+    pub applied: BTreeMap<String, Option<u64>>,
 }
 
 /// The leader's answer to forwarded writes.

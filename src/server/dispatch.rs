@@ -187,6 +187,9 @@ pub async fn dispatch(
             })
         }),
         Request::Stats => stats(context, session),
+        Request::Cluster => ready(Reply::Cluster {
+            body: context.cluster_json(),
+        }),
     }
 }
 

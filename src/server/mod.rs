@@ -116,6 +116,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     }
     let mut context = ServerContext::new(config.clone(), auth.clone(), stores, raft);
     context.cluster = cluster.clone();
+    context.listening_on = Some(local);
     let context = Arc::new(context);
     let cancel = CancellationToken::new();
     crate::auth::reload::spawn_on_sighup(
