@@ -200,6 +200,22 @@ pub struct ServeArgs {
     /// Serve /metrics without a bearer token even when authentication is on [default: false].
     #[arg(long, env = "ESDB_METRICS_OPEN", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_open: Option<bool>,
+    /// Clusters (src/cluster): this node's id, unique in the cluster and kept for the life
+    /// of its data directory.
+    #[arg(long, env = "ESDB_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// The inter-node address HOST:PORT this node listens on for its peers (Raft, forwarded
+    /// requests); peers dial it as it is written in their --peers.
+    #[arg(long, env = "ESDB_RAFT")]
+    pub raft: Option<SocketAddr>,
+    /// The other voters, `<id>=<host:port>,…` (their --raft addresses; this node's own entry
+    /// may be included). Without it the server is a single node.
+    #[arg(long, env = "ESDB_PEERS")]
+    pub peers: Option<String>,
+    /// The secret every node of the cluster shares (at least 16 bytes); peers prove it with
+    /// an HMAC-SHA256 challenge, it is never sent. Prefer the environment variable.
+    #[arg(long, env = "ESDB_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -237,6 +253,10 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     metrics_open: Option<bool>,
+    node_id: Option<u64>,
+    raft: Option<SocketAddr>,
+    peers: Option<String>,
+    cluster_secret: Option<String>,
     /// Users, tokens and permissions (src/auth/users.rs).
     auth: Option<crate::auth::AuthSection>,
 }
@@ -277,6 +297,8 @@ pub struct Config {
     /// Whether `/metrics` is served without a token when authentication is on.
     pub metrics_open: bool,
     pub auth: crate::auth::AuthSection,
+    /// `--node-id`, `--raft`, `--peers`, `--cluster-secret`; `None`: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -299,7 +321,14 @@ impl Config {
                 .unwrap_or_else(|| vec![DEFAULT_STORE.to_owned()])
         };
         let small = args.small.or(file.small).unwrap_or(false);
+        let cluster = resolve_cluster(
+            args.node_id.or(file.node_id),
+            args.raft.or(file.raft),
+            args.peers.or(file.peers),
+            args.cluster_secret.or(file.cluster_secret),
+        )?;
         let config = Config {
+            cluster,
             small,
             worker_threads: small.then_some(self::small::WORKER_THREADS),
             data_dir: args
@@ -451,6 +480,43 @@ impl Config {
     pub fn default_store(&self) -> &str {
         &self.stores[0]
     }
+}
+
+/// The cluster settings: all of them with `--peers`, none of them without.
+fn resolve_cluster(
+    node_id: Option<u64>,
+    raft: Option<SocketAddr>,
+    peers: Option<String>,
+    secret: Option<String>,
+) -> Result<Option<crate::cluster::ClusterConfig>, String> {
+    let Some(peers) = peers else {
+        if node_id.is_some() || raft.is_some() {
+            return Err("--node-id and --raft are for clusters: give --peers too".into());
+        }
+        return Ok(None);
+    };
+    let node_id = node_id.ok_or("--peers needs --node-id")?;
+    let raft_addr = raft.ok_or("--peers needs --raft HOST:PORT")?;
+    if raft_addr.port() == 0 {
+        return Err("--raft needs a fixed port: peers dial it".into());
+    }
+    let secret = secret.ok_or(
+        "--peers needs a cluster secret (--cluster-secret or ESDB_CLUSTER_SECRET): peers \
+         must prove it before they are served",
+    )?;
+    if secret.len() < crate::cluster::MIN_SECRET_BYTES {
+        return Err(format!(
+            "the cluster secret must be at least {} bytes",
+            crate::cluster::MIN_SECRET_BYTES
+        ));
+    }
+    let peers = crate::cluster::ClusterConfig::parse_peers(&peers, node_id, raft_addr)?;
+    Ok(Some(crate::cluster::ClusterConfig {
+        node_id,
+        raft_addr,
+        peers,
+        secret: secret.into_bytes(),
+    }))
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, String> {

@@ -34,6 +34,8 @@
 //! - [`testing`]: a path around the protocol's JSON rules, for tests of unreadable records.
 //! - [`auth`]: users, tokens, permissions (`CONNECT` credentials, checked before dispatch).
 //! - [`tls`]: TLS on the protocol and HTTP ports (rustls).
+//! - [`cluster`]: several nodes: the authenticated inter-node port, writes forwarded to the
+//!   leader, linearizable reads on any node (read index); each store one Raft group.
 //! - [`cli`]: every subcommand but `serve`: the command line client, on the `esdb-client`
 //!   crate (`clients/rust`).
 //!
@@ -41,6 +43,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -117,3 +117,25 @@ fn http_and_websocket_limits_match_the_constants() {
     let max = esdb::http::ws::MAX_WS_MESSAGE_BYTES.to_string();
     assert!(too_big.contains(&max), "{too_big} should state {max}");
 }
+
+/// The cluster waits PROTOCOL.md states are the ones the server uses.
+#[test]
+fn stated_cluster_waits_match_the_constants() {
+    let doc = protocol_md();
+    let leader_wait = doc
+        .lines()
+        .find(|l| l.contains("wait for a leader, on a cluster node"))
+        .expect("leader wait row");
+    assert!(
+        leader_wait.contains(&format!("| {} ms", esdb::cluster::LEADER_WAIT_TIMEOUT_MS)),
+        "{leader_wait}"
+    );
+    let commit_wait = doc
+        .lines()
+        .find(|l| l.contains("wait for a write's commit, on a cluster node"))
+        .expect("commit wait row");
+    assert!(
+        commit_wait.contains(&format!("| {} ms", esdb::cluster::WRITE_OUTCOME_TIMEOUT_MS)),
+        "{commit_wait}"
+    );
+}

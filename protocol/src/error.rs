@@ -56,6 +56,11 @@ pub enum ErrorCode {
     /// The store has no room (its LMDB map is full, or the disk answered ENOSPC or EIO on a
     /// write); nothing was written. Retryable once space is freed or the map is raised.
     StoreFull,
+    /// A cluster node cannot serve the request now: no leader was known within the wait
+    /// (an election, a partition), or the leader changed while a write was in flight, so its
+    /// outcome is unknown. Retry (an append with the same event ids, or an exact expected
+    /// version, is safe to retry).
+    Unavailable,
     /// A stored record breaks the rules every reader relies on (written by an older version,
     /// or damaged on disk): it cannot be folded or matched. The message names its position.
     UnreadableEvent,
@@ -73,7 +78,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 28] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 29] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -96,6 +101,7 @@ pub const ALL_ERROR_CODES: [ErrorCode; 28] = [
     ErrorCode::ShuttingDown,
     ErrorCode::StorageError,
     ErrorCode::StoreFull,
+    ErrorCode::Unavailable,
     ErrorCode::UnreadableEvent,
     ErrorCode::AuthRequired,
     ErrorCode::AuthFailed,
@@ -130,6 +136,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::StorageError => "storage_error",
             ErrorCode::StoreFull => "store_full",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::UnreadableEvent => "unreadable_event",
             ErrorCode::AuthRequired => "auth_required",
             ErrorCode::AuthFailed => "auth_failed",
@@ -163,6 +170,7 @@ impl ErrorCode {
                 | ErrorCode::ShuttingDown
                 | ErrorCode::StorageError
                 | ErrorCode::StoreFull
+                | ErrorCode::Unavailable
         )
     }
 

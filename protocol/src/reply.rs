@@ -18,6 +18,7 @@
 //! SUBINFO <#bytes>␍␊<JSON object>␍␊
 //! SUBEXISTS <name> 0|1␍␊
 //! STATS <#bytes>␍␊<JSON object>␍␊
+//! CLUSTER <#bytes>␍␊<JSON object>␍␊
 //! SNAPSHOT <stream> <version> <#bytes>␍␊<snapshot record>␍␊
 //! SNAPSHOTS <count> <#bytes>␍␊<JSON array of snapshot records>␍␊
 //! AGG <stream> <version> <#bytes>␍␊<state JSON object>␍␊
@@ -98,6 +99,10 @@ pub enum Reply {
         exists: bool,
     },
     Stats {
+        body: Bytes,
+    },
+    /// `CLUSTER`: a JSON object.
+    Cluster {
         body: Bytes,
     },
     /// `SNAP LOAD`: one snapshot record.
@@ -194,6 +199,7 @@ impl Reply {
                 &[format!("SUBEXISTS {name} {}", u8::from(*exists)).as_bytes()],
             ),
             Reply::Stats { body } => put_sized(dst, "STATS", body),
+            Reply::Cluster { body } => put_sized(dst, "CLUSTER", body),
             Reply::Snapshot {
                 stream,
                 version,
@@ -254,6 +260,7 @@ enum BodyKind {
     Subs,
     SubInfo,
     Stats,
+    Cluster,
     Snapshot {
         stream: String,
         version: u64,
@@ -343,6 +350,7 @@ impl ReplyDecoder {
             },
             BodyKind::SubInfo => Reply::SubInfo { body },
             BodyKind::Stats => Reply::Stats { body },
+            BodyKind::Cluster => Reply::Cluster { body },
             BodyKind::Snapshot { stream, version } => Reply::Snapshot {
                 stream,
                 version,
@@ -455,12 +463,12 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
                 len,
             }))
         }
-        "HELP" | "STATS" => {
+        "HELP" | "STATS" | "CLUSTER" => {
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
-            let kind = if name == "HELP" {
-                BodyKind::Help
-            } else {
-                BodyKind::Stats
+            let kind = match name {
+                "HELP" => BodyKind::Help,
+                "STATS" => BodyKind::Stats,
+                _ => BodyKind::Cluster,
             };
             Ok(LineReply::Body(PendingBody {
                 kind,

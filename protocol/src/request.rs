@@ -10,7 +10,7 @@ use crate::ops::agg::AggRequest;
 use crate::ops::psub::PsubOp;
 use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
-use crate::ops::{agg, append, psub, read, session, snap, stats, streams, subscribe};
+use crate::ops::{agg, append, cluster, psub, read, session, snap, stats, streams, subscribe};
 
 /// Direction of a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,8 @@ pub enum Request {
     },
     Psub(PsubOp),
     Stats,
+    /// `CLUSTER`: this node's view of each store's Raft group.
+    Cluster,
     Snap(SnapRequest),
     Agg(AggRequest),
 }
@@ -114,6 +116,7 @@ impl Request {
             Request::Nack { .. } => "NACK",
             Request::Psub(_) => "PSUB",
             Request::Stats => "STATS",
+            Request::Cluster => "CLUSTER",
             Request::Snap(_) => "SNAP",
             Request::Agg(_) => "AGG",
         }
@@ -154,6 +157,7 @@ impl Request {
             | Request::Streams { .. }
             | Request::Unsubscribe { .. }
             | Request::Stats
+            | Request::Cluster
             | Request::Agg(_) => false,
         }
     }
@@ -184,6 +188,7 @@ impl Request {
             | Request::Nack { .. } => subscribe::encode(self, dst),
             Request::Psub(op) => psub::encode(op, dst),
             Request::Stats => stats::encode_stats(dst),
+            Request::Cluster => cluster::encode_cluster(dst),
             Request::Snap(snap) => snap.encode(dst),
             Request::Agg(agg) => agg.encode(dst),
         }
@@ -452,6 +457,7 @@ fn parse_line(line: &Bytes) -> LineOutcome {
         b"NACK" => done(subscribe::parse_nack(args)),
         b"PSUB" => done(psub::parse(args)),
         b"STATS" => done(stats::parse_stats(args)),
+        b"CLUSTER" => done(cluster::parse_cluster(args)),
         b"SNAP" => snap::parse(line, args),
         b"AGG" => done(agg::parse(args)),
         _ => done(Err(ProtocolError::new(

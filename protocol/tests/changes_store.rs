@@ -59,6 +59,7 @@ fn reads_catch_up_subscriptions_and_session_requests_do_not() {
         "PSUB EXISTS group-1\r\n",
         "PSUB PARKED group-1 0 10\r\n",
         "STATS\r\n",
+        "CLUSTER\r\n",
     ];
     for line in reads {
         assert!(!decode(line).changes_store(), "{line:?} only reads");

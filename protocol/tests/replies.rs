@@ -208,7 +208,13 @@ fn error_code_table() {
         AuthFailed,
         TlsRequired,
     ];
-    let retryable = [TooManyConnections, ShuttingDown, StorageError, StoreFull];
+    let retryable = [
+        TooManyConnections,
+        ShuttingDown,
+        StorageError,
+        StoreFull,
+        Unavailable,
+    ];
     for code in ALL_ERROR_CODES {
         assert_eq!(
             code.closes_connection(),

@@ -269,6 +269,6 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
             PsubOp::Parked { .. } => vec![(Subscribe, Target::Store), (Read, Target::Store)],
             PsubOp::Delete { .. } | PsubOp::Replay { .. } => vec![(Admin, Target::Store)],
         },
-        Request::Stats => vec![(Admin, Target::Everywhere)],
+        Request::Stats | Request::Cluster => vec![(Admin, Target::Everywhere)],
     }
 }

@@ -17,6 +17,7 @@
 pub mod agg;
 pub mod backup;
 pub mod bench;
+pub mod cluster;
 pub mod common;
 pub mod completions;
 pub mod context;
@@ -65,6 +66,9 @@ pub enum ClientCommand {
     Agg(agg::AggArgs),
     /// Print counts per store.
     Stats(stats::StatsArgs),
+    /// Cluster state: members, roles, leader, lag.
+    #[command(subcommand, after_help = "Example:\n  esdb cluster status")]
+    Cluster(cluster::ClusterCommand),
     /// Manage persistent subscriptions.
     #[command(
         subcommand,
@@ -121,6 +125,7 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Snap(command) => snap::run(command).await,
         ClientCommand::Agg(args) => agg::run(args).await,
         ClientCommand::Stats(args) => stats::run(args).await,
+        ClientCommand::Cluster(command) => cluster::run(command).await,
         ClientCommand::Psub(command) => psub::run(command).await,
         ClientCommand::Tail(args) => tail::run(args).await,
         ClientCommand::Sub(args) => sub::run(args).await,

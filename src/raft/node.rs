@@ -46,6 +46,8 @@ pub struct Node {
     raft: Raft,
     stop: CancellationToken,
     proposer: JoinHandle<()>,
+    /// On a cluster node, the task routing writes to the proposer or the leader.
+    router: Option<JoinHandle<()>>,
     /// The store's apply thread stopped (it could not apply or commit a committed entry).
     apply_failure: watch::Receiver<Option<String>>,
 }
@@ -61,6 +63,11 @@ pub struct RaftStatus {
     pub applied_index: Option<u64>,
     pub checkpoint_index: Option<u64>,
 }
+
+/// Entries a cluster keeps in its log behind a checkpoint: a follower that falls further
+/// behind needs the state machine sent over (install_snapshot), which this build does not do
+/// yet, so a cluster keeps far more of its log than a single node.
+pub const CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT: u64 = 1_000_000;
 
 fn config(store: &str) -> Result<Config, String> {
     Config {
@@ -146,6 +153,91 @@ impl Node {
             raft,
             stop,
             proposer,
+            router: None,
+            apply_failure: store.progress().failure(),
+        })
+    }
+
+    /// Starts the store's group as one member of a cluster: opens the log, joins the group
+    /// (the lowest node id initializes a new one, `Cluster::initialize_when_ready`), and
+    /// routes the store's writes to the leader from now on. Does not wait for a leader:
+    /// requests wait for one ([`crate::cluster::router`]).
+    pub async fn start_clustered(
+        store: &Store,
+        cluster: &Arc<crate::cluster::Cluster>,
+    ) -> Result<Node, String> {
+        let name = store.name().to_owned();
+        let log_dir = store.path().join(LOG_DIR);
+        let log = LogStore::open(&log_dir)
+            .map_err(|e| format!("opening the raft log in {}: {e}", log_dir.display()))?;
+        let applier = store.applier().map_err(|e| e.to_string())?;
+        let state_machine = StateMachine::open(applier, log_dir.clone())
+            .map_err(|e| format!("state machine: {e}"))?;
+        let mut raft_config = config(&name)?;
+        raft_config.max_in_snapshot_log_to_keep = CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT;
+        let network = crate::raft::network::ClusterNetwork {
+            cluster: cluster.clone(),
+            store: name.clone(),
+        };
+        let raft = Raft::new(
+            cluster.node_id(),
+            Arc::new(raft_config),
+            network,
+            log,
+            state_machine,
+        )
+        .await
+        .map_err(|e| format!("starting raft for store {name}: {e}"))?;
+        let queue = store
+            .take_write_queue()
+            .ok_or_else(|| format!("store {name}: write queue already taken"))?;
+        let replayed = raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |id| id.index);
+        store
+            .progress()
+            .wait_committed(replayed)
+            .await
+            .map_err(|e| format!("store {name}: replaying the raft log: {e}"))?;
+        let stop = CancellationToken::new();
+        let (local, local_queue) =
+            tokio::sync::mpsc::channel(crate::store::writer::WRITE_QUEUE_CAPACITY);
+        let proposer = tokio::spawn(proposer::run(
+            raft.clone(),
+            store.waiters(),
+            local_queue,
+            stop.clone(),
+        ));
+        let group = Arc::new(crate::cluster::Group {
+            raft: raft.clone(),
+            local: local.clone(),
+            forward_budget: Arc::new(tokio::sync::Semaphore::new(
+                crate::cluster::MAX_FORWARDED_BYTES,
+            )),
+            reads: crate::cluster::reads::Linearizer::start(
+                cluster.clone(),
+                name.clone(),
+                raft.clone(),
+            ),
+        });
+        cluster.register(&name, group);
+        let router = tokio::spawn(crate::cluster::router::run(
+            cluster.clone(),
+            name.clone(),
+            raft.clone(),
+            queue,
+            local,
+            stop.clone(),
+        ));
+        tokio::spawn(cluster.clone().initialize_when_ready(name, raft.clone()));
+        tokio::spawn(checkpoint_periodically(raft.clone(), stop.clone()));
+        Ok(Node {
+            raft,
+            stop,
+            proposer,
+            router: Some(router),
             apply_failure: store.progress().failure(),
         })
     }
@@ -190,6 +282,11 @@ impl Node {
     /// thread can end once this returns.
     pub async fn shutdown(self) {
         self.stop.cancel();
+        if let Some(router) = self.router {
+            if let Err(error) = router.await {
+                tracing::error!(%error, "router task failed");
+            }
+        }
         if let Err(error) = self.proposer.await {
             tracing::error!(%error, "proposer task failed");
         }

@@ -42,6 +42,10 @@ pub struct ServerContext {
     raft: BTreeMap<String, RaftWatch>,
     tcp_metrics: ConnectionMetrics,
     ws_metrics: ConnectionMetrics,
+    /// This node's cluster, when it is one of several (`--peers`).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The protocol port's bound address (`--listen` may say port 0), once listening.
+    pub listening_on: Option<std::net::SocketAddr>,
 }
 
 impl ServerContext {
@@ -77,6 +81,8 @@ impl ServerContext {
             ws_metrics: metrics().connections(Transport::Ws),
             server_id: uuid::Uuid::new_v4().simple().to_string(),
             raft,
+            cluster: None,
+            listening_on: None,
         }
     }
 
@@ -178,7 +184,37 @@ impl ServerContext {
             "ping_interval_ms": self.config.ping_interval_ms,
             "raft": if self.auth.enabled() { serde_json::json!({}) } else { self.raft_status() },
         });
+        let mut info = info;
+        if let Some(cluster) = &self.cluster {
+            info["cluster"] = cluster.info_json(self.config.default_store());
+        }
         Bytes::from(serde_json::to_vec(&info).expect("json serialises"))
+    }
+
+    /// `CLUSTER`: how this node sees each store's group (a single server: a group of one).
+    pub fn cluster_json(&self) -> Bytes {
+        let mut stores = serde_json::Map::new();
+        for (name, watch) in &self.raft {
+            let value = match &self.cluster {
+                Some(cluster) => cluster.group_json(name, &watch.borrow()),
+                None => crate::cluster::group_json(name, &watch.borrow(), &BTreeMap::new(), |_| {
+                    Some(self.listening_on.unwrap_or(self.config.listen).to_string())
+                }),
+            };
+            stores.insert(name.clone(), value);
+        }
+        let node_id = match &self.cluster {
+            Some(cluster) => cluster.node_id(),
+            None => crate::raft::node::SINGLE_NODE_ID,
+        };
+        let json = serde_json::json!({ "node_id": node_id, "stores": stores });
+        Bytes::from(serde_json::to_vec(&json).expect("json serialises"))
+    }
+
+    /// What a read in `store` waits for first: on a cluster node, the leader's read index
+    /// (`crate::cluster::reads`); a single node leads alone, and reads as before.
+    pub fn linearizer(&self, store: &str) -> Option<crate::cluster::reads::Linearizer> {
+        Some(self.cluster.as_ref()?.group(store)?.reads.clone())
     }
 
     /// Removes the stores for closing. Connections must be gone.

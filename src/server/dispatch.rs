@@ -187,6 +187,9 @@ pub async fn dispatch(
             })
         }),
         Request::Stats => stats(context, session),
+        Request::Cluster => ready(Reply::Cluster {
+            body: context.cluster_json(),
+        }),
     }
 }
 
@@ -554,9 +557,16 @@ fn read(
     let (started, started_rx) = oneshot::channel::<()>();
     session.last_read_started = Some(started_rx.map(|_| ()).boxed().shared());
     let store_metrics = store.metrics().clone();
+    let linearizer = context.linearizer(store.name());
     let task = tokio::spawn(async move {
         if let Some(write) = earlier_write {
             write.await;
+        }
+        if let Some(linearizer) = linearizer {
+            if let Err(e) = linearizer.wait(&store).await {
+                let _ = started.send(());
+                return Reply::Err(e.to_protocol_error());
+            }
         }
         let Ok(_permit) = reads.acquire_owned().await else {
             return Reply::Err(StoreError::ShuttingDown.to_protocol_error());

@@ -41,6 +41,14 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         .await
         .map_err(|e| format!("binding http {}: {e}", config.http))?;
     let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
+    let raft_listener = match &config.cluster {
+        Some(cluster) => Some(
+            TcpListener::bind(cluster.raft_addr)
+                .await
+                .map_err(|e| format!("binding the inter-node port {}: {e}", cluster.raft_addr))?,
+        ),
+        None => None,
+    };
     // Certificates before anything on disk too: a bad path must not leave a half-started node.
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::Tls::new(
@@ -60,10 +68,26 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     };
     let stores = Stores::open(&config.data_dir, &config.stores, &options)
         .map_err(|e| format!("opening stores in {}: {e}", config.data_dir.display()))?;
+    let cluster = match (&config.cluster, raft_listener) {
+        (Some(cluster_config), Some(raft_listener)) => {
+            crate::cluster::check_node_id(&config.data_dir, cluster_config.node_id)?;
+            let cluster = crate::cluster::Cluster::new(cluster_config.clone(), local.to_string());
+            tokio::spawn(crate::cluster::listener::accept_loop(
+                raft_listener,
+                cluster.clone(),
+            ));
+            cluster.spawn_pinger();
+            Some(cluster)
+        }
+        _ => None,
+    };
     let mut nodes = Vec::new();
     let mut raft = BTreeMap::new();
     for store in stores.iter() {
-        let node = crate::raft::Node::start(store).await?;
+        let node = match &cluster {
+            Some(cluster) => crate::raft::Node::start_clustered(store, cluster).await?,
+            None => crate::raft::Node::start(store).await?,
+        };
         raft.insert(store.name().to_owned(), node.status());
         nodes.push((store.name().to_owned(), node));
     }
@@ -77,12 +101,23 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     announce(&format!(
         "esdb http on {http_local} (console at /; /metrics /health /ready /stats /ws)"
     ));
-    let context = Arc::new(ServerContext::new(
-        config.clone(),
-        auth.clone(),
-        stores,
-        raft,
-    ));
+    if let Some(cluster) = &config.cluster {
+        announce(&format!(
+            "esdb cluster node {} on {} (peers: {})",
+            cluster.node_id,
+            cluster.raft_addr,
+            cluster
+                .peers
+                .iter()
+                .map(|(id, addr)| format!("{id}={addr}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    let mut context = ServerContext::new(config.clone(), auth.clone(), stores, raft);
+    context.cluster = cluster.clone();
+    context.listening_on = Some(local);
+    let context = Arc::new(context);
     let cancel = CancellationToken::new();
     crate::auth::reload::spawn_on_sighup(
         config.config_path.clone(),
@@ -140,6 +175,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     stores.wait_until_unshared(deadline).await;
     for (_, node) in nodes {
         node.shutdown().await;
+    }
+    if let Some(cluster) = &cluster {
+        cluster.stop.cancel();
     }
     tokio::task::spawn_blocking(move || stores.close(deadline))
         .await

@@ -59,7 +59,7 @@ pub fn reply_bytes_bound(request: &Request) -> Option<usize> {
         Request::Psub(PsubOp::List | PsubOp::Parked { .. } | PsubOp::Get { .. }) => {
             MAX_READ_REPLY_BYTES
         }
-        Request::Stats => 64 * 1024,
+        Request::Stats | Request::Cluster => 64 * 1024,
         _ => return None,
     };
     Some(body.saturating_add(REPLY_HEADER_BYTES)).filter(|&bound| bound > SMALL_REPLY_BYTES)
@@ -76,6 +76,7 @@ pub fn reply_bytes(reply: &Reply) -> usize {
         | Reply::Subs { body, .. }
         | Reply::SubInfo { body }
         | Reply::Stats { body }
+        | Reply::Cluster { body }
         | Reply::Snapshot { body, .. }
         | Reply::Snapshots { body, .. }
         | Reply::Aggregate { body, .. } => body.len(),

@@ -78,6 +78,10 @@ pub enum StoreError {
     Unreadable(String),
     #[error("store is shutting down")]
     ShuttingDown,
+    /// A cluster node cannot serve this now (no leader, or the leader changed while the write
+    /// was in flight: its outcome is unknown). Set by `crate::cluster`; retryable.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<heed::Error> for StoreError {
@@ -122,6 +126,7 @@ impl StoreError {
             StoreError::Corrupt(_) => ErrorCode::Internal,
             StoreError::Unreadable(_) => ErrorCode::UnreadableEvent,
             StoreError::ShuttingDown => ErrorCode::ShuttingDown,
+            StoreError::Unavailable(_) => ErrorCode::Unavailable,
         };
         ProtocolError::new(code, self.to_string())
     }

@@ -29,6 +29,7 @@ export const SERVER_ERROR_CODES = Object.freeze({
   shutting_down: { closes: true, retryable: true },
   storage_error: { closes: false, retryable: true },
   store_full: { closes: false, retryable: true },
+  unavailable: { closes: false, retryable: true },
   unreadable_event: { closes: false, retryable: false },
   auth_required: { closes: false, retryable: false },
   auth_failed: { closes: true, retryable: false },

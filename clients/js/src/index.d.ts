@@ -30,6 +30,7 @@ export type ServerErrorCode =
   | 'shutting_down'
   | 'storage_error'
   | 'store_full'
+  | 'unavailable'
   | 'unreadable_event'
   | 'internal';
 

@@ -18,7 +18,8 @@ use crate::options::ClientOptions;
 /// number of tasks are pipelined on it (replies come back in request order).
 ///
 /// Calls retry, on the next server of the list, when the connection fails or the server
-/// answers a retryable code (`too_many_connections`, `shutting_down`, `storage_error`, `store_full`);
+/// answers a retryable code (`too_many_connections`, `shutting_down`, `storage_error`, `store_full`,
+/// `unavailable`);
 /// answers of the store itself (`wrong_expected_version`, …) are returned at once. Appends
 /// are safe to retry because every [`crate::EventData`] carries its id. Calls in flight when
 /// a connection fails are retried independently, so their order of effect is only the order

@@ -98,6 +98,15 @@ impl crate::Client {
             other => Err(crate::Error::unexpected("STATS", &other)),
         }
     }
+
+    /// `CLUSTER`: how the server sees each store's Raft group (members, roles, leader, term,
+    /// applied index and replication lag per member); PROTOCOL.md lists the fields.
+    pub async fn cluster(&self) -> crate::Result<serde_json::Value> {
+        match self.call(&esdb_protocol::Request::Cluster).await? {
+            esdb_protocol::Reply::Cluster { body } => Ok(serde_json::from_slice(&body)?),
+            other => Err(crate::Error::unexpected("CLUSTER", &other)),
+        }
+    }
 }
 
 #[cfg(test)]

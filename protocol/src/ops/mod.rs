@@ -2,6 +2,7 @@
 
 pub mod agg;
 pub mod append;
+pub mod cluster;
 pub mod psub;
 pub mod read;
 pub mod session;

@@ -51,6 +51,7 @@ ERROR_TABLE: Mapping[str, ErrorSpec] = {
         _spec("shutting_down", True, True),
         _spec("storage_error", False, True),
         _spec("store_full", False, True),
+        _spec("unavailable", False, True),
         _spec("unreadable_event", False, False),
         _spec("auth_required", False, False),
         _spec("auth_failed", True, False),
@@ -209,6 +210,11 @@ class StoreFull(ServerError):
     once space is freed."""
 
 
+class Unavailable(ServerError):
+    """A cluster node had no leader within its wait, or the leader changed while a write was
+    in flight (its outcome is unknown). Retryable (with the same event ids)."""
+
+
 class UnreadableEvent(ServerError):
     """A stored record breaks the protocol's JSON rules (written by an older server, or damaged
     on disk), so the server cannot parse it.
@@ -278,6 +284,7 @@ _CLASS_BY_CODE: Dict[str, Type[ServerError]] = {
     "shutting_down": ShuttingDown,
     "storage_error": StorageError,
     "store_full": StoreFull,
+    "unavailable": Unavailable,
     "unreadable_event": UnreadableEvent,
     "auth_required": AuthRequired,
     "auth_failed": AuthFailed,

@@ -1,0 +1,443 @@
+//! Clusters: several esdb nodes, each store one Raft group across them (static peers).
+//!
+//! - [`wire`]: the inter-node handshake (HMAC-SHA256 challenge on the cluster secret) and
+//!   frames, with the calls and answers they carry.
+//! - [`peer`]: the connection to one peer, many calls in flight.
+//! - [`listener`]: the inter-node port: Raft RPCs into each store's group, forwarded writes
+//!   and read-index requests for the leader.
+//! - [`router`]: where a store's writes go: the local proposer when this node leads, the
+//!   leader (forwarded) otherwise, `unavailable` when no leader is known in time.
+//! - [`reads`]: linearizable reads: the leader's read index (a quorum round, coalesced across
+//!   the reads waiting), then this node waits until it has applied that far.
+//!
+//! A node runs single-node (as before clusters) unless `--peers` is given.
+
+pub mod listener;
+pub mod peer;
+pub mod reads;
+pub mod router;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::raft::types::{NodeId, Raft};
+use crate::store::WriteRequest;
+use peer::Peer;
+use wire::{Answer, Call, PeerInfo, Secret};
+
+/// How long a request waits for a leader to be known (an election, a partition healing)
+/// before it is answered `unavailable` (PROTOCOL.md, `leader_wait_ms`).
+pub const LEADER_WAIT_TIMEOUT_MS: u64 = 5_000;
+/// How long a write waits for its outcome once proposed or forwarded; past it the outcome is
+/// unknown (a leader cut off from its followers cannot commit) and the client gets
+/// `unavailable`. Longer than an election, so a leader change normally answers first.
+pub const WRITE_OUTCOME_TIMEOUT_MS: u64 = 10_000;
+/// Time between pings to each peer (who is up, their client address, initialized groups).
+pub const PEER_PING_INTERVAL_MS: u64 = 500;
+/// Longest a ping waits for its pong.
+pub const PING_TIMEOUT_MS: u64 = 1_000;
+/// Bytes of forwarded write payloads the leader holds for one store at once; a follower's
+/// forwards wait (backpressure on the inter-node connection) beyond it.
+pub const MAX_FORWARDED_BYTES: usize = 256 << 20;
+/// The shortest cluster secret accepted.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// `--node-id`, `--raft`, `--peers`, `--cluster-secret`.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: NodeId,
+    /// The inter-node address this node listens on (and peers dial).
+    pub raft_addr: std::net::SocketAddr,
+    /// Every other voter: node id → inter-node address.
+    pub peers: BTreeMap<NodeId, String>,
+    pub secret: Vec<u8>,
+}
+
+impl ClusterConfig {
+    /// Every voter, this node included: id → inter-node address.
+    pub fn voters(&self) -> BTreeMap<NodeId, String> {
+        let mut voters = self.peers.clone();
+        voters.insert(self.node_id, self.raft_addr.to_string());
+        voters
+    }
+
+    /// Parses `--peers id=host:port,…` (this node's own entry, if present, must match).
+    pub fn parse_peers(
+        text: &str,
+        node_id: NodeId,
+        raft_addr: std::net::SocketAddr,
+    ) -> Result<BTreeMap<NodeId, String>, String> {
+        let mut peers = BTreeMap::new();
+        for item in text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let (id, addr) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--peers: {item:?} is not <id>=<host:port>"))?;
+            let id: NodeId = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("--peers: {id:?} is not a node id (a number)"))?;
+            let addr = addr.trim();
+            if !addr.contains(':') {
+                return Err(format!("--peers: {addr:?} is not host:port"));
+            }
+            if id == node_id {
+                if addr != raft_addr.to_string() {
+                    return Err(format!(
+                        "--peers names this node ({id}) at {addr}, but --raft is {raft_addr}"
+                    ));
+                }
+                continue;
+            }
+            if peers.insert(id, addr.to_owned()).is_some() {
+                return Err(format!("--peers names node {id} twice"));
+            }
+        }
+        if peers.is_empty() {
+            return Err("--peers names no other node".into());
+        }
+        Ok(peers)
+    }
+}
+
+/// One store's group on this node, as the listener and the router reach it.
+pub struct Group {
+    pub raft: Raft,
+    /// The local proposer's queue (used only while this node leads).
+    pub local: mpsc::Sender<WriteRequest>,
+    /// Bytes of forwarded writes held ([`MAX_FORWARDED_BYTES`]).
+    pub forward_budget: Arc<Semaphore>,
+    pub reads: reads::Linearizer,
+}
+
+impl Group {
+    /// Whether this node leads the group now (as far as it knows).
+    pub fn leads(&self, me: NodeId) -> bool {
+        let metrics = self.raft.metrics();
+        let now = metrics.borrow();
+        now.current_leader == Some(me) && now.state == openraft::ServerState::Leader
+    }
+}
+
+/// The cluster, as every part of this node sees it.
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub secret: Secret,
+    /// Where this node's clients connect.
+    pub client_url: String,
+    /// Two connections per peer: Raft RPCs, and forwarded writes and reads (so a slow leader
+    /// applying forwarded writes never delays heartbeats).
+    raft_peers: BTreeMap<NodeId, Arc<Peer>>,
+    client_peers: BTreeMap<NodeId, Arc<Peer>>,
+    groups: RwLock<BTreeMap<String, Arc<Group>>>,
+    /// What each peer last said about itself (absent: not heard from lately).
+    heard: Mutex<BTreeMap<NodeId, PeerInfo>>,
+    pub stop: CancellationToken,
+}
+
+impl Cluster {
+    pub fn new(config: ClusterConfig, client_url: String) -> Arc<Cluster> {
+        let secret = Secret::new(&config.secret);
+        let peers = |_: ()| -> BTreeMap<NodeId, Arc<Peer>> {
+            config
+                .peers
+                .iter()
+                .map(|(&id, addr)| {
+                    let peer = Peer::new(id, addr.clone(), config.node_id, secret.clone());
+                    (id, Arc::new(peer))
+                })
+                .collect()
+        };
+        Arc::new(Cluster {
+            raft_peers: peers(()),
+            client_peers: peers(()),
+            secret,
+            client_url,
+            groups: RwLock::default(),
+            heard: Mutex::default(),
+            stop: CancellationToken::new(),
+            config,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// The connection for Raft RPCs to `target`.
+    pub fn raft_peer(&self, target: NodeId) -> Option<Arc<Peer>> {
+        self.raft_peers.get(&target).cloned()
+    }
+
+    /// The connection for forwarded writes and reads to `target`.
+    pub fn client_peer(&self, target: NodeId) -> Option<Arc<Peer>> {
+        self.client_peers.get(&target).cloned()
+    }
+
+    pub fn register(&self, store: &str, group: Arc<Group>) {
+        self.groups
+            .write()
+            .expect("groups lock")
+            .insert(store.to_owned(), group);
+    }
+
+    pub fn group(&self, store: &str) -> Option<Arc<Group>> {
+        self.groups.read().expect("groups lock").get(store).cloned()
+    }
+
+    /// What this node says about itself in a pong.
+    pub async fn info(&self) -> PeerInfo {
+        let groups: Vec<(String, Arc<Group>)> = self
+            .groups
+            .read()
+            .expect("groups lock")
+            .iter()
+            .map(|(name, group)| (name.clone(), group.clone()))
+            .collect();
+        let mut initialized = BTreeMap::new();
+        let mut applied = BTreeMap::new();
+        for (name, group) in groups {
+            let last_applied = group
+                .raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map(|id| id.index);
+            applied.insert(name.clone(), last_applied);
+            initialized.insert(name, group.raft.is_initialized().await.unwrap_or(true));
+        }
+        PeerInfo {
+            node_id: self.node_id(),
+            client_url: self.client_url.clone(),
+            initialized,
+            applied,
+        }
+    }
+
+    /// The peers heard from lately.
+    pub fn heard(&self) -> BTreeMap<NodeId, PeerInfo> {
+        self.heard.lock().expect("heard lock").clone()
+    }
+
+    /// Client addresses by node id: this node's, and every peer's heard from.
+    pub fn client_urls(&self) -> BTreeMap<NodeId, String> {
+        let mut urls: BTreeMap<NodeId, String> = self
+            .heard()
+            .into_iter()
+            .map(|(id, info)| (id, info.client_url))
+            .collect();
+        urls.insert(self.node_id(), self.client_url.clone());
+        urls
+    }
+
+    /// Pings every peer every [`PEER_PING_INTERVAL_MS`] until the cluster stops.
+    pub fn spawn_pinger(self: &Arc<Self>) {
+        for peer in self.client_peers.values() {
+            let (cluster, peer) = (self.clone(), peer.clone());
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(Duration::from_millis(PEER_PING_INTERVAL_MS));
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = cluster.stop.cancelled() => return,
+                    }
+                    let answer = peer
+                        .call(&Call::Ping, Duration::from_millis(PING_TIMEOUT_MS))
+                        .await;
+                    let mut heard = cluster.heard.lock().expect("heard lock");
+                    match answer {
+                        Ok(Answer::Pong(info)) if info.node_id == peer.target() => {
+                            heard.insert(peer.target(), info);
+                        }
+                        _ => {
+                            heard.remove(&peer.target());
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Initializes `store`'s new group if this node is the one to: the lowest node id, once
+    /// a majority of the voters (itself included) answers and none of them holds the group
+    /// already. Every other node waits to hear from the leader. Ends when done or stopped.
+    pub async fn initialize_when_ready(self: Arc<Self>, store: String, raft: Raft) {
+        let voters = self.config.voters();
+        let lowest = *voters.keys().next().expect("at least this node");
+        if lowest != self.node_id() {
+            return;
+        }
+        let majority = voters.len() / 2 + 1;
+        loop {
+            match raft.is_initialized().await {
+                Ok(false) => {}
+                _ => return,
+            }
+            let heard = self.heard();
+            let held_elsewhere = heard
+                .values()
+                .any(|info| info.initialized.get(&store).copied().unwrap_or(false));
+            if held_elsewhere {
+                tracing::info!(%store, "the group exists on a peer: not initializing it here");
+                return;
+            }
+            let answering = heard
+                .values()
+                .filter(|info| info.initialized.contains_key(&store))
+                .count()
+                + 1;
+            if answering >= majority {
+                let members: BTreeMap<NodeId, openraft::BasicNode> = voters
+                    .iter()
+                    .map(|(&id, addr)| (id, openraft::BasicNode::new(addr)))
+                    .collect();
+                match raft.initialize(members).await {
+                    Ok(()) => tracing::info!(%store, voters = voters.len(), "cluster initialized"),
+                    Err(error) => tracing::info!(%store, %error, "not initialized here"),
+                }
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(PEER_PING_INTERVAL_MS)) => {}
+                _ = self.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// One store's entry in `CLUSTER`.
+    pub fn group_json(&self, store: &str, metrics: &RaftMetrics) -> serde_json::Value {
+        let heard = self.heard();
+        let urls = self.client_urls();
+        group_json(store, metrics, &heard, |id| urls.get(&id).cloned())
+    }
+
+    /// The `cluster` object of `INFO`, as `store`'s group sees it.
+    pub fn info_json(&self, store: &str) -> serde_json::Value {
+        let (leader, members) = match self.group(store) {
+            Some(group) => {
+                let metrics = group.raft.metrics();
+                let now = metrics.borrow();
+                let members: Vec<NodeId> = now.membership_config.membership().voter_ids().collect();
+                (now.current_leader, members)
+            }
+            None => (None, Vec::new()),
+        };
+        let members = if members.is_empty() {
+            self.config.voters().keys().copied().collect()
+        } else {
+            members
+        };
+        let urls: BTreeMap<String, String> = self
+            .client_urls()
+            .into_iter()
+            .map(|(id, url)| (id.to_string(), url))
+            .collect();
+        serde_json::json!({
+            "node_id": self.node_id(),
+            "leader_id": leader,
+            "members": members,
+            "client_urls": urls,
+        })
+    }
+}
+
+type RaftMetrics = openraft::RaftMetrics<NodeId, openraft::BasicNode>;
+
+/// One store's entry in `CLUSTER`: the group as this node sees it (`heard`: what peers said
+/// lately; `client_url`: where a member takes clients, if known).
+pub fn group_json(
+    store: &str,
+    metrics: &RaftMetrics,
+    heard: &BTreeMap<NodeId, PeerInfo>,
+    client_url: impl Fn(NodeId) -> Option<String>,
+) -> serde_json::Value {
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let learners: Vec<NodeId> = membership.learner_ids().collect();
+    let last_log_index = metrics.last_log_index;
+    let members: Vec<serde_json::Value> = voters
+        .iter()
+        .map(|id| (*id, "voter"))
+        .chain(learners.iter().map(|id| (*id, "learner")))
+        .map(|(id, role)| {
+            let me = id == metrics.id;
+            let applied = if me {
+                metrics.last_applied.map(|log_id| log_id.index)
+            } else {
+                heard
+                    .get(&id)
+                    .and_then(|info| info.applied.get(store).copied().flatten())
+            };
+            // What the leader has replicated to each member (only the leader knows).
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|replication| replication.get(&id).copied())
+                .map(|matched| matched.map(|log_id| log_id.index));
+            let lag = matched.map(|matched| {
+                last_log_index
+                    .unwrap_or(0)
+                    .saturating_sub(matched.unwrap_or(0))
+            });
+            serde_json::json!({
+                "node_id": id,
+                "role": role,
+                "leader": metrics.current_leader == Some(id),
+                "reachable": me || heard.contains_key(&id),
+                "client_url": client_url(id),
+                "applied_index": applied,
+                "matched_index": matched.flatten(),
+                "lag": lag,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "leader_id": metrics.current_leader,
+        "term": metrics.current_term,
+        "state": format!("{:?}", metrics.state).to_lowercase(),
+        "last_log_index": last_log_index,
+        "applied_index": metrics.last_applied.map(|log_id| log_id.index),
+        "checkpoint_index": metrics.snapshot.map(|log_id| log_id.index),
+        "members": members,
+    })
+}
+
+/// The file in the data directory recording which node it belongs to.
+pub const NODE_ID_FILE: &str = "cluster-node-id";
+
+/// Records this node's id in its data directory, or refuses a directory another node's id
+/// wrote: two nodes sharing a data directory's history would break Raft's promises.
+pub fn check_node_id(data_dir: &std::path::Path, node_id: NodeId) -> Result<(), String> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<NodeId>() {
+            Ok(found) if found == node_id => Ok(()),
+            Ok(found) => Err(format!(
+                "{} belongs to cluster node {found}, not {node_id}",
+                data_dir.display()
+            )),
+            Err(_) => Err(format!("{} is not a node id", path.display())),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let write = || -> std::io::Result<()> {
+                let temp = data_dir.join(format!("{NODE_ID_FILE}.tmp"));
+                let file = std::fs::File::create(&temp)?;
+                std::io::Write::write_all(&mut &file, format!("{node_id}\n").as_bytes())?;
+                file.sync_all()?;
+                std::fs::rename(&temp, &path)?;
+                crate::raft::segments::sync_dir(data_dir)
+            };
+            write().map_err(|e| format!("writing {}: {e}", path.display()))
+        }
+        Err(error) => Err(format!("reading {}: {error}", path.display())),
+    }
+}
