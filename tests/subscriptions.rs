@@ -384,6 +384,84 @@ fn persistent_subscription_resumes_after_the_client_dies() {
     );
 }
 
+/// The only consumer acknowledges its event and disconnects, and a new one joins at once, again
+/// and again: the new consumer never gets an acknowledged event again. (The stopping group
+/// saves its checkpoint before a new group can load it.)
+#[test]
+fn a_consumer_joining_right_after_the_last_one_left_gets_nothing_acknowledged_again() {
+    const ROUNDS: u64 = 30;
+    let server = Server::start(&[]);
+    let mut writer = server.client();
+    // The next consumer is connected before the last one leaves, and subscribes right as it
+    // leaves: its join lands while the old group is stopping.
+    let mut next = Subscriber::new(server.client());
+    let mut position = append_ok(&mut writer, "rejoin", &event("Job", json!({"n": 0})));
+    for round in 0..ROUNDS {
+        let mut consumer = next;
+        consumer.subscribe("SUB c stream rejoin rejoiners");
+        consumer.until(|s| !s.events.is_empty());
+        assert_eq!(
+            consumer.positions("c")[0],
+            position,
+            "round {round}: the first event is the one not yet acknowledged"
+        );
+        assert_eq!(consumer.request(&format!("ACK c {position}")), Reply::Ok);
+        // Appended before it leaves, so the next consumer's join is all that is left to do.
+        position = append_ok(
+            &mut writer,
+            "rejoin",
+            &event("Job", json!({"n": round + 1})),
+        );
+        next = Subscriber::new(server.client());
+        drop(consumer);
+    }
+}
+
+/// Subscription operations sent in one go take effect in the order sent: an `ACK` pipelined
+/// with the `UNSUB` after it is not lost, and `PSUB LIST` pipelined after a named `SUB` lists it.
+#[test]
+fn pipelined_subscription_operations_take_effect_in_the_order_sent() {
+    const ROUNDS: u64 = 20;
+    let server = Server::start(&[]);
+    let mut writer = server.client();
+    append_ok(&mut writer, "piped", &event("Job", json!({"n": 0})));
+    for round in 0..ROUNDS {
+        let mut consumer = Subscriber::new(server.client());
+        let group = format!("listed-{round}");
+        consumer
+            .client
+            .send_raw(format!("SUB c stream piped {group}\r\nPSUB LIST\r\n").as_bytes());
+        assert_eq!(consumer.reply(), Reply::Ok);
+        match consumer.reply() {
+            Reply::Subs { body, .. } => {
+                let listed: Value = serde_json::from_slice(&body).expect("json");
+                let names: Vec<&str> = listed
+                    .as_array()
+                    .expect("array")
+                    .iter()
+                    .filter_map(|s| s["name"].as_str())
+                    .collect();
+                assert!(names.contains(&group.as_str()), "round {round}: {names:?}");
+            }
+            other => panic!("PSUB LIST: {other:?}"),
+        }
+    }
+    // One group: every round acknowledges its event with ACK and UNSUB in one write, and the
+    // next consumer never sees it again.
+    for round in 0..ROUNDS {
+        let position = append_ok(&mut writer, "piped2", &event("Job", json!({"n": round})));
+        let mut consumer = Subscriber::new(server.client());
+        consumer.subscribe("SUB c stream piped2 piped-acks");
+        consumer.until(|s| !s.events.is_empty());
+        assert_eq!(consumer.positions("c"), vec![position], "round {round}");
+        consumer
+            .client
+            .send_raw(format!("ACK c {position}\r\nUNSUB c\r\n").as_bytes());
+        assert_eq!(consumer.reply(), Reply::Ok, "ACK");
+        assert_eq!(consumer.reply(), Reply::Ok, "UNSUB");
+    }
+}
+
 /// The server is killed with SIGKILL while a persistent subscriber works; after restart the
 /// subscription resumes from its stored checkpoint: nothing acknowledged is required again,
 /// nothing unacknowledged is skipped.

@@ -4,6 +4,11 @@
 //! queue; it starts only after its `SUB`'s `+OK` has been queued, so no `EVENT` overtakes it.
 //! Closing the connection or `UNSUB` aborts the task; a persistent consumer then leaves its
 //! group, and its unacked events go to the other consumers.
+//!
+//! The operations of one connection take effect in the order it sent them, as its replies
+//! come: each waits for the effect of the one before it ([`Subscriptions::in_order`]), so a
+//! pipelined `ACK` then `UNSUB` acknowledges before leaving, and `PSUB LIST` after a named `SUB`
+//! lists it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,10 +43,36 @@ pub struct SubscriptionEntry {
     setup: Option<Setup>,
 }
 
+/// Resolves once a subscription operation has taken effect (its reply is decided).
+type Effect = Shared<BoxFuture<'static, ()>>;
+
 /// The subscriptions of one connection; aborted when dropped (the connection closed).
 #[derive(Default)]
 pub struct Subscriptions {
     by_sid: HashMap<String, SubscriptionEntry>,
+    /// The effect of the connection's latest subscription operation.
+    last_effect: Option<Effect>,
+}
+
+impl Subscriptions {
+    /// The effect the next operation waits for, and records that operation's own: `reply`
+    /// resolves once it has taken effect. Each effect holds only the one before it, until it
+    /// resolves, so the chain stays as short as the operations in flight.
+    fn in_order(&mut self, reply: BoxFuture<'static, Reply>) -> BoxFuture<'static, Reply> {
+        let reply = reply.shared();
+        self.last_effect = Some(reply.clone().map(|_| ()).boxed().shared());
+        reply.boxed()
+    }
+
+    /// Resolves when the latest operation has taken effect (at once if there is none).
+    fn previous(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let previous = self.last_effect.clone();
+        async move {
+            if let Some(previous) = previous {
+                previous.await;
+            }
+        }
+    }
 }
 
 impl Drop for Subscriptions {
@@ -70,8 +101,7 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
     let hub = session.hub.clone();
     let outbound = session.outbound.clone();
     let scope = session.subscription_scope.take();
-    let subscriptions = &mut session.subscriptions.by_sid;
-    if let Some(existing) = subscriptions.get(&request.sid) {
+    if let Some(existing) = session.subscriptions.by_sid.get(&request.sid) {
         if !existing.task.is_finished() {
             return error(
                 ErrorCode::SubscriptionConflict,
@@ -79,8 +109,11 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
             );
         }
     }
-    subscriptions.retain(|_, entry| !entry.task.is_finished());
-    if subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+    session
+        .subscriptions
+        .by_sid
+        .retain(|_, entry| !entry.task.is_finished());
+    if session.subscriptions.by_sid.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
         return error(
             ErrorCode::InvalidArgument,
             format!("at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection"),
@@ -110,7 +143,11 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
         }
         Some(name) => {
             let (setup_tx, setup_rx) = oneshot::channel();
-            let task = tokio::spawn(run_consumer(hub, outbound, request, name, setup_tx, go_rx));
+            let previous = session.subscriptions.previous();
+            let task = tokio::spawn(async move {
+                previous.await;
+                run_consumer(hub, outbound, request, name, setup_tx, go_rx).await;
+            });
             let setup: Setup = setup_rx
                 .map(|result| {
                     result.unwrap_or_else(|_| {
@@ -138,7 +175,8 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
             )
         }
     };
-    subscriptions.insert(sid, entry);
+    session.subscriptions.by_sid.insert(sid, entry);
+    let reply = session.subscriptions.in_order(reply);
     Dispatched::ReplyThen(reply, go)
 }
 
@@ -199,8 +237,15 @@ async fn run_consumer(
 pub fn unsubscribe(session: &mut Session, sid: &str) -> Dispatched {
     match session.subscriptions.by_sid.remove(sid) {
         Some(entry) => {
-            entry.task.abort();
-            ready(Reply::Ok)
+            // The sid is free at once; the subscription stops once the operations sent
+            // before this one have taken effect (an `ACK` just before it counts).
+            let previous = session.subscriptions.previous();
+            let stopped = async move {
+                previous.await;
+                entry.task.abort();
+                Reply::Ok
+            };
+            Dispatched::Reply(session.subscriptions.in_order(stopped.boxed()))
         }
         None => error(
             ErrorCode::SubscriptionNotFound,
@@ -222,7 +267,7 @@ fn persistent_setup(session: &Session, sid: &str) -> Result<Setup, ProtocolError
         .ok_or_else(|| persistent::not_persistent(sid))
 }
 
-pub fn ack(session: &Session, sid: &str, items: Vec<AckItem>) -> Dispatched {
+pub fn ack(session: &mut Session, sid: &str, items: Vec<AckItem>) -> Dispatched {
     to_group(session, sid, move |consumer, reply| GroupMessage::Ack {
         consumer,
         items,
@@ -230,7 +275,12 @@ pub fn ack(session: &Session, sid: &str, items: Vec<AckItem>) -> Dispatched {
     })
 }
 
-pub fn nack(session: &Session, sid: &str, action: NackAction, items: Vec<AckItem>) -> Dispatched {
+pub fn nack(
+    session: &mut Session,
+    sid: &str,
+    action: NackAction,
+    items: Vec<AckItem>,
+) -> Dispatched {
     to_group(session, sid, move |consumer, reply| GroupMessage::Nack {
         consumer,
         action,
@@ -240,7 +290,7 @@ pub fn nack(session: &Session, sid: &str, action: NackAction, items: Vec<AckItem
 }
 
 fn to_group(
-    session: &Session,
+    session: &mut Session,
     sid: &str,
     message: impl FnOnce(ConsumerId, oneshot::Sender<()>) -> GroupMessage + Send + 'static,
 ) -> Dispatched {
@@ -248,101 +298,112 @@ fn to_group(
         Ok(setup) => setup,
         Err(e) => return ready(Reply::Err(e)),
     };
+    let previous = session.subscriptions.previous();
     Dispatched::Reply(
-        async move {
-            let (group, consumer) = match setup.await {
-                Ok(joined) => joined,
-                Err(error) => return Reply::Err(error),
-            };
-            let (reply, done) = oneshot::channel();
-            if !group.send(message(consumer, reply)) || done.await.is_err() {
-                return Reply::error(ErrorCode::SubscriptionNotFound, "the subscription stopped");
+        session.subscriptions.in_order(
+            async move {
+                previous.await;
+                let (group, consumer) = match setup.await {
+                    Ok(joined) => joined,
+                    Err(error) => return Reply::Err(error),
+                };
+                let (reply, done) = oneshot::channel();
+                if !group.send(message(consumer, reply)) || done.await.is_err() {
+                    return Reply::error(
+                        ErrorCode::SubscriptionNotFound,
+                        "the subscription stopped",
+                    );
+                }
+                Reply::Ok
             }
-            Reply::Ok
-        }
-        .boxed(),
+            .boxed(),
+        ),
     )
 }
 
 /// `PSUB` management operations.
-pub fn psub(session: &Session, op: PsubOp) -> Dispatched {
+pub fn psub(session: &mut Session, op: PsubOp) -> Dispatched {
     let hub = session.hub.clone();
+    let previous = session.subscriptions.previous();
     Dispatched::Reply(
-        async move {
-            let result = match op {
-                PsubOp::List => {
-                    read(&hub, |txn, dbs| {
-                        let states = stored::list(txn, dbs)?;
-                        let body = serde_json::to_vec(&states).expect("serialises");
-                        Ok(Reply::Subs {
-                            count: states.len() as u64,
-                            body: Bytes::from(body),
+        session.subscriptions.in_order(
+            async move {
+                previous.await;
+                let result = match op {
+                    PsubOp::List => {
+                        read(&hub, |txn, dbs| {
+                            let states = stored::list(txn, dbs)?;
+                            let body = serde_json::to_vec(&states).expect("serialises");
+                            Ok(Reply::Subs {
+                                count: states.len() as u64,
+                                body: Bytes::from(body),
+                            })
                         })
-                    })
-                    .await
-                }
-                PsubOp::Get { name } => {
-                    read(&hub, move |txn, dbs| {
-                        let state =
-                            stored::load_state(txn, dbs, &name)?.ok_or_else(|| not_found(&name))?;
-                        let body = serde_json::to_vec(&state).expect("serialises");
-                        Ok(Reply::SubInfo {
-                            body: Bytes::from(body),
-                        })
-                    })
-                    .await
-                }
-                PsubOp::Exists { name } => {
-                    read(&hub, move |txn, dbs| {
-                        let exists = stored::load_definition(txn, dbs, &name)?.is_some();
-                        Ok(Reply::SubExists { name, exists })
-                    })
-                    .await
-                }
-                PsubOp::Parked {
-                    name,
-                    from_position,
-                    count,
-                } => {
-                    read(&hub, move |txn, dbs| {
-                        if stored::load_definition(txn, dbs, &name)?.is_none() {
-                            return Err(not_found(&name));
-                        }
-                        parked_events(txn, dbs, &name, from_position, count)
-                    })
-                    .await
-                }
-                PsubOp::Delete { name, type_name } => {
-                    let command = Command::DeleteSubscription {
-                        name: name.clone(),
-                        type_name,
-                    };
-                    match hub.store.execute(command).await {
-                        Ok(_) => {
-                            crate::telemetry::subscription_deleted(hub.store.name(), &name);
-                            persistent::notify(&hub, &name, GroupMessage::Deleted).await;
-                            Ok(Reply::Ok)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                PsubOp::Replay { name } => {
-                    match hub
-                        .store
-                        .execute(Command::RequestReplay { name: name.clone() })
                         .await
-                    {
-                        Ok(_) => {
-                            persistent::notify(&hub, &name, GroupMessage::Replay).await;
-                            Ok(Reply::Ok)
-                        }
-                        Err(e) => Err(e),
                     }
-                }
-            };
-            result.unwrap_or_else(|e| Reply::Err(e.to_protocol_error()))
-        }
-        .boxed(),
+                    PsubOp::Get { name } => {
+                        read(&hub, move |txn, dbs| {
+                            let state = stored::load_state(txn, dbs, &name)?
+                                .ok_or_else(|| not_found(&name))?;
+                            let body = serde_json::to_vec(&state).expect("serialises");
+                            Ok(Reply::SubInfo {
+                                body: Bytes::from(body),
+                            })
+                        })
+                        .await
+                    }
+                    PsubOp::Exists { name } => {
+                        read(&hub, move |txn, dbs| {
+                            let exists = stored::load_definition(txn, dbs, &name)?.is_some();
+                            Ok(Reply::SubExists { name, exists })
+                        })
+                        .await
+                    }
+                    PsubOp::Parked {
+                        name,
+                        from_position,
+                        count,
+                    } => {
+                        read(&hub, move |txn, dbs| {
+                            if stored::load_definition(txn, dbs, &name)?.is_none() {
+                                return Err(not_found(&name));
+                            }
+                            parked_events(txn, dbs, &name, from_position, count)
+                        })
+                        .await
+                    }
+                    PsubOp::Delete { name, type_name } => {
+                        let command = Command::DeleteSubscription {
+                            name: name.clone(),
+                            type_name,
+                        };
+                        match hub.store.execute(command).await {
+                            Ok(_) => {
+                                crate::telemetry::subscription_deleted(hub.store.name(), &name);
+                                persistent::notify(&hub, &name, GroupMessage::Deleted).await;
+                                Ok(Reply::Ok)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    PsubOp::Replay { name } => {
+                        match hub
+                            .store
+                            .execute(Command::RequestReplay { name: name.clone() })
+                            .await
+                        {
+                            Ok(_) => {
+                                persistent::notify(&hub, &name, GroupMessage::Replay).await;
+                                Ok(Reply::Ok)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                result.unwrap_or_else(|e| Reply::Err(e.to_protocol_error()))
+            }
+            .boxed(),
+        ),
     )
 }
 

@@ -293,6 +293,7 @@ impl Group {
     ) {
         let name = self.definition.name.clone();
         let mut tick = tokio::time::interval(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
+        let mut saved = false;
         loop {
             let can_buffer = !self.feed_ended && self.pending.len() < MAX_BUFFERED_EVENTS;
             tokio::select! {
@@ -322,14 +323,21 @@ impl Group {
                         continue;
                     }
                     Err(_) => {
+                        // Saved before it is unregistered, still under the registry lock: a
+                        // consumer joining now starts a new group from this checkpoint, not
+                        // from the one saved before (which would deliver acknowledged events
+                        // again). Only this subscription's store's joins wait, for one write.
+                        self.requeue_all_in_flight();
+                        self.save().await;
                         groups.remove(&name);
+                        saved = true;
                         break;
                     }
                 }
             }
         }
         // A deleted group was unregistered by `notify`, and its state is gone.
-        if !self.deleted {
+        if !self.deleted && !saved {
             self.requeue_all_in_flight();
             self.save().await;
         }
