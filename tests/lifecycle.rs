@@ -86,7 +86,10 @@ fn limits_hide_events_from_reads_aggregates_and_subscriptions_at_once() {
         [2, 3, 4, 5]
     );
     assert_eq!(
-        numbers(&events(client.request("READTYPES Counted 0 100")), "position"),
+        numbers(
+            &events(client.request("READTYPES Counted 0 100")),
+            "position"
+        ),
         [2, 3, 4, 5]
     );
     assert_eq!(
@@ -114,13 +117,19 @@ fn limits_hide_events_from_reads_aggregates_and_subscriptions_at_once() {
     ok(client.request("SUB s2 stream cart-1"));
     assert_eq!(versions_until_live(&mut client, "s2"), Vec::<u64>::new());
     append_n(&mut client, "cart-1", 2); // versions 5, 6: hidden, not pushed
-    // Version 7 is shown: its EVENT and the APPENDED reply come in either order.
+                                        // Version 7 is shown: its EVENT and the APPENDED reply come in either order.
     let payload = event("Counted", json!(7));
     client.send_raw(format!("APPEND cart-1 6 {}\r\n{payload}\r\n", payload.len()).as_bytes());
     let mut frames = [client.reply(), client.reply()];
     frames.sort_by_key(|frame| matches!(frame, Reply::Event { .. }));
     assert!(
-        matches!(frames[0], Reply::Appended { last_version: 7, .. }),
+        matches!(
+            frames[0],
+            Reply::Appended {
+                last_version: 7,
+                ..
+            }
+        ),
         "{frames:?}"
     );
     match &frames[1] {
@@ -132,7 +141,13 @@ fn limits_hide_events_from_reads_aggregates_and_subscriptions_at_once() {
     // Expected versions still see the real current version.
     let reply = client.append("cart-1", "7", &event("Counted", json!(8)));
     assert!(
-        matches!(reply, Reply::Appended { last_version: 8, .. }),
+        matches!(
+            reply,
+            Reply::Appended {
+                last_version: 8,
+                ..
+            }
+        ),
         "{reply:?}"
     );
     // Removing the limits shows every event again: nothing was removed.
@@ -243,7 +258,10 @@ fn a_hard_delete_is_forever_and_survives_a_restart() {
 
 #[test]
 fn meta_needs_write_to_set_and_read_to_get() {
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/transcripts/19-auth.toml");
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/protocol/transcripts/19-auth.toml"
+    );
     let server = Server::start(&["--config", config]);
     let mut client = server.client();
     ok(client.request(r#"CONNECT {"token":"transcript-token-0123456789abcdef"}"#));
@@ -290,10 +308,17 @@ fn commit_times_stay_monotonic_when_the_clock_steps_back() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64;
-    assert!(times[0] > now_us + 3_000_000_000, "the first run was an hour ahead");
-    assert_eq!(times[2], times[1], "after the step back, the last time repeats");
+    assert!(
+        times[0] > now_us + 3_000_000_000,
+        "the first run was an hour ahead"
+    );
+    assert_eq!(
+        times[2], times[1],
+        "after the step back, the last time repeats"
+    );
 
-    let positions = |client: &mut Client, line: &str| numbers(&events(client.request(line)), "position");
+    let positions =
+        |client: &mut Client, line: &str| numbers(&events(client.request(line)), "position");
     let second = times[1];
     assert_eq!(
         positions(&mut client, &format!("READALL from_time {second} 10")),
@@ -304,7 +329,10 @@ fn commit_times_stay_monotonic_when_the_clock_steps_back() {
         Vec::<u64>::new()
     );
     assert_eq!(
-        positions(&mut client, &format!("READ t from_time {second} 10 backward")),
+        positions(
+            &mut client,
+            &format!("READ t from_time {second} 10 backward")
+        ),
         [3, 2, 1, 0]
     );
     assert_eq!(
@@ -312,7 +340,10 @@ fn commit_times_stay_monotonic_when_the_clock_steps_back() {
         [0, 1, 2, 3]
     );
     assert_eq!(
-        positions(&mut client, "READ t from_time 2000-01-01T00:00:00+02:00 10 backward"),
+        positions(
+            &mut client,
+            "READ t from_time 2000-01-01T00:00:00+02:00 10 backward"
+        ),
         Vec::<u64>::new()
     );
     assert_eq!(

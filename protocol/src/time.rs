@@ -36,9 +36,14 @@ fn parse_rfc3339(text: &[u8]) -> Option<u64> {
         std::str::from_utf8(part).ok()?.parse().ok()
     };
     let expect = |at: usize, allowed: &[u8]| text.get(at).is_some_and(|b| allowed.contains(b));
-    if !(expect(4, b"-") && expect(7, b"-") && expect(10, b"Tt ") && expect(13, b":"))
-        || !expect(16, b":")
-    {
+    let separators = [
+        (4, &b"-"[..]),
+        (7, b"-"),
+        (10, b"Tt "),
+        (13, b":"),
+        (16, b":"),
+    ];
+    if !separators.iter().all(|&(at, allowed)| expect(at, allowed)) {
         return None;
     }
     let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
@@ -96,7 +101,7 @@ fn parse_rfc3339(text: &[u8]) -> Option<u64> {
 }
 
 fn is_leap(year: u64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 fn days_in_month(year: u64, month: u64) -> u64 {
@@ -126,7 +131,10 @@ mod tests {
     #[test]
     fn epoch_microseconds_and_rfc3339_agree() {
         assert_eq!(parse_time("0").unwrap(), 0);
-        assert_eq!(parse_time("1795863292199534").unwrap(), 1_795_863_292_199_534);
+        assert_eq!(
+            parse_time("1795863292199534").unwrap(),
+            1_795_863_292_199_534
+        );
         assert_eq!(parse_time("1970-01-01T00:00:00Z").unwrap(), 0);
         assert_eq!(
             parse_time("2026-12-02T17:00:00Z").unwrap(),

@@ -399,7 +399,12 @@ fn valid_cases() -> Vec<(Vec<u8>, Request)> {
         // from_time, as epoch microseconds and as RFC 3339.
         (
             b"READ user-1 from_time 1796230800000000 10\r\n".to_vec(),
-            read("user-1", ReadStart::Time(1_796_230_800_000_000), 10, Direction::Forward),
+            read(
+                "user-1",
+                ReadStart::Time(1_796_230_800_000_000),
+                10,
+                Direction::Forward,
+            ),
         ),
         (
             b"READALL FROM_TIME 2026-12-02T18:00:00+01:00 5 backward\r\n".to_vec(),
@@ -1069,13 +1074,14 @@ fn request() -> impl Strategy<Value = Request> {
         });
     let streams = (proptest::option::of(stream_id()), 0..=MAX_STREAMS_PAGE)
         .prop_map(|(after, count)| Request::Streams { after, count });
-    let delete = (stream_id(), expected_version(), any::<bool>()).prop_map(
-        |(stream, expected, hard)| Request::Delete {
-            stream,
-            expected,
-            hard,
-        },
-    );
+    let delete =
+        (stream_id(), expected_version(), any::<bool>()).prop_map(|(stream, expected, hard)| {
+            Request::Delete {
+                stream,
+                expected,
+                hard,
+            }
+        });
     prop_oneof![
         connect,
         Just(Request::Ping),

@@ -128,9 +128,7 @@ fn read_stream_at(
     now_us: u64,
 ) -> Result<Vec<u64>, StoreError> {
     store
-        .with_read(|txn, dbs| {
-            read::read_stream_at(txn, dbs, stream, from, 1000, direction, now_us)
-        })
+        .with_read(|txn, dbs| read::read_stream_at(txn, dbs, stream, from, 1000, direction, now_us))
         .map(|page| field(&parse(page), "version"))
 }
 
@@ -227,7 +225,10 @@ async fn max_count_and_truncate_before_hide_a_prefix_and_keep_versions() {
         .unwrap();
     assert_eq!(versions(&store, "s", now).unwrap(), [0, 1, 2, 3, 4, 5]);
     assert_eq!(limits_of(&store, "s").unwrap(), None);
-    assert_eq!(all_positions(&store, At(0), Forward, now), [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        all_positions(&store, At(0), Forward, now),
+        [0, 1, 2, 3, 4, 5, 6]
+    );
     store.close().await;
 }
 
@@ -264,7 +265,13 @@ async fn a_stream_whose_events_are_all_hidden_reads_empty_and_keeps_its_version(
     assert_eq!((state.version, &state.body[..]), (2, &b"{}"[..]));
     // Appends go on after the current version, hidden until they reach the boundary.
     let result = append_at(&store, "s", Exact(2), T0, vec![event("3")]).await;
-    assert!(matches!(result, Ok(Outcome::Appended { last_version: 3, .. })));
+    assert!(matches!(
+        result,
+        Ok(Outcome::Appended {
+            last_version: 3,
+            ..
+        })
+    ));
     assert_eq!(versions(&store, "s", T0).unwrap(), Vec::<u64>::new());
     store.close().await;
 }
@@ -296,7 +303,11 @@ async fn limits_set_before_the_stream_exists_apply_once_it_does_and_survive_a_re
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     set_limits(&store, "later", count(1)).await.unwrap();
-    assert_eq!(version_of(&store, "later"), -1, "setting limits creates no stream");
+    assert_eq!(
+        version_of(&store, "later"),
+        -1,
+        "setting limits creates no stream"
+    );
     assert_eq!(limits_of(&store, "later").unwrap(), Some(count(1)));
     // One append of three: two of its events are hidden from their commit on, so live
     // subscriptions pass over them.
@@ -364,7 +375,10 @@ async fn a_tombstone_refuses_every_write_forever_and_survives_a_restart() {
         }
         .into())
     );
-    assert_eq!(tombstone(&store, "gone", Exact(0)).await, Ok(Outcome::Deleted));
+    assert_eq!(
+        tombstone(&store, "gone", Exact(0)).await,
+        Ok(Outcome::Deleted)
+    );
     for expected in [Any, NoStream, Exact(0), ExpectedVersion::Exists] {
         let result = append_at(&store, "gone", expected, T0, vec![event("1")]).await;
         assert_eq!(result, tombstoned("gone"), "{expected:?}");
@@ -372,7 +386,10 @@ async fn a_tombstone_refuses_every_write_forever_and_survives_a_restart() {
     // Even a retry of the append that once succeeded.
     let result = append_at(&store, "gone", NoStream, T0, vec![retry.clone()]).await;
     assert_eq!(result, tombstoned("gone"));
-    assert_eq!(set_limits(&store, "gone", count(1)).await, tombstoned("gone"));
+    assert_eq!(
+        set_limits(&store, "gone", count(1)).await,
+        tombstoned("gone")
+    );
     assert_eq!(versions(&store, "gone", T0), tombstoned("gone"));
     assert_eq!(limits_of(&store, "gone"), tombstoned("gone"));
     assert_eq!(version_of(&store, "gone"), -1);
@@ -410,7 +427,10 @@ async fn a_stream_that_never_existed_can_be_tombstoned() {
         }
         .into())
     );
-    assert_eq!(tombstone(&store, "never", NoStream).await, Ok(Outcome::Deleted));
+    assert_eq!(
+        tombstone(&store, "never", NoStream).await,
+        Ok(Outcome::Deleted)
+    );
     let result = append_at(&store, "never", NoStream, T0, vec![event("0")]).await;
     assert_eq!(result, tombstoned("never"));
     assert_eq!(all_positions(&store, At(0), Forward, T0), Vec::<u64>::new());
@@ -433,7 +453,19 @@ async fn commit_times_never_go_backwards_even_when_commands_carry_older_times() 
         .with_read(|txn, dbs| read::read_all_at(txn, dbs, At(0), 100, Forward, T0))
         .map(|page| field(&parse(page), "epoch_us"))
         .unwrap();
-    assert_eq!(times, [T0 + 5, T0 + 5, T0 + 5, T0 + 5, T0 + 9, T0 + 9, T0 + 9, T0 + 9]);
+    assert_eq!(
+        times,
+        [
+            T0 + 5,
+            T0 + 5,
+            T0 + 5,
+            T0 + 5,
+            T0 + 9,
+            T0 + 9,
+            T0 + 9,
+            T0 + 9
+        ]
+    );
     let (first_at, last) = store
         .with_read(|txn, dbs| {
             Ok((
@@ -443,7 +475,11 @@ async fn commit_times_never_go_backwards_even_when_commands_carry_older_times() 
             ))
         })
         .unwrap();
-    assert_eq!(first_at, [0, 0, 4, 4, 8], "8 is the head: nothing that late");
+    assert_eq!(
+        first_at,
+        [0, 0, 4, 4, 8],
+        "8 is the head: nothing that late"
+    );
     assert_eq!(last, Some(T0 + 9));
     store.close().await;
     // The clock that stamps new commands starts at the last commit time after a restart.
@@ -457,17 +493,41 @@ async fn from_time_reads_start_at_the_first_event_at_or_after_the_time() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     // Positions 0..=5: a at T0, b at T0+1s, a at T0+1s, b at T0+2s, a at T0+3s, a at T0+3s.
-    for (stream, second, n) in [("a", 0, 1), ("b", 1, 1), ("a", 1, 1), ("b", 2, 1), ("a", 3, 2)] {
+    for (stream, second, n) in [
+        ("a", 0, 1),
+        ("b", 1, 1),
+        ("a", 1, 1),
+        ("b", 2, 1),
+        ("a", 3, 2),
+    ] {
         append_n(&store, stream, n, T0 + second * SECOND_US).await;
     }
     let t = |seconds: u64| T0 + seconds * SECOND_US;
-    assert_eq!(all_positions(&store, Time(t(1)), Forward, t(0)), [1, 2, 3, 4, 5]);
-    assert_eq!(all_positions(&store, Time(t(1) + 1), Forward, t(0)), [3, 4, 5]);
-    assert_eq!(all_positions(&store, Time(t(0) - 1), Forward, t(0)), [0, 1, 2, 3, 4, 5]);
-    assert_eq!(all_positions(&store, Time(t(9)), Forward, t(0)), Vec::<u64>::new());
+    assert_eq!(
+        all_positions(&store, Time(t(1)), Forward, t(0)),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        all_positions(&store, Time(t(1) + 1), Forward, t(0)),
+        [3, 4, 5]
+    );
+    assert_eq!(
+        all_positions(&store, Time(t(0) - 1), Forward, t(0)),
+        [0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        all_positions(&store, Time(t(9)), Forward, t(0)),
+        Vec::<u64>::new()
+    );
     assert_eq!(all_positions(&store, Time(t(1)), Backward, t(0)), [2, 1, 0]);
-    assert_eq!(all_positions(&store, Time(t(0) - 1), Backward, t(0)), Vec::<u64>::new());
-    assert_eq!(all_positions(&store, Time(t(9)), Backward, t(0)), [5, 4, 3, 2, 1, 0]);
+    assert_eq!(
+        all_positions(&store, Time(t(0) - 1), Backward, t(0)),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        all_positions(&store, Time(t(9)), Backward, t(0)),
+        [5, 4, 3, 2, 1, 0]
+    );
     // Stream "a": versions 0 (T0), 1 (T0+1s), 2 and 3 (T0+3s).
     let a = |from, direction| read_stream_at(&store, "a", from, direction, t(0)).unwrap();
     assert_eq!(a(Time(t(1)), Forward), [1, 2, 3]);
@@ -494,17 +554,18 @@ async fn a_format_2_store_gets_its_time_index_on_upgrade() {
     {
         let mut txn = store.env.write_txn().unwrap();
         store.dbs.time_index.clear(&mut txn).unwrap();
-        store.dbs.meta.put(&mut txn, META_FORMAT_VERSION, &2).unwrap();
+        store
+            .dbs
+            .meta
+            .put(&mut txn, META_FORMAT_VERSION, &2)
+            .unwrap();
         txn.commit().unwrap();
     }
     store.close().await;
     let store = open(dir.path()).await;
     let (format, index) = store
         .with_read(|txn, dbs| {
-            let index: Vec<(u64, u64)> = dbs
-                .time_index
-                .iter(txn)?
-                .collect::<Result<_, _>>()?;
+            let index: Vec<(u64, u64)> = dbs.time_index.iter(txn)?.collect::<Result<_, _>>()?;
             Ok((dbs.meta.get(txn, META_FORMAT_VERSION)?, index))
         })
         .unwrap();

@@ -80,7 +80,11 @@ impl Databases {
                     opener.create_database(wtxn, Some("stream_limits"))?,
                     opener.create_database(wtxn, Some("time_index"))?,
                 );
-                Ok(CommitOrAbort::<_, ()>::Commit((core, subscriptions, lifecycle)))
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    core,
+                    subscriptions,
+                    lifecycle,
+                )))
             })?
             .unwrap_commit();
         Ok(Databases {
@@ -155,7 +159,8 @@ impl StreamMeta {
         out[8..16].copy_from_slice(&self.next_version.to_be_bytes());
         out[16..24].copy_from_slice(&self.first_visible_version.to_be_bytes());
         debug_assert!(!self.tombstoned || self.deleted, "a tombstone is deleted");
-        out[24] = u8::from(self.deleted) * DELETED_BIT | u8::from(self.tombstoned) * TOMBSTONED_BIT;
+        out[24] =
+            (u8::from(self.deleted) * DELETED_BIT) | (u8::from(self.tombstoned) * TOMBSTONED_BIT);
         out
     }
 
@@ -320,7 +325,10 @@ mod tests {
         old[24] = 0;
         assert!(!StreamMeta::decode(&old).unwrap().deleted);
         old[24] = 2;
-        assert!(StreamMeta::decode(&old).is_err(), "tombstone without delete");
+        assert!(
+            StreamMeta::decode(&old).is_err(),
+            "tombstone without delete"
+        );
         old[24] = 4;
         assert!(StreamMeta::decode(&old).is_err());
     }

@@ -7,12 +7,12 @@ use bytes::Bytes;
 use heed::RoTxn;
 use serde::Deserialize;
 
+use crate::store::clock::wall_clock_us;
+use crate::store::retention::RetentionFilter;
 use crate::store::schema::{
     stream_index_key, type_index_key, type_index_position, Databases, StreamMeta,
     META_NEXT_POSITION,
 };
-use crate::store::clock::wall_clock_us;
-use crate::store::retention::RetentionFilter;
 use crate::store::{CommittedEvent, StoreError};
 use crate::subscriptions::selector::{Candidate, Delivery, IndexKey, Matcher};
 

@@ -117,8 +117,8 @@ mod tests {
 
     #[test]
     fn payloads_parse_and_bad_ones_are_refused() {
-        let all = parse_metadata(br#"{"max_count":3,"max_age_ms":1000,"truncate_before":2}"#)
-            .unwrap();
+        let all =
+            parse_metadata(br#"{"max_count":3,"max_age_ms":1000,"truncate_before":2}"#).unwrap();
         assert_eq!(all.max_count, Some(3));
         assert_eq!(all.max_age_ms, Some(1000));
         assert_eq!(all.truncate_before, Some(2));
