@@ -350,6 +350,36 @@ fn commit_times_stay_monotonic_when_the_clock_steps_back() {
         error_code(client.request("READ t from_time yesterday 10")),
         ErrorCode::InvalidArgument
     );
+    // Subscriptions start by time too: catch-up and persistent.
+    for (sid, name) in [("c1", None), ("p1", Some("by-time"))] {
+        let mut options = json!({"type": "stream", "selector": "$all",
+                                 "start": {"from_time": second.to_string()}});
+        if let Some(name) = name {
+            options["name"] = json!(name);
+        }
+        let options = options.to_string();
+        client.send_raw(format!("SUB {sid} {}\r\n{options}\r\n", options.len()).as_bytes());
+        ok(client.reply());
+        let mut delivered = Vec::new();
+        while delivered.len() < 3 {
+            match client.reply() {
+                Reply::Event {
+                    sid: got, position, ..
+                } if got == sid => delivered.push(position),
+                Reply::Live { .. } => {}
+                other => panic!("expected EVENT, got {other:?}"),
+            }
+        }
+        assert_eq!(delivered, [1, 2, 3], "{sid}");
+        if name.is_none() {
+            // A catch-up subscription says LIVE once history is delivered.
+            assert_eq!(client.reply(), Reply::Live { sid: sid.into() });
+        }
+        ok(client.request(&format!("UNSUB {sid}")));
+    }
+    let bad = r#"{"type":"stream","selector":"$all","start":{"from_time":"soon"}}"#;
+    client.send_raw(format!("SUB c2 {}\r\n{bad}\r\n", bad.len()).as_bytes());
+    assert_eq!(error_code(client.reply()), ErrorCode::InvalidJson);
     drop(client);
     child.kill().unwrap();
     child.wait().unwrap();
