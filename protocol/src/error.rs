@@ -13,7 +13,8 @@ pub enum ErrorCode {
     WrongExpectedVersion,
     /// The stream has never been written.
     StreamNotFound,
-    /// The stream was deleted (and not recreated since).
+    /// The stream was deleted (and not recreated since); or it was hard-deleted (a tombstone),
+    /// and then every write to it, forever, is answered with this code.
     StreamDeleted,
     /// An argument is malformed or out of range.
     InvalidArgument,

@@ -17,9 +17,11 @@
 //!   payload), [`ops::read`] (READ, READALL, READTYPES), [`ops::streams`] (VERSION, EXISTS,
 //!   STREAMS, DELETE), [`ops::subscribe`] (SUB, UNSUB, ACK, NACK, EVENT, LIVE),
 //!   [`ops::psub`] (persistent subscription management), [`ops::snap`] (SNAP
-//!   SAVE/LOAD/LIST/DELETE/EXISTS), [`ops::agg`] (AGG), [`ops::stats`] (STATS).
+//!   SAVE/LOAD/LIST/DELETE/EXISTS), [`ops::agg`] (AGG), [`ops::stats`] (STATS),
+//!   [`ops::meta`] (META: stream metadata, retention).
 //! - [`reply`]: [`Reply`], what the server sends, with its encoder and a client-side decoder.
 //! - [`line`]: the nom parsers shared by every operation (control line, tokens, numbers).
+//! - [`time`]: `from_time` values (epoch microseconds or RFC 3339).
 
 pub mod aggregate;
 pub mod error;
@@ -30,6 +32,7 @@ pub mod line;
 pub mod ops;
 pub mod reply;
 pub mod request;
+pub mod time;
 
 pub use error::{ErrorCode, ProtocolError};
 pub use expected::ExpectedVersion;

@@ -22,6 +22,7 @@
 //! SNAPSHOT <stream> <version> <#bytes>␍␊<snapshot record>␍␊
 //! SNAPSHOTS <count> <#bytes>␍␊<JSON array of snapshot records>␍␊
 //! AGG <stream> <version> <#bytes>␍␊<state JSON object>␍␊
+//! META <stream> <JSON object>␍␊
 //! ```
 //! The `-ERR` message runs from the first `'` to the last `'` of the line.
 
@@ -122,6 +123,11 @@ pub enum Reply {
         version: u64,
         body: Bytes,
     },
+    /// `META <stream>`: the stream's metadata, a small JSON object on the reply line.
+    Meta {
+        stream: String,
+        body: Bytes,
+    },
 }
 
 impl Reply {
@@ -211,6 +217,9 @@ impl Reply {
                 version,
                 body,
             } => put_sized(dst, &format!("AGG {stream} {version}"), body),
+            Reply::Meta { stream, body } => {
+                put_parts(dst, &[b"META ", stream.as_bytes(), b" ", body])
+            }
         }
     }
 
@@ -493,6 +502,11 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
                 count: 1,
                 len,
             }))
+        }
+        "META" => {
+            let stream = args.required("stream")?.to_owned();
+            let body = Bytes::copy_from_slice(args.remainder());
+            done(Reply::Meta { stream, body })
         }
         "LIVE" => done(Reply::Live {
             sid: args.required("sid")?.to_owned(),

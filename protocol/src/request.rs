@@ -10,7 +10,9 @@ use crate::ops::agg::AggRequest;
 use crate::ops::psub::PsubOp;
 use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
-use crate::ops::{agg, append, cluster, psub, read, session, snap, stats, streams, subscribe};
+use crate::ops::{
+    agg, append, cluster, meta, psub, read, session, snap, stats, streams, subscribe,
+};
 
 /// Direction of a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +22,14 @@ pub enum Direction {
 }
 
 /// Where a read starts: a version (or position), or the end (`end`, or `-1`), which is useful
-/// for reading backward from the newest event.
+/// for reading backward from the newest event, or a commit time (`from_time <t>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadStart {
     At(u64),
     End,
+    /// `from_time`, in microseconds since the epoch: forward, the first event committed at or
+    /// after it; backward, the last event committed at or before it.
+    Time(u64),
 }
 
 /// One client request. Syntax of each is in the `ops` module that parses it.
@@ -71,6 +76,13 @@ pub enum Request {
     Delete {
         stream: String,
         expected: ExpectedVersion,
+        /// `hard`: leave a tombstone, so the stream can never be written again.
+        hard: bool,
+    },
+    /// `META <stream>` (get, `payload` `None`) or `META <stream> <json>` (set).
+    Meta {
+        stream: String,
+        payload: Option<Bytes>,
     },
     Subscribe(SubscribeRequest),
     Unsubscribe {
@@ -110,6 +122,7 @@ impl Request {
             Request::Exists { .. } => "EXISTS",
             Request::Streams { .. } => "STREAMS",
             Request::Delete { .. } => "DELETE",
+            Request::Meta { .. } => "META",
             Request::Subscribe(_) => "SUB",
             Request::Unsubscribe { .. } => "UNSUB",
             Request::Ack { .. } => "ACK",
@@ -129,6 +142,7 @@ impl Request {
     pub fn changes_store(&self) -> bool {
         match self {
             Request::Append { .. } | Request::Delete { .. } => true,
+            Request::Meta { payload, .. } => payload.is_some(),
             Request::Snap(snap) => match snap {
                 SnapRequest::Save { .. } | SnapRequest::Delete { .. } => true,
                 SnapRequest::Load { .. }
@@ -190,6 +204,7 @@ impl Request {
             Request::Stats => stats::encode_stats(dst),
             Request::Cluster => cluster::encode_cluster(dst),
             Request::Snap(snap) => snap.encode(dst),
+            Request::Meta { stream, payload } => meta::encode(stream, payload.as_deref(), dst),
             Request::Agg(agg) => agg.encode(dst),
         }
     }
@@ -408,6 +423,10 @@ impl Request {
                 payload,
             },
             Request::Snap(snap) => Request::Snap(snap.with_payload(payload)),
+            Request::Meta { stream, .. } => Request::Meta {
+                stream,
+                payload: Some(payload),
+            },
             other => unreachable!("{} carries no payload", other.operation()),
         }
     }
@@ -451,6 +470,7 @@ fn parse_line(line: &Bytes) -> LineOutcome {
         b"EXISTS" => done(streams::parse_exists(args)),
         b"STREAMS" => done(streams::parse_streams(args)),
         b"DELETE" => done(streams::parse_delete(args)),
+        b"META" => meta::parse(line, args),
         b"SUB" => subscribe::parse_sub(args),
         b"UNSUB" => done(subscribe::parse_unsub(args)),
         b"ACK" => done(subscribe::parse_ack(args)),

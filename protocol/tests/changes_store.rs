@@ -17,6 +17,8 @@ fn writes_and_persistent_subscription_changes_change_the_store() {
     let writes = [
         "APPEND s-1 any {\"event_type\":\"A\",\"data\":{}}\r\n",
         "DELETE s-1\r\n",
+        "DELETE s-1 any hard\r\n",
+        "META s-1 {\"max_count\":2}\r\n",
         "SNAP SAVE s-1 0 {\"data\":{}}\r\n",
         "SNAP DELETE s-1\r\n",
         "SNAP DELETE s-1 3\r\n",
@@ -42,6 +44,8 @@ fn reads_catch_up_subscriptions_and_session_requests_do_not() {
         "READ s-1 0 10\r\n",
         "READ s-1 end 10 backward\r\n",
         "READALL 0 10\r\n",
+        "READALL from_time 0 10\r\n",
+        "META s-1\r\n",
         "READTYPES A,B 0 10\r\n",
         "VERSION s-1\r\n",
         "EXISTS s-1\r\n",

@@ -330,6 +330,7 @@ fn valid_cases() -> Vec<(Vec<u8>, Request)> {
             Request::Delete {
                 stream: s("user-1"),
                 expected: Any,
+                hard: false,
             },
         ),
         (
@@ -337,6 +338,7 @@ fn valid_cases() -> Vec<(Vec<u8>, Request)> {
             Request::Delete {
                 stream: s("user-1"),
                 expected: Exact(4),
+                hard: false,
             },
         ),
         (
@@ -344,6 +346,7 @@ fn valid_cases() -> Vec<(Vec<u8>, Request)> {
             Request::Delete {
                 stream: s("user-1"),
                 expected: NoStream,
+                hard: false,
             },
         ),
         (
@@ -351,6 +354,64 @@ fn valid_cases() -> Vec<(Vec<u8>, Request)> {
             Request::Delete {
                 stream: s("user-1"),
                 expected: Exists,
+                hard: false,
+            },
+        ),
+        // Hard delete, with and without an expected version.
+        (
+            b"DELETE user-1 hard\r\n".to_vec(),
+            Request::Delete {
+                stream: s("user-1"),
+                expected: Any,
+                hard: true,
+            },
+        ),
+        (
+            b"DELETE user-1 4 HARD\r\n".to_vec(),
+            Request::Delete {
+                stream: s("user-1"),
+                expected: Exact(4),
+                hard: true,
+            },
+        ),
+        // META: get, inline set, sized set.
+        (
+            b"META user-1\r\n".to_vec(),
+            Request::Meta {
+                stream: s("user-1"),
+                payload: None,
+            },
+        ),
+        (
+            b"meta user-1 {\"max_count\": 3}\r\n".to_vec(),
+            Request::Meta {
+                stream: s("user-1"),
+                payload: Some(Bytes::from_static(b"{\"max_count\": 3}")),
+            },
+        ),
+        (
+            b"META user-1 2\r\n{}\r\n".to_vec(),
+            Request::Meta {
+                stream: s("user-1"),
+                payload: Some(Bytes::from_static(b"{}")),
+            },
+        ),
+        // from_time, as epoch microseconds and as RFC 3339.
+        (
+            b"READ user-1 from_time 1796230800000000 10\r\n".to_vec(),
+            read(
+                "user-1",
+                ReadStart::Time(1_796_230_800_000_000),
+                10,
+                Direction::Forward,
+            ),
+        ),
+        (
+            b"READALL FROM_TIME 2026-12-02T18:00:00+01:00 5 backward\r\n".to_vec(),
+            Request::ReadAll {
+                from: ReadStart::Time(1_796_230_800_000_000),
+                count: 5,
+                direction: Direction::Backward,
             },
         ),
     ]
@@ -939,7 +1000,11 @@ fn expected_version() -> impl Strategy<Value = ExpectedVersion> {
 }
 
 fn read_start() -> impl Strategy<Value = ReadStart> {
-    prop_oneof![Just(ReadStart::End), any::<u64>().prop_map(ReadStart::At)]
+    prop_oneof![
+        Just(ReadStart::End),
+        any::<u64>().prop_map(ReadStart::At),
+        any::<u64>().prop_map(ReadStart::Time)
+    ]
 }
 
 fn direction() -> impl Strategy<Value = Direction> {
@@ -1009,8 +1074,14 @@ fn request() -> impl Strategy<Value = Request> {
         });
     let streams = (proptest::option::of(stream_id()), 0..=MAX_STREAMS_PAGE)
         .prop_map(|(after, count)| Request::Streams { after, count });
-    let delete = (stream_id(), expected_version())
-        .prop_map(|(stream, expected)| Request::Delete { stream, expected });
+    let delete =
+        (stream_id(), expected_version(), any::<bool>()).prop_map(|(stream, expected, hard)| {
+            Request::Delete {
+                stream,
+                expected,
+                hard,
+            }
+        });
     prop_oneof![
         connect,
         Just(Request::Ping),

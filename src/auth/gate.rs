@@ -239,6 +239,14 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
         | Request::Nack { .. } => vec![],
         Request::Append { stream, .. } => vec![(Write, Target::Stream(stream))],
         Request::Delete { stream, .. } => vec![(Admin, Target::Stream(stream))],
+        Request::Meta {
+            stream,
+            payload: None,
+        } => vec![(Read, Target::Stream(stream))],
+        Request::Meta {
+            stream,
+            payload: Some(_),
+        } => vec![(Write, Target::Stream(stream))],
         Request::Read { stream, .. } | Request::Version { stream } | Request::Exists { stream } => {
             vec![(Read, Target::Stream(stream))]
         }

@@ -12,13 +12,14 @@
 //! serialised behind each other's fsync.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::oneshot;
 
 use esdb_protocol::ops::append::parse_events;
+use esdb_protocol::ops::meta::{parse_metadata, StreamMetadata};
 use esdb_protocol::ops::session::{ConnectOptions, HELP_TEXT};
 use esdb_protocol::ops::snap::{parse_snapshot_payload, SnapRequest};
 use esdb_protocol::{
@@ -28,6 +29,7 @@ use esdb_protocol::{
 use crate::server::subscribe::{self, Subscriptions};
 use crate::server::ServerContext;
 use crate::store::read::{self, EventsPage};
+use crate::store::schema::StreamLimits;
 use crate::store::{aggregate, snapshots};
 use crate::store::{AppendCommand, Command, NewEvent, Outcome, SaveSnapshotCommand};
 use crate::store::{Store, StoreError};
@@ -116,9 +118,43 @@ pub async fn dispatch(
             expected,
             payload,
         } => append(session, stream, expected, &payload).await,
-        Request::Delete { stream, expected } => {
+        Request::Delete {
+            stream,
+            expected,
+            hard,
+        } => {
             session.store.metrics().delete_requests.inc();
-            let command = Command::Delete { stream, expected };
+            let command = if hard {
+                Command::Tombstone { stream, expected }
+            } else {
+                Command::Delete { stream, expected }
+            };
+            write(session, command, |_| Reply::Ok).await
+        }
+        Request::Meta {
+            stream,
+            payload: None,
+        } => read(context, session, move |txn, dbs| {
+            let limits = read::stream_limits(txn, dbs, &stream)?.unwrap_or_default();
+            Ok(Reply::Meta {
+                stream,
+                body: Bytes::from(wire_metadata(&limits).to_json()),
+            })
+        }),
+        Request::Meta {
+            stream,
+            payload: Some(payload),
+        } => {
+            let metadata = match parse_metadata(&payload) {
+                Ok(metadata) => metadata,
+                Err(e) => return error(e),
+            };
+            let limits = StreamLimits {
+                max_count: metadata.max_count,
+                max_age_ms: metadata.max_age_ms,
+                truncate_before: metadata.truncate_before,
+            };
+            let command = Command::SetStreamLimits { stream, limits };
             write(session, command, |_| Reply::Ok).await
         }
         Request::Read {
@@ -236,6 +272,7 @@ fn read_start(
     let start_version = match from {
         ReadStart::At(at) => at.to_string(),
         ReadStart::End => "end".to_owned(),
+        ReadStart::Time(epoch_us) => format!("from_time {epoch_us}"),
     };
     let direction = match direction {
         Direction::Forward => "forward",
@@ -300,7 +337,7 @@ async fn snap_request(
             let command = Command::SaveSnapshot(SaveSnapshotCommand {
                 stream: stream.clone(),
                 version,
-                epoch_us: epoch_us_now(),
+                epoch_us: session.store.stamp_epoch_us(),
                 data: input.data,
                 metadata: input.metadata,
                 keep: input.keep,
@@ -354,11 +391,13 @@ async fn snap_request(
     }
 }
 
-/// Now, for the `epoch_us` a command carries (taken here, never inside `apply`).
-fn epoch_us_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_micros() as u64)
+/// The store's limits in the wire's shape (the store owns its own type).
+fn wire_metadata(limits: &StreamLimits) -> StreamMetadata {
+    StreamMetadata {
+        max_count: limits.max_count,
+        max_age_ms: limits.max_age_ms,
+        truncate_before: limits.truncate_before,
+    }
 }
 
 fn events_reply(page: EventsPage) -> Reply {
@@ -440,7 +479,8 @@ async fn append(
             metadata: event.metadata,
         })
         .collect();
-    let epoch_us = epoch_us_now();
+    // Taken here, never inside `apply`, and never before the store's last commit time.
+    let epoch_us = session.store.stamp_epoch_us();
     let reply_stream = stream.clone();
     let event_count = events.len();
     let command = Command::Append(AppendCommand {

@@ -14,7 +14,9 @@ use esdb_protocol::limits::{
 };
 use esdb_protocol::ops::agg::AggRequest;
 
+use crate::store::clock::wall_clock_us;
 use crate::store::read::{inclusive, live_meta, record_at};
+use crate::store::retention::first_shown;
 use crate::store::schema::{stream_index_key, Databases, StreamMeta};
 use crate::store::snapshots::{load_latest, record_data};
 use crate::store::{Rejection, StoreError};
@@ -40,6 +42,8 @@ pub fn aggregate(
             stream: stream.clone(),
         })?;
     let (mut state, first) = starting_point(txn, dbs, request, &meta, current)?;
+    // Events the stream's limits hide are not folded, even after a snapshot.
+    let first = first.max(first_shown(txn, dbs, stream, &meta, wall_clock_us())?);
     if first <= current {
         fold_events(txn, dbs, request, &meta, first..=current, &mut state)?;
     }

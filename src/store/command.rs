@@ -16,11 +16,14 @@ use uuid::Uuid;
 
 use esdb_protocol::ExpectedVersion;
 
+use crate::store::clock::{commit_time, index_commit};
 use crate::store::committed::CommittedEvent;
+use crate::store::lifecycle;
 use crate::store::record::{build_record, RecordPlace};
+use crate::store::retention::{load_limits, shown_on_commit};
 use crate::store::schema::{
-    snapshot_key, stream_index_key, type_index_key, Databases, StreamMeta, META_NEXT_POSITION,
-    META_NEXT_STREAM_NUMBER,
+    snapshot_key, stream_index_key, type_index_key, Databases, StreamLimits, StreamMeta,
+    META_NEXT_POSITION,
 };
 use crate::store::snapshots::{self, build_snapshot_record};
 use crate::store::subscriptions::{self, ParkedEvent, SubscriptionDefinition};
@@ -54,6 +57,16 @@ pub enum Command {
         stream: String,
         version: Option<u64>,
     },
+    /// `DELETE … hard`: deletes the stream and leaves a tombstone, so it is never written again.
+    Tombstone {
+        stream: String,
+        expected: ExpectedVersion,
+    },
+    /// `META <stream> <json>`: replaces the stream's limits (none left: removes them).
+    SetStreamLimits {
+        stream: String,
+        limits: StreamLimits,
+    },
 }
 
 impl Command {
@@ -74,6 +87,8 @@ impl Command {
                 64 + 8 * (park.len() + unpark.len()) + reasons
             }
             Command::Delete { .. }
+            | Command::Tombstone { .. }
+            | Command::SetStreamLimits { .. }
             | Command::CreateSubscription(_)
             | Command::DeleteSubscription { .. }
             | Command::RequestReplay { .. } => 64,
@@ -159,6 +174,12 @@ pub fn apply(
     match command {
         Command::Append(append) => apply_append(txn, dbs, append, committed),
         Command::Delete { stream, expected } => apply_delete(txn, dbs, stream, *expected),
+        Command::Tombstone { stream, expected } => {
+            lifecycle::apply_tombstone(txn, dbs, stream, *expected)
+        }
+        Command::SetStreamLimits { stream, limits } => {
+            lifecycle::apply_set_limits(txn, dbs, stream, limits)
+        }
         Command::CreateSubscription(definition) => {
             subscriptions::apply_create(txn, dbs, definition)
         }
@@ -180,7 +201,7 @@ pub fn apply(
     }
 }
 
-fn load_meta(
+pub(crate) fn load_meta(
     txn: &RwTxn<'_>,
     dbs: &Databases,
     stream: &str,
@@ -191,7 +212,7 @@ fn load_meta(
         .transpose()
 }
 
-fn check_expected(
+pub(crate) fn check_expected(
     stream: &str,
     expected: ExpectedVersion,
     current: Option<u64>,
@@ -224,6 +245,12 @@ fn apply_append(
         "the protocol refuses empty appends"
     );
     let meta = load_meta(txn, dbs, &append.stream)?;
+    if meta.is_some_and(|meta| meta.tombstoned) {
+        // Before the idempotency check too: a tombstoned stream answers every write alike.
+        return Ok(Err(Rejection::StreamTombstoned {
+            stream: append.stream.clone(),
+        }));
+    }
     if let Some(meta) = meta {
         if let Some(outcome) = earlier_identical_append(txn, dbs, append, &meta)? {
             return Ok(Ok(outcome));
@@ -247,20 +274,18 @@ fn apply_append(
     // Every check passed: from here on only storage failures can stop the command.
     let mut meta = match meta {
         Some(meta) => meta,
-        None => {
-            let stream_number = dbs.meta.get(txn, META_NEXT_STREAM_NUMBER)?.unwrap_or(0);
-            dbs.meta
-                .put(txn, META_NEXT_STREAM_NUMBER, &(stream_number + 1))?;
-            StreamMeta {
-                stream_number,
-                next_version: 0,
-                first_visible_version: 0,
-                deleted: false,
-            }
-        }
+        None => lifecycle::new_stream_meta(txn, dbs)?,
     };
     meta.deleted = false;
     let mut position = dbs.meta.get(txn, META_NEXT_POSITION)?.unwrap_or(0);
+    // Never before the store's last commit, whoever built the command (see `clock`).
+    let epoch_us = commit_time(txn, dbs, append.epoch_us)?;
+    index_commit(txn, dbs, epoch_us, position)?;
+    let limits = load_limits(txn, dbs, &append.stream)?;
+    let first_shown = shown_on_commit(
+        limits.as_ref(),
+        meta.next_version + append.events.len() as u64,
+    );
     let stream: Arc<str> = Arc::from(append.stream.as_str());
     for event in &append.events {
         let version = meta.next_version;
@@ -270,7 +295,7 @@ fn apply_append(
             &append.stream,
             version,
             position,
-            append.epoch_us,
+            epoch_us,
             &event.data,
             event.metadata.as_deref(),
         );
@@ -293,6 +318,7 @@ fn apply_append(
             stream: stream.clone(),
             event_type: Arc::from(event.event_type.as_str()),
             record: Bytes::from(record),
+            hidden: version < first_shown,
         });
         meta.next_version += 1;
         position += 1;

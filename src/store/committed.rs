@@ -17,6 +17,10 @@ pub struct CommittedEvent {
     pub event_type: Arc<str>,
     /// The record JSON, exactly as `READ` returns it.
     pub record: Bytes,
+    /// Its stream's limits (`META`) hide it from the moment it is committed (a
+    /// `truncate_before` ahead of the stream, an append longer than `max_count`): live
+    /// subscriptions pass over it, as reads do.
+    pub hidden: bool,
 }
 
 /// Every event of one committed write transaction, in position order, gapless.

@@ -16,6 +16,9 @@ pub enum Rejection {
     StreamNotFound { stream: String },
     #[error("stream {stream} is deleted")]
     StreamDeleted { stream: String },
+    /// Hard-deleted: a tombstone, so the stream can never be written again.
+    #[error("stream {stream} is hard-deleted (a tombstone): it can never be written again")]
+    StreamTombstoned { stream: String },
     #[error("event_id {event_id} already written to {stream} at version {version}")]
     DuplicateEventId {
         event_id: Uuid,
@@ -107,7 +110,9 @@ impl StoreError {
                 ErrorCode::WrongExpectedVersion
             }
             StoreError::Rejected(Rejection::StreamNotFound { .. }) => ErrorCode::StreamNotFound,
-            StoreError::Rejected(Rejection::StreamDeleted { .. }) => ErrorCode::StreamDeleted,
+            StoreError::Rejected(
+                Rejection::StreamDeleted { .. } | Rejection::StreamTombstoned { .. },
+            ) => ErrorCode::StreamDeleted,
             StoreError::Rejected(Rejection::DuplicateEventId { .. }) => ErrorCode::DuplicateEventId,
             StoreError::Rejected(Rejection::SubscriptionNotFound { .. }) => {
                 ErrorCode::SubscriptionNotFound

@@ -14,6 +14,7 @@ use esdb_protocol::ExpectedVersion;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::store::schema::StreamLimits;
 use crate::store::subscriptions::{ParkedEvent, SubscriptionDefinition};
 use crate::store::{AppendCommand, Command, NewEvent};
 
@@ -76,6 +77,24 @@ fn log_commands_keep_their_format() {
             unpark: vec![41],
         },
         r#"{"SaveSubscriptionState":{"name":"billing","checkpoint":42,"park":[{"position":40,"reason":"bad"}],"unpark":[41]}}"#,
+    );
+    roundtrip(
+        &Command::Tombstone {
+            stream: "order-1".into(),
+            expected: ExpectedVersion::Any,
+        },
+        r#"{"Tombstone":{"stream":"order-1","expected":"Any"}}"#,
+    );
+    roundtrip(
+        &Command::SetStreamLimits {
+            stream: "order-1".into(),
+            limits: StreamLimits {
+                max_count: Some(3),
+                max_age_ms: None,
+                truncate_before: Some(2),
+            },
+        },
+        r#"{"SetStreamLimits":{"stream":"order-1","limits":{"max_count":3,"max_age_ms":null,"truncate_before":2}}}"#,
     );
 }
 

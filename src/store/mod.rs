@@ -11,14 +11,20 @@
 //!   stream inside one read transaction.
 //! - [`record`]: the event record JSON.
 //! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
+//! - [`clock`]: commit times that never go backwards, and the commit-time index (`from_time`).
+//! - [`retention`]: which events a stream's limits (`META`) still show; [`lifecycle`]: the
+//!   commands that set those limits and hard-delete (tombstone) streams.
 
 pub mod aggregate;
+pub mod clock;
 pub mod command;
 pub mod committed;
 pub mod error;
+pub mod lifecycle;
 pub mod progress;
 pub mod read;
 pub mod record;
+pub mod retention;
 pub mod schema;
 pub mod snapshots;
 pub mod subscriptions;
@@ -90,6 +96,8 @@ pub struct Store {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<StoreMetrics>,
     page_size_bytes: u64,
+    /// Commit times for the commands this node builds (see [`clock`]).
+    clock: clock::CommitClock,
 }
 
 /// Per-store counts for `STATS` and `/stats`.
@@ -131,9 +139,12 @@ impl Store {
             sync_dir(parent)?;
         }
 
-        let next_position = {
+        let (next_position, last_commit_us) = {
             let rtxn = env.read_txn()?;
-            dbs.meta.get(&rtxn, META_NEXT_POSITION)?.unwrap_or(0)
+            (
+                dbs.meta.get(&rtxn, META_NEXT_POSITION)?.unwrap_or(0),
+                clock::last_commit_time(&rtxn, &dbs)?.unwrap_or(0),
+            )
         };
         let page_size_bytes = env.unnamed_database_stat().page_size as u64;
         let (head_tx, head) = watch::channel(next_position);
@@ -174,7 +185,14 @@ impl Store {
             writer_thread: Mutex::new(Some(writer_thread)),
             metrics,
             page_size_bytes,
+            clock: clock::CommitClock::starting_at(last_commit_us),
         })
+    }
+
+    /// The commit time for a command built now: the wall clock, but never before a time this
+    /// store already gave or committed (see [`clock`]).
+    pub fn stamp_epoch_us(&self) -> u64 {
+        self.clock.stamp(clock::wall_clock_us())
     }
 
     /// The queue of submitted writes, once: the Raft proposer drains it.
@@ -460,11 +478,22 @@ fn check_format(env: &Env<WithoutTls>, dbs: &Databases, dir: &Path) -> Result<()
             )));
         }
         Some(version) if version == FORMAT_VERSION => return Ok(()),
-        // Format 1 (no version key) needs nothing but the stamp: its records and indexes are
-        // the same, and it has no Raft log, so the log starts empty at its current state.
-        _ => dbs
-            .meta
-            .put(&mut txn, META_FORMAT_VERSION, &FORMAT_VERSION)?,
+        // Format 1 (no version key) and 2 keep their records and indexes as they are (format 1
+        // has no Raft log, so the log starts empty at its current state). Format 3 adds the
+        // commit-time index, built here from the records; stream limits and tombstones start
+        // empty, and older stream metadata reads as before (0 or 1 in its flags byte).
+        _ => {
+            let entries = clock::build_index(&mut txn, dbs)?;
+            tracing::info!(
+                dir = %dir.display(),
+                from = found.unwrap_or(1),
+                to = FORMAT_VERSION,
+                time_index_entries = entries,
+                "upgraded the store's format"
+            );
+            dbs.meta
+                .put(&mut txn, META_FORMAT_VERSION, &FORMAT_VERSION)?
+        }
     }
     txn.commit()?;
     Ok(())
@@ -530,5 +559,7 @@ impl Stores {
 
 #[cfg(test)]
 mod format_tests;
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

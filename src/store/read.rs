@@ -1,4 +1,8 @@
 //! Reads, straight from LMDB inside one short read transaction each.
+//!
+//! Every read shows what the stream limits (`META`, [`crate::store::retention`]) still show
+//! at the time of the read; `from_time` starts are found through the commit-time index
+//! ([`crate::store::clock`]).
 
 use std::ops::Bound;
 
@@ -8,8 +12,12 @@ use heed::RoTxn;
 use esdb_protocol::limits::MAX_READ_REPLY_BYTES;
 use esdb_protocol::{Direction, ReadStart};
 
+use crate::store::clock::{first_position_at_or_after, wall_clock_us};
+use crate::store::record::RecordPlace;
+use crate::store::retention::{first_shown, first_version_at_or_after, RetentionFilter};
 use crate::store::schema::{
-    stream_index_key, type_index_key, type_index_position, Databases, StreamMeta,
+    stream_index_key, type_index_key, type_index_position, Databases, StreamLimits, StreamMeta,
+    META_NEXT_POSITION,
 };
 use crate::store::{Rejection, StoreError};
 
@@ -82,6 +90,12 @@ pub(crate) fn live_meta(
         .ok_or_else(|| Rejection::StreamNotFound {
             stream: stream.to_owned(),
         })?;
+    if meta.tombstoned {
+        return Err(Rejection::StreamTombstoned {
+            stream: stream.to_owned(),
+        }
+        .into());
+    }
     if meta.deleted {
         return Err(Rejection::StreamDeleted {
             stream: stream.to_owned(),
@@ -89,6 +103,24 @@ pub(crate) fn live_meta(
         .into());
     }
     Ok(meta)
+}
+
+/// Where a `from_time` read starts, as a position in `$all`: forward, the first position
+/// committed at or after the time; backward, one past the last committed at or before it (so
+/// the read starts just below it).
+fn time_bound(
+    txn: &RoTxn,
+    dbs: &Databases,
+    time_us: u64,
+    direction: Direction,
+) -> Result<u64, StoreError> {
+    match direction {
+        Direction::Forward => first_position_at_or_after(txn, dbs, time_us),
+        Direction::Backward => match time_us.checked_add(1) {
+            Some(after) => first_position_at_or_after(txn, dbs, after),
+            None => Ok(dbs.meta.get(txn, META_NEXT_POSITION)?.unwrap_or(0)),
+        },
+    }
 }
 
 pub(crate) fn record_at<'t>(
@@ -110,18 +142,50 @@ pub fn read_stream(
     count: u64,
     direction: Direction,
 ) -> Result<EventsPage, StoreError> {
+    read_stream_at(txn, dbs, stream, from, count, direction, wall_clock_us())
+}
+
+/// `READ` as of `now_us` (for `max_age_ms`). A stream whose events its limits all hide reads
+/// as empty (it still exists, with its current version: an append continues after it).
+pub fn read_stream_at(
+    txn: &RoTxn,
+    dbs: &Databases,
+    stream: &str,
+    from: ReadStart,
+    count: u64,
+    direction: Direction,
+    now_us: u64,
+) -> Result<EventsPage, StoreError> {
     let meta = live_meta(txn, dbs, stream)?;
     let mut page = PageBuilder::new(count);
     let Some(last) = meta.current_version() else {
         return Ok(page.finish());
     };
-    let first = meta.first_visible_version;
+    let first = first_shown(txn, dbs, stream, &meta, now_us)?;
+    if first > last {
+        return Ok(page.finish());
+    }
     let number = meta.stream_number;
+    let from = match from {
+        ReadStart::Time(time_us) => {
+            let position = time_bound(txn, dbs, time_us, direction)?;
+            let version = first_version_at_or_after(txn, dbs, &meta, position)?;
+            match direction {
+                Direction::Forward => ReadStart::At(version),
+                // The last version before `position`: none when the stream starts there.
+                Direction::Backward => match version.checked_sub(1) {
+                    Some(version) => ReadStart::At(version),
+                    None => return Ok(page.finish()),
+                },
+            }
+        }
+        other => other,
+    };
     match direction {
         Direction::Forward => {
             let start = match from {
                 ReadStart::At(version) => version.max(first),
-                ReadStart::End => return Ok(page.finish()),
+                ReadStart::End | ReadStart::Time(_) => return Ok(page.finish()),
             };
             if start > last || count == 0 {
                 return Ok(page.finish());
@@ -141,7 +205,7 @@ pub fn read_stream(
         Direction::Backward => {
             let start = match from {
                 ReadStart::At(version) => version.min(last),
-                ReadStart::End => last,
+                ReadStart::End | ReadStart::Time(_) => last,
             };
             if start < first || count == 0 {
                 return Ok(page.finish());
@@ -163,7 +227,8 @@ pub fn read_stream(
 }
 
 /// `READALL`: every event in commit order (deleted streams' events included: `$all` is the
-/// log).
+/// log), but those their stream's limits hide (positions are not renumbered: they just do not
+/// appear).
 pub fn read_all(
     txn: &RoTxn,
     dbs: &Databases,
@@ -171,37 +236,90 @@ pub fn read_all(
     count: u64,
     direction: Direction,
 ) -> Result<EventsPage, StoreError> {
+    read_all_at(txn, dbs, from, count, direction, wall_clock_us())
+}
+
+/// `READALL` as of `now_us` (for `max_age_ms`).
+pub fn read_all_at(
+    txn: &RoTxn,
+    dbs: &Databases,
+    from: ReadStart,
+    count: u64,
+    direction: Direction,
+    now_us: u64,
+) -> Result<EventsPage, StoreError> {
     let mut page = PageBuilder::new(count);
     if count == 0 {
         return Ok(page.finish());
     }
+    let mut shown = Shown::new(txn, dbs, now_us)?;
+    let from = match from {
+        ReadStart::Time(time_us) => match (direction, time_bound(txn, dbs, time_us, direction)?) {
+            (Direction::Forward, position) => ReadStart::At(position),
+            (Direction::Backward, 0) => return Ok(page.finish()),
+            (Direction::Backward, position) => ReadStart::At(position - 1),
+        },
+        other => other,
+    };
     match (direction, from) {
-        (Direction::Forward, ReadStart::End) => {}
+        (Direction::Forward, ReadStart::End | ReadStart::Time(_)) => {}
         (Direction::Forward, ReadStart::At(start)) => {
             for entry in dbs.events.range(txn, &(start..))? {
                 if page.is_full() {
                     break;
                 }
-                page.push(entry?.1);
+                let (position, record) = entry?;
+                if shown.shows(txn, position, record)? {
+                    page.push(record);
+                }
             }
         }
         (Direction::Backward, start) => {
             let upper = match start {
                 ReadStart::At(position) => Bound::Included(position),
-                ReadStart::End => Bound::Unbounded,
+                ReadStart::End | ReadStart::Time(_) => Bound::Unbounded,
             };
             for entry in dbs.events.rev_range(txn, &(Bound::Unbounded, upper))? {
                 if page.is_full() {
                     break;
                 }
-                page.push(entry?.1);
+                let (position, record) = entry?;
+                if shown.shows(txn, position, record)? {
+                    page.push(record);
+                }
             }
         }
     }
     Ok(page.finish())
 }
 
-/// `READTYPES`: events of any of `types`, in global order from `from_position`.
+/// The retention check of a read across streams: nothing at all when no stream has limits.
+/// Hidden events never take a page's places, so an empty page still means "nothing more";
+/// a read passes over every hidden event in its way (bounded by the store: nothing reclaims
+/// them until scavenging exists).
+struct Shown {
+    filter: Option<RetentionFilter>,
+}
+
+impl Shown {
+    fn new(txn: &RoTxn, dbs: &Databases, now_us: u64) -> Result<Shown, StoreError> {
+        Ok(Shown {
+            filter: RetentionFilter::new(txn, dbs, now_us)?,
+        })
+    }
+
+    fn shows(&mut self, txn: &RoTxn, position: u64, record: &[u8]) -> Result<bool, StoreError> {
+        let Some(filter) = &mut self.filter else {
+            return Ok(true);
+        };
+        let place: RecordPlace = serde_json::from_slice(record)
+            .map_err(|e| StoreError::Corrupt(format!("record at position {position}: {e}")))?;
+        filter.shows(txn, &place.stream_id, place.version)
+    }
+}
+
+/// `READTYPES`: events of any of `types`, in global order from `from_position`, but those
+/// their stream's limits hide.
 pub fn read_types(
     txn: &RoTxn,
     dbs: &Databases,
@@ -209,29 +327,86 @@ pub fn read_types(
     from_position: u64,
     count: u64,
 ) -> Result<EventsPage, StoreError> {
-    // Take up to `count` positions from each type's index, then merge: the smallest `count`
-    // of the union are among them.
-    let mut positions = Vec::new();
-    for event_type in types {
-        let low = type_index_key(event_type, from_position);
-        let high = type_index_key(event_type, u64::MAX);
-        for entry in dbs
-            .type_index
-            .range(txn, &inclusive(&low, &high))?
-            .take(count as usize)
-        {
-            positions.push(type_index_position(entry?.0)?);
-        }
-    }
-    positions.sort_unstable();
+    read_types_at(txn, dbs, types, from_position, count, wall_clock_us())
+}
+
+/// `READTYPES` as of `now_us` (for `max_age_ms`).
+pub fn read_types_at(
+    txn: &RoTxn,
+    dbs: &Databases,
+    types: &[String],
+    from_position: u64,
+    count: u64,
+    now_us: u64,
+) -> Result<EventsPage, StoreError> {
+    let mut shown = Shown::new(txn, dbs, now_us)?;
     let mut page = PageBuilder::new(count);
-    for position in positions {
-        if page.is_full() {
+    let mut from_position = from_position;
+    // Without limits one round does it. With them, hidden events take places in a round's
+    // candidates, so go on from the last candidate until the page is full or the types are
+    // exhausted (each round moves past its candidates, so this ends).
+    loop {
+        // Take up to `count` positions from each type's index, then merge: the smallest
+        // `count` of the union are among them.
+        let mut positions = Vec::new();
+        let mut exhausted = true;
+        for event_type in types {
+            let low = type_index_key(event_type, from_position);
+            let high = type_index_key(event_type, u64::MAX);
+            let before = positions.len();
+            for entry in dbs
+                .type_index
+                .range(txn, &inclusive(&low, &high))?
+                .take(count as usize)
+            {
+                positions.push(type_index_position(entry?.0)?);
+            }
+            if positions.len() - before == count as usize {
+                exhausted = false;
+            }
+        }
+        positions.sort_unstable();
+        positions.truncate(count as usize);
+        let Some(&last) = positions.last() else {
+            break;
+        };
+        for position in positions {
+            if page.is_full() {
+                break;
+            }
+            let record = record_at(txn, dbs, position)?;
+            if shown.shows(txn, position, record)? {
+                page.push(record);
+            }
+        }
+        if page.is_full() || exhausted || shown.filter.is_none() {
             break;
         }
-        page.push(record_at(txn, dbs, position)?);
+        from_position = last + 1;
     }
     Ok(page.finish())
+}
+
+/// `META <stream>`: the stream's limits, `None` when it has none. A tombstone answers
+/// `stream_deleted`; a stream never written (limits may be set before) or soft-deleted
+/// answers its limits.
+pub fn stream_limits(
+    txn: &RoTxn,
+    dbs: &Databases,
+    stream: &str,
+) -> Result<Option<StreamLimits>, StoreError> {
+    let meta = dbs
+        .streams
+        .get(txn, stream)?
+        .map(StreamMeta::decode)
+        .transpose()?;
+    if meta.is_some_and(|meta| meta.tombstoned) {
+        return Err(Rejection::StreamTombstoned {
+            stream: stream.to_owned(),
+        }
+        .into());
+    }
+    crate::store::retention::load_limits(txn, dbs, stream)
 }
 
 /// `VERSION`: the newest visible version, or -1.

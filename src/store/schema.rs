@@ -13,12 +13,19 @@
 //! | `psub_parked`  | name ++ `0x00` ++ position (u64 BE)   | 0 parked, 1 replay requested   |
 //! | `snapshots`    | stream id ++ `0x00` ++ version (u64 BE) | the snapshot record's JSON   |
 //! | `raft`         | `applied`                             | the Raft state machine's applied state (opaque bytes from `raft`) |
+//! | `stream_limits` | stream id (UTF-8)                    | [`StreamLimits`] (25 bytes): the retention of `META` |
+//! | `time_index`   | commit time, µs since the epoch (u64 BE) | the first position committed at that time (u64 BE) |
 //!
 //! Big-endian integers sort numerically, so ranges are key ranges. Streams are interned to a
 //! number so the per-stream index has fixed-width, prefix-free keys. Event types cannot contain
 //! `0x00` (control characters are refused), so the type index keys are prefix-free too, and so
 //! are the snapshot keys (stream ids cannot contain `0x00` either). Snapshots are keyed by
 //! stream id, not number, so a stream's snapshots need no lookup of its metadata.
+//!
+//! Commit times never go backwards within a store (`store::clock`), so the time index is
+//! sorted both by time and by position: the first entry at or after a time gives the first
+//! position committed at or after it. Stream limits are keyed by stream id because `META` may
+//! be set before the stream exists.
 
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, Str, Unit, U64};
@@ -44,13 +51,15 @@ pub struct Databases {
     /// What the Raft layer asks to keep with the data (its last applied log id and membership),
     /// written in the same transaction as the entries it describes.
     pub raft: Database<'static, Str, Bytes>,
+    pub stream_limits: Database<'static, Str, Bytes>,
+    pub time_index: Database<'static, PositionCodec, PositionCodec>,
 }
 
 impl Databases {
     /// Creates (or opens) every database of a store's environment.
     pub fn create(env: &Env<WithoutTls>) -> Result<Databases, heed::Error> {
         let wtxn = env.write_txn()?;
-        let (core, subscriptions) = env
+        let (core, subscriptions, lifecycle) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
                 let core = (
                     opener.create_database(wtxn, Some("events"))?,
@@ -67,7 +76,15 @@ impl Databases {
                     opener.create_database(wtxn, Some("snapshots"))?,
                     opener.create_database(wtxn, Some("raft"))?,
                 );
-                Ok(CommitOrAbort::<_, ()>::Commit((core, subscriptions)))
+                let lifecycle = (
+                    opener.create_database(wtxn, Some("stream_limits"))?,
+                    opener.create_database(wtxn, Some("time_index"))?,
+                );
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    core,
+                    subscriptions,
+                    lifecycle,
+                )))
             })?
             .unwrap_commit();
         Ok(Databases {
@@ -82,20 +99,23 @@ impl Databases {
             psub_parked: subscriptions.2,
             snapshots: subscriptions.3,
             raft: subscriptions.4,
+            stream_limits: lifecycle.0,
+            time_index: lifecycle.1,
         })
     }
 }
 
 /// Number of named databases, for `max_dbs`.
-pub const DATABASE_COUNT: u32 = 11;
+pub const DATABASE_COUNT: u32 = 13;
 
 /// `raft` key: the applied state blob.
 pub const RAFT_APPLIED: &str = "applied";
 /// `meta` key: the on-disk format version of the store (see [`FORMAT_VERSION`]).
 pub const META_FORMAT_VERSION: &str = "format_version";
 /// The format this build writes. 1: before the Raft log (no `raft` database, no version key);
-/// 2: applied behind the Raft log, parked values may carry a reason.
-pub const FORMAT_VERSION: u64 = 2;
+/// 2: applied behind the Raft log, parked values may carry a reason; 3: stream limits
+/// (`META`), tombstones (hard delete) in [`StreamMeta`], the commit-time index.
+pub const FORMAT_VERSION: u64 = 3;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";
@@ -113,9 +133,14 @@ pub struct StreamMeta {
     pub first_visible_version: u64,
     /// Deleted and not recreated since.
     pub deleted: bool,
+    /// Hard-deleted: a tombstone, never written again (always `deleted` too).
+    pub tombstoned: bool,
 }
 
 const STREAM_META_BYTES: usize = 25;
+/// Bits of a [`StreamMeta`]'s last byte. Format 2 had only 0 and 1 there.
+const DELETED_BIT: u8 = 1;
+const TOMBSTONED_BIT: u8 = 2;
 
 impl StreamMeta {
     /// The newest visible version, or `None` when the stream shows no events (deleted).
@@ -133,12 +158,14 @@ impl StreamMeta {
         out[0..8].copy_from_slice(&self.stream_number.to_be_bytes());
         out[8..16].copy_from_slice(&self.next_version.to_be_bytes());
         out[16..24].copy_from_slice(&self.first_visible_version.to_be_bytes());
-        out[24] = u8::from(self.deleted);
+        debug_assert!(!self.tombstoned || self.deleted, "a tombstone is deleted");
+        out[24] =
+            (u8::from(self.deleted) * DELETED_BIT) | (u8::from(self.tombstoned) * TOMBSTONED_BIT);
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<StreamMeta, StoreError> {
-        if bytes.len() != STREAM_META_BYTES || bytes[24] > 1 {
+        if bytes.len() != STREAM_META_BYTES || bytes[24] & !(DELETED_BIT | TOMBSTONED_BIT) != 0 {
             return Err(StoreError::Corrupt(format!(
                 "stream meta of {} bytes",
                 bytes.len()
@@ -149,14 +176,71 @@ impl StreamMeta {
             stream_number: u64_at(0),
             next_version: u64_at(8),
             first_visible_version: u64_at(16),
-            deleted: bytes[24] == 1,
+            deleted: bytes[24] & DELETED_BIT != 0,
+            tombstoned: bytes[24] & TOMBSTONED_BIT != 0,
         };
+        if meta.tombstoned && !meta.deleted {
+            return Err(StoreError::Corrupt(
+                "stream meta: a tombstone that is not deleted".into(),
+            ));
+        }
         if meta.first_visible_version > meta.next_version {
             return Err(StoreError::Corrupt(
                 "stream meta: first visible past next".into(),
             ));
         }
         Ok(meta)
+    }
+}
+
+/// A stream's retention limits (`META`): which of its events reads still show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamLimits {
+    pub max_count: Option<u64>,
+    pub max_age_ms: Option<u64>,
+    pub truncate_before: Option<u64>,
+}
+
+const STREAM_LIMITS_BYTES: usize = 25;
+
+impl StreamLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == StreamLimits::default()
+    }
+
+    /// A flags byte (bit i: field i is set), then the three fields as u64 BE (0 when unset).
+    pub fn encode(&self) -> [u8; STREAM_LIMITS_BYTES] {
+        let mut out = [0u8; STREAM_LIMITS_BYTES];
+        for (index, field) in self.fields().into_iter().enumerate() {
+            if let Some(value) = field {
+                out[0] |= 1 << index;
+                out[1 + 8 * index..9 + 8 * index].copy_from_slice(&value.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<StreamLimits, StoreError> {
+        if bytes.len() != STREAM_LIMITS_BYTES || bytes[0] > 0b111 {
+            return Err(StoreError::Corrupt(format!(
+                "stream limits of {} bytes",
+                bytes.len()
+            )));
+        }
+        let field = |index: usize| {
+            (bytes[0] & (1 << index) != 0).then(|| {
+                u64::from_be_bytes(bytes[1 + 8 * index..9 + 8 * index].try_into().unwrap())
+            })
+        };
+        Ok(StreamLimits {
+            max_count: field(0),
+            max_age_ms: field(1),
+            truncate_before: field(2),
+        })
+    }
+
+    fn fields(&self) -> [Option<u64>; 3] {
+        [self.max_count, self.max_age_ms, self.truncate_before]
     }
 }
 
@@ -226,9 +310,49 @@ mod tests {
             next_version: 10,
             first_visible_version: 4,
             deleted: true,
+            tombstoned: false,
         };
         assert_eq!(StreamMeta::decode(&meta.encode()).unwrap(), meta);
         assert!(StreamMeta::decode(&[0u8; 3]).is_err());
+        let tombstone = StreamMeta {
+            tombstoned: true,
+            ..meta
+        };
+        assert_eq!(tombstone.encode()[24], 3);
+        assert_eq!(StreamMeta::decode(&tombstone.encode()).unwrap(), tombstone);
+        // Format 2 wrote 0 or 1 in the last byte: they read back as before.
+        let mut old = meta.encode();
+        old[24] = 0;
+        assert!(!StreamMeta::decode(&old).unwrap().deleted);
+        old[24] = 2;
+        assert!(
+            StreamMeta::decode(&old).is_err(),
+            "tombstone without delete"
+        );
+        old[24] = 4;
+        assert!(StreamMeta::decode(&old).is_err());
+    }
+
+    #[test]
+    fn stream_limits_round_trip() {
+        for limits in [
+            StreamLimits::default(),
+            StreamLimits {
+                max_count: Some(3),
+                max_age_ms: None,
+                truncate_before: Some(0),
+            },
+            StreamLimits {
+                max_count: Some(u64::MAX),
+                max_age_ms: Some(1),
+                truncate_before: Some(9),
+            },
+        ] {
+            assert_eq!(StreamLimits::decode(&limits.encode()).unwrap(), limits);
+        }
+        assert!(StreamLimits::default().is_empty());
+        assert!(StreamLimits::decode(&[8u8; 25]).is_err());
+        assert!(StreamLimits::decode(&[0u8; 24]).is_err());
     }
 
     #[test]

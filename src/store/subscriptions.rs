@@ -55,6 +55,10 @@ pub(crate) fn apply_create(
         StartFrom::Origin => 0,
         StartFrom::End => head,
         StartFrom::Position(position) => position,
+        // Resolved from the replicated time index: deterministic, as `apply` must be.
+        StartFrom::Time(epoch_us) => {
+            crate::store::clock::first_position_at_or_after(txn, dbs, epoch_us)?
+        }
     };
     let json = serde_json::to_vec(definition).expect("definitions serialise");
     dbs.psubs.put(txn, &definition.name, &json)?;

@@ -49,6 +49,28 @@ pub fn start(
                 Err(_) => *hub.store.head().borrow(),
             },
             StartFrom::Position(position) => position,
+            StartFrom::Time(epoch_us) => {
+                // As for `End`: what was answered before this SUB is in the index.
+                let _ = hub.store.settled_head().await;
+                let store = hub.store.clone();
+                let found = tokio::task::spawn_blocking(move || {
+                    store.with_read(|txn, dbs| {
+                        crate::store::clock::first_position_at_or_after(txn, dbs, epoch_us)
+                    })
+                })
+                .await;
+                match found {
+                    Ok(Ok(position)) => position,
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "resolving a subscription's from_time failed");
+                        return;
+                    }
+                    Err(join_error) => {
+                        tracing::error!(%join_error, "resolving a subscription's from_time failed");
+                        return;
+                    }
+                }
+            }
         };
         let mut active = hub.track_active(matcher.selector());
         let mut items = feed::spawn(

@@ -125,6 +125,11 @@ impl Feed {
                     continue;
                 }
                 self.cursor = delivery.event.position + 1;
+                if delivery.event.hidden {
+                    // Hidden by its stream's limits from its commit on (`META`).
+                    self.send(FeedItem::Progress(self.cursor)).await?;
+                    continue;
+                }
                 self.send(FeedItem::Event(delivery)).await?;
             }
             // The emitter dropped us (we were too slow, or it fell behind): catch up again.

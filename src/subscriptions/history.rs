@@ -7,6 +7,8 @@ use bytes::Bytes;
 use heed::RoTxn;
 use serde::Deserialize;
 
+use crate::store::clock::wall_clock_us;
+use crate::store::retention::RetentionFilter;
 use crate::store::schema::{
     stream_index_key, type_index_key, type_index_position, Databases, StreamMeta,
     META_NEXT_POSITION,
@@ -46,6 +48,7 @@ fn committed_event(position: u64, record: &[u8]) -> Result<CommittedEvent, Store
         stream: Arc::from(head.stream_id.as_ref()),
         event_type: Arc::from(head.event_type.as_ref()),
         record: Bytes::copy_from_slice(record),
+        hidden: false,
     })
 }
 
@@ -80,6 +83,17 @@ pub fn read_matching(
     };
     // Index reads skip the matcher: the subscriber's stream scope (src/auth) applies here.
     events.retain(|delivery| matcher.in_scope(&delivery.event.stream));
+    // Events their stream's limits hide are not delivered, as reads do not show them.
+    if let Some(mut filter) = RetentionFilter::new(txn, dbs, wall_clock_us())? {
+        let mut kept = Vec::with_capacity(events.len());
+        for delivery in events {
+            let event = &delivery.event;
+            if filter.shows(txn, &event.stream, event.version)? {
+                kept.push(delivery);
+            }
+        }
+        events = kept;
+    }
     debug_assert!(events
         .windows(2)
         .all(|w| w[0].event.position < w[1].event.position));

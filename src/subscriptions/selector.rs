@@ -269,6 +269,7 @@ mod tests {
             stream: Arc::from("order-eu-1"),
             event_type: Arc::from("Placed"),
             record: bytes::Bytes::from_static(br#"{"data":{"total":5}}"#),
+            hidden: false,
         };
         let candidate = Candidate::new(&event);
         let matches = |s: Selector| Matcher::new(s).judge(&candidate) == Verdict::Match;
@@ -307,6 +308,7 @@ mod tests {
                 stream: Arc::from("s"),
                 event_type: Arc::from("T"),
                 record: bytes::Bytes::copy_from_slice(record.as_bytes()),
+                hidden: false,
             };
             let candidate = Candidate::new(&event);
             let payload = Matcher::new(Selector::EventPayload(json!({"data": {"x": 1}})));

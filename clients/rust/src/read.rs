@@ -198,7 +198,8 @@ impl Client {
                 let types = types.clone();
                 let from = match from {
                     ReadStart::At(position) => position,
-                    ReadStart::End => 0,
+                    // `paged` only ever continues from a position.
+                    ReadStart::End | ReadStart::Time(_) => 0,
                 };
                 Box::pin(async move { client.read_types_page(&types, from, count).await })
             },

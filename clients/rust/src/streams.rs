@@ -88,7 +88,12 @@ impl Client {
     /// Soft-deletes a stream (and its snapshots), if its version is what `expected` says.
     pub async fn delete(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
         let stream = validate_stream_id(stream).map_err(Error::invalid)?;
-        match self.call(&Request::Delete { stream, expected }).await? {
+        let request = Request::Delete {
+            stream,
+            expected,
+            hard: false,
+        };
+        match self.call(&request).await? {
             Reply::Ok => Ok(()),
             other => Err(Error::unexpected("DELETE", &other)),
         }

@@ -3,6 +3,7 @@
 pub mod agg;
 pub mod append;
 pub mod cluster;
+pub mod meta;
 pub mod psub;
 pub mod read;
 pub mod session;

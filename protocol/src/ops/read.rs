@@ -3,11 +3,15 @@
 //! # Syntax
 //! ```text
 //! READ <stream> <from_version> <count> [forward|backward]␍␊
+//! READ <stream> from_time <time> <count> [forward|backward]␍␊
 //! READALL <from_position> <count> [forward|backward]␍␊
+//! READALL from_time <time> <count> [forward|backward]␍␊
 //! READTYPES <type>[,<type>…] <from_position> <count>␍␊
 //! ```
 //! `<from_version>` / `<from_position>` is inclusive; `end` (or `-1`) starts at the newest
-//! event, for reading backward. `<count>` above `MAX_READ_COUNT` is clamped to it.
+//! event, for reading backward. `from_time <time>` (epoch microseconds or RFC 3339, see
+//! [`crate::time`]) starts at the first event committed at or after it (backward: the last
+//! at or before it). `<count>` above `MAX_READ_COUNT` is clamped to it.
 //!
 //! # Reply
 //! `EVENTS <count> <#bytes>␍␊<JSON array of event records>␍␊`
@@ -27,10 +31,11 @@ use crate::line::{parse_u64, Args};
 use crate::ops::append::validate_event_type;
 use crate::ops::streams::validate_stream_id;
 use crate::request::{put_line, Direction, ReadStart, Request};
+use crate::time::parse_time;
 
 pub(crate) fn parse_read(mut args: Args<'_>) -> Result<Request, ProtocolError> {
     let stream = validate_stream_id(args.required("stream id")?)?;
-    let from = parse_start(args.required("from_version")?, "from_version")?;
+    let from = parse_start(&mut args, "from_version")?;
     let count = parse_count(args.required("count")?)?;
     let direction = parse_direction(args.optional("direction")?)?;
     args.finish("READ")?;
@@ -43,7 +48,7 @@ pub(crate) fn parse_read(mut args: Args<'_>) -> Result<Request, ProtocolError> {
 }
 
 pub(crate) fn parse_read_all(mut args: Args<'_>) -> Result<Request, ProtocolError> {
-    let from = parse_start(args.required("from_position")?, "from_position")?;
+    let from = parse_start(&mut args, "from_position")?;
     let count = parse_count(args.required("count")?)?;
     let direction = parse_direction(args.optional("direction")?)?;
     args.finish("READALL")?;
@@ -78,9 +83,14 @@ pub(crate) fn parse_read_types(mut args: Args<'_>) -> Result<Request, ProtocolEr
     })
 }
 
-fn parse_start(text: &str, what: &str) -> Result<ReadStart, ProtocolError> {
+/// The start argument: a number, `end`/`-1`, or `from_time <time>` (two tokens).
+fn parse_start(args: &mut Args<'_>, what: &str) -> Result<ReadStart, ProtocolError> {
+    let text = args.required(what)?;
     if text.eq_ignore_ascii_case("end") || text == "-1" {
         return Ok(ReadStart::End);
+    }
+    if text.eq_ignore_ascii_case("from_time") {
+        return parse_time(args.required("from_time")?).map(ReadStart::Time);
     }
     parse_u64(text, what).map(ReadStart::At)
 }
@@ -105,6 +115,7 @@ fn start_text(start: ReadStart) -> String {
     match start {
         ReadStart::At(n) => n.to_string(),
         ReadStart::End => "end".to_owned(),
+        ReadStart::Time(epoch_us) => format!("from_time {epoch_us}"),
     }
 }
 

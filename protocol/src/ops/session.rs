@@ -117,8 +117,10 @@ esdb commands (full spec: protocol/PROTOCOL.md)
       payload: {\"event_type\":\"T\",\"data\":{...}} or an array of them
   READ <stream> <from_version> <count> [forward|backward]
   READALL <from_position> <count> [forward|backward]
+      from_time <RFC 3339 | epoch_us> in place of a version or position
   READTYPES <type>[,<type>...] <from_position> <count>
-  VERSION <stream>        EXISTS <stream>        DELETE <stream> [<expected>]
+  VERSION <stream>        EXISTS <stream>        DELETE <stream> [<expected>] [hard]
+  META <stream> [<json>]  get or set {\"max_count\":n,\"max_age_ms\":n,\"truncate_before\":v}
   STREAMS [<after>] [<count>]
   SNAP SAVE <stream> <version> <json>      save {\"data\":...,\"metadata\":{...}}
   SNAP LOAD|DELETE|EXISTS <stream> [<version>]      SNAP LIST <stream>

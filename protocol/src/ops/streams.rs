@@ -5,8 +5,9 @@
 //! VERSION <stream>␍␊                 → VERSION <stream> <n>      (-1 when absent or deleted)
 //! EXISTS <stream>␍␊                  → EXISTS <stream> 1|0
 //! STREAMS [<after>] [<count>]␍␊      → STREAMS <count> <#bytes>␍␊<JSON array of ids>␍␊
-//! DELETE <stream> [<expected>]␍␊     → +OK
+//! DELETE <stream> [<expected>] [hard]␍␊  → +OK
 //! ```
+//! `DELETE … hard` leaves a tombstone: the stream can never be written again.
 //! `STREAMS` lists live stream ids in byte order, starting after `<after>` (use `-` or omit
 //! it to start at the beginning), at most `<count>` (default and maximum 10 000).
 
@@ -74,12 +75,30 @@ pub(crate) fn parse_streams(mut args: Args<'_>) -> Result<Request, ProtocolError
 
 pub(crate) fn parse_delete(mut args: Args<'_>) -> Result<Request, ProtocolError> {
     let stream = validate_stream_id(args.required("stream id")?)?;
-    let expected = match args.optional("expected version")? {
-        None => ExpectedVersion::Any,
-        Some(text) => ExpectedVersion::parse(text)?,
+    let is_hard = |text: &str| text.eq_ignore_ascii_case("hard");
+    let (expected, hard) = match args.optional("expected version")? {
+        None => (ExpectedVersion::Any, false),
+        Some(text) if is_hard(text) => (ExpectedVersion::Any, true),
+        Some(text) => {
+            let expected = ExpectedVersion::parse(text)?;
+            match args.optional("hard")? {
+                None => (expected, false),
+                Some(text) if is_hard(text) => (expected, true),
+                Some(other) => {
+                    return Err(ProtocolError::invalid_argument(format!(
+                        "DELETE takes hard after the expected version, got {}",
+                        snippet(other.as_bytes())
+                    )))
+                }
+            }
+        }
     };
     args.finish("DELETE")?;
-    Ok(Request::Delete { stream, expected })
+    Ok(Request::Delete {
+        stream,
+        expected,
+        hard,
+    })
 }
 
 pub(crate) fn encode(request: &Request, dst: &mut BytesMut) {
@@ -89,7 +108,16 @@ pub(crate) fn encode(request: &Request, dst: &mut BytesMut) {
         Request::Streams { after, count } => {
             format!("STREAMS {} {count}", after.as_deref().unwrap_or("-"))
         }
-        Request::Delete { stream, expected } => format!("DELETE {stream} {expected}"),
+        Request::Delete {
+            stream,
+            expected,
+            hard: false,
+        } => format!("DELETE {stream} {expected}"),
+        Request::Delete {
+            stream,
+            expected,
+            hard: true,
+        } => format!("DELETE {stream} {expected} hard"),
         other => unreachable!("streams::encode called with {}", other.operation()),
     };
     put_line(dst, &line);

@@ -239,6 +239,9 @@ pub enum StartFrom {
     End,
     /// From this position (inclusive).
     Position(u64),
+    /// From the first event committed at or after this time (µs since the epoch), resolved to
+    /// a position when the subscription is made: `{"from_time": <RFC 3339 or epoch_us>}`.
+    Time(u64),
 }
 
 impl Serialize for StartFrom {
@@ -247,6 +250,12 @@ impl Serialize for StartFrom {
             StartFrom::Origin => serializer.serialize_str("origin"),
             StartFrom::End => serializer.serialize_str("end"),
             StartFrom::Position(position) => serializer.serialize_u64(*position),
+            StartFrom::Time(epoch_us) => {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("from_time", epoch_us)?;
+                map.end()
+            }
         }
     }
 }
@@ -259,8 +268,21 @@ impl<'de> Deserialize<'de> for StartFrom {
             Value::Number(number) if number.as_u64().is_some() => {
                 Ok(StartFrom::Position(number.as_u64().unwrap()))
             }
+            Value::Object(fields) if fields.len() == 1 && fields.contains_key("from_time") => {
+                let time = match &fields["from_time"] {
+                    Value::String(text) => crate::time::parse_time(text),
+                    // A number that is not a u64 (negative, a fraction) is refused as text is.
+                    other => match other.as_u64() {
+                        Some(epoch_us) => Ok(epoch_us),
+                        None => crate::time::parse_time(&other.to_string()),
+                    },
+                };
+                time.map(StartFrom::Time)
+                    .map_err(|e| serde::de::Error::custom(e.message))
+            }
             other => Err(serde::de::Error::custom(format!(
-                "start must be \"origin\", \"end\" or a position, got {other}"
+                "start must be \"origin\", \"end\", a position or {{\"from_time\": <time>}}, \
+                 got {other}"
             ))),
         }
     }
@@ -635,6 +657,30 @@ mod tests {
         };
         assert_eq!(sub.name.as_deref(), Some("nl"));
         assert_eq!(sub.options.start, StartFrom::Position(5));
+        for (start, want) in [
+            (
+                r#"{"from_time":"2026-12-02T17:00:00Z"}"#,
+                Some(1_796_230_800_000_000),
+            ),
+            (r#"{"from_time":7}"#, Some(7)),
+            (r#"{"from_time":-7}"#, None),
+            (r#"{"from_time":"soon"}"#, None),
+            (r#"{"from_time":1,"x":2}"#, None),
+        ] {
+            let json = format!(r#"{{"type":"stream","selector":"a","start":{start}}}"#);
+            let parsed = complete_full_form("s".into(), json.as_bytes());
+            match want {
+                Some(epoch_us) => {
+                    let Ok(Request::Subscribe(sub)) = parsed else {
+                        panic!("{start}: {parsed:?}")
+                    };
+                    assert_eq!(sub.options.start, StartFrom::Time(epoch_us));
+                    let round = serde_json::to_string(&sub.options.start).unwrap();
+                    assert_eq!(round, format!(r#"{{"from_time":{epoch_us}}}"#));
+                }
+                None => assert!(parsed.is_err(), "{start}"),
+            }
+        }
         assert_eq!(sub.options.max_in_flight, 10);
         assert_eq!(sub.options.ack_timeout_ms, DEFAULT_ACK_TIMEOUT_MS);
         assert!(complete_full_form("s".into(), br#"{"type":"stream"}"#).is_err());

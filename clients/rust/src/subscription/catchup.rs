@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use esdb_protocol::ops::subscribe::{Selector, StartFrom, SubscriptionOptions};
-use esdb_protocol::{ErrorCode, Reply, Request};
+use esdb_protocol::{Direction, ErrorCode, ReadStart, Reply, Request};
 use futures::future::BoxFuture;
 use futures::Stream;
 
@@ -58,6 +58,16 @@ impl Client {
             // Pinned to a position now, so that subscribing again after a lost connection
             // neither skips what was committed meanwhile nor replays history.
             StartFrom::End => self.head_position().await?,
+            // Pinned to the position of the first event at or after the time, likewise.
+            StartFrom::Time(epoch_us) => {
+                let first = self
+                    .read_all_page(ReadStart::Time(epoch_us), 1, Direction::Forward)
+                    .await?;
+                match first.first() {
+                    Some(event) => event.position,
+                    None => self.head_position().await?,
+                }
+            }
         };
         let spec = Spec {
             selector,
