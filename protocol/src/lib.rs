@@ -17,7 +17,8 @@
 //!   payload), [`ops::read`] (READ, READALL, READTYPES), [`ops::streams`] (VERSION, EXISTS,
 //!   STREAMS, DELETE), [`ops::subscribe`] (SUB, UNSUB, ACK, NACK, EVENT, LIVE),
 //!   [`ops::psub`] (persistent subscription management), [`ops::snap`] (SNAP
-//!   SAVE/LOAD/LIST/DELETE/EXISTS), [`ops::agg`] (AGG), [`ops::stats`] (STATS).
+//!   SAVE/LOAD/LIST/DELETE/EXISTS), [`ops::agg`] (AGG), [`ops::stats`] (STATS), and
+//!   [`ops::after`] (the `after <position>` option of the reads and SUB).
 //! - [`reply`]: [`Reply`], what the server sends, with its encoder and a client-side decoder.
 //! - [`line`]: the nom parsers shared by every operation (control line, tokens, numbers).
 
