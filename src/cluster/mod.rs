@@ -8,7 +8,8 @@
 //! - [`router`]: where a store's writes go: the local proposer when this node leads, the
 //!   leader (forwarded) otherwise, `unavailable` when no leader is known in time.
 //! - [`reads`]: linearizable reads: the leader's read index (a quorum round, coalesced across
-//!   the reads waiting), then this node waits until it has applied that far.
+//!   the reads waiting), then this node waits until it has applied that far; and reads
+//!   `after <position>`, which wait for this node to apply that `$all` position instead.
 //!
 //! A node runs single-node (as before clusters) unless `--peers` is given.
 
