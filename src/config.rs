@@ -216,6 +216,11 @@ pub struct ServeArgs {
     /// an HMAC-SHA256 challenge, it is never sent. Prefer the environment variable.
     #[arg(long, env = "ESDB_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// The client address HOST:PORT this node tells the others and clients (`INFO`'s
+    /// `cluster.client_urls`, where clients fail over to) [default: the --listen address, its
+    /// host replaced by --raft's when it listens on 0.0.0.0 or ::].
+    #[arg(long, env = "ESDB_ADVERTISE")]
+    pub advertise: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -257,6 +262,7 @@ struct FileConfig {
     raft: Option<SocketAddr>,
     peers: Option<String>,
     cluster_secret: Option<String>,
+    advertise: Option<String>,
     /// Users, tokens and permissions (src/auth/users.rs).
     auth: Option<crate::auth::AuthSection>,
 }
@@ -326,6 +332,7 @@ impl Config {
             args.raft.or(file.raft),
             args.peers.or(file.peers),
             args.cluster_secret.or(file.cluster_secret),
+            args.advertise.or(file.advertise),
         )?;
         let config = Config {
             cluster,
@@ -488,10 +495,13 @@ fn resolve_cluster(
     raft: Option<SocketAddr>,
     peers: Option<String>,
     secret: Option<String>,
+    advertise: Option<String>,
 ) -> Result<Option<crate::cluster::ClusterConfig>, String> {
     let Some(peers) = peers else {
-        if node_id.is_some() || raft.is_some() {
-            return Err("--node-id and --raft are for clusters: give --peers too".into());
+        if node_id.is_some() || raft.is_some() || advertise.is_some() {
+            return Err(
+                "--node-id, --raft and --advertise are for clusters: give --peers too".into(),
+            );
         }
         return Ok(None);
     };
@@ -511,7 +521,11 @@ fn resolve_cluster(
         ));
     }
     let peers = crate::cluster::ClusterConfig::parse_peers(&peers, node_id, raft_addr)?;
+    let advertise = advertise
+        .map(|text| crate::cluster::ClusterConfig::parse_advertise(&text))
+        .transpose()?;
     Ok(Some(crate::cluster::ClusterConfig {
+        advertise,
         node_id,
         raft_addr,
         peers,

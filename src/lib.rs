@@ -35,7 +35,8 @@
 //! - [`auth`]: users, tokens, permissions (`CONNECT` credentials, checked before dispatch).
 //! - [`tls`]: TLS on the protocol and HTTP ports (rustls).
 //! - [`cluster`]: several nodes: the authenticated inter-node port, writes forwarded to the
-//!   leader, linearizable reads on any node (read index); each store one Raft group.
+//!   leader, linearizable reads on any node (read index), reads `after <position>` (wait for
+//!   this node to apply it); each store one Raft group.
 //! - [`cli`]: every subcommand but `serve`: the command line client, on the `esdb-client`
 //!   crate (`clients/rust`).
 //!

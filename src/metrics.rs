@@ -15,8 +15,9 @@
 //! # For code that is still to come
 //! Subscriptions and snapshots call their handles in [`StoreMetrics::subscriptions`] and
 //! [`StoreMetrics::snapshots`], e.g. `store.metrics().subscriptions.events_delivered.inc_by(n)`.
-//! Cluster metrics (term, leader, commit/applied index, replication lag, elections) are to be
-//! added here when Raft lands.
+//! Raft metrics (term, leadership, commit and applied index, replication lag per follower)
+//! are set by one watcher task per store (`raft::observe`) through [`RaftMetrics`]; peers'
+//! reachability by the cluster's pinger ([`Metrics::cluster_peer_up`]).
 
 use std::sync::{Arc, LazyLock};
 
@@ -149,6 +150,16 @@ pub struct Metrics {
     pub http_connections_refused: IntCounter,
     /// WebSockets the server failed for a bad frame or message, by close code (src/http/ws.rs).
     pub ws_failed: IntCounterVec,
+    raft_term: IntGaugeVec,
+    raft_is_leader: IntGaugeVec,
+    raft_leader_changes: IntCounterVec,
+    raft_last_log_index: IntGaugeVec,
+    raft_commit_index: IntGaugeVec,
+    raft_applied_index: IntGaugeVec,
+    raft_replication_lag: IntGaugeVec,
+    /// Whether each peer answered its last ping (1) or not (0), by `peer` node id (the
+    /// cluster's members: a bounded set).
+    pub cluster_peer_up: IntGaugeVec,
 }
 
 /// The process-wide metrics.
@@ -202,6 +213,43 @@ impl Metrics {
             .expect("http_connection_refused_total"),
         );
         Metrics {
+            raft_term: gauge("raft_term", "The current Raft term of the store's group.", store),
+            raft_is_leader: gauge(
+                "raft_is_leader",
+                "1 while this node leads the store's Raft group, else 0.",
+                store,
+            ),
+            raft_leader_changes: counter(
+                "raft_leader_changes_total",
+                "Times this node saw a new leader of the store's group (elections it observed).",
+                store,
+            ),
+            raft_last_log_index: gauge(
+                "raft_last_log_index",
+                "The last entry in this node's Raft log (0 when empty).",
+                store,
+            ),
+            raft_commit_index: gauge(
+                "raft_commit_index",
+                "The last Raft entry this node knows is committed (handed to its store).",
+                store,
+            ),
+            raft_applied_index: gauge(
+                "raft_applied_index",
+                "The last Raft entry applied and committed to this node's store (LMDB).",
+                store,
+            ),
+            raft_replication_lag: gauge(
+                "raft_replication_lag_entries",
+                "On the leader: entries of its log each follower does not hold yet, by \
+                 follower node id.",
+                &["store", "follower"],
+            ),
+            cluster_peer_up: gauge(
+                "cluster_peer_up",
+                "1 while a peer answers this node's pings, else 0, by peer node id.",
+                &["peer"],
+            ),
             http_connections_refused,
             ws_failed: counter(
                 "ws_failed_total",
@@ -399,6 +447,21 @@ impl Metrics {
         })
     }
 
+    /// Handles for one store's Raft group. Call once per group.
+    pub fn raft(&self, store: &str) -> RaftMetrics {
+        let s = &[store];
+        RaftMetrics {
+            store: store.to_owned(),
+            term: self.raft_term.with_label_values(s),
+            is_leader: self.raft_is_leader.with_label_values(s),
+            leader_changes: self.raft_leader_changes.with_label_values(s),
+            last_log_index: self.raft_last_log_index.with_label_values(s),
+            commit_index: self.raft_commit_index.with_label_values(s),
+            applied_index: self.raft_applied_index.with_label_values(s),
+            replication_lag: self.raft_replication_lag.clone(),
+        }
+    }
+
     /// Pre-resolved handles for one transport.
     pub fn connections(&self, transport: Transport) -> ConnectionMetrics {
         let t = transport.as_str();
@@ -492,6 +555,34 @@ pub struct SnapshotMetrics {
     pub loaded: IntCounter,
     /// Observe the size in bytes of each saved snapshot.
     pub size_bytes: Histogram,
+}
+
+/// Handles for one store's Raft group (set by `raft::observe`, off the hot path).
+pub struct RaftMetrics {
+    store: String,
+    pub term: IntGauge,
+    pub is_leader: IntGauge,
+    pub leader_changes: IntCounter,
+    pub last_log_index: IntGauge,
+    pub commit_index: IntGauge,
+    pub applied_index: IntGauge,
+    replication_lag: IntGaugeVec,
+}
+
+impl RaftMetrics {
+    /// A follower's replication lag, in entries (on the leader).
+    pub fn set_replication_lag(&self, follower: u64, entries: u64) {
+        self.replication_lag
+            .with_label_values(&[&self.store, &follower.to_string()])
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// Drops a follower's lag (this node no longer leads, or it left the group).
+    pub fn forget_replication_lag(&self, follower: u64) {
+        let _ = self
+            .replication_lag
+            .remove_label_values(&[&self.store, &follower.to_string()]);
+    }
 }
 
 /// Handles for one transport's connections.

@@ -76,17 +76,17 @@ pub fn snapshot_created(
     );
 }
 
-/// `cluster.node.up` (for the Raft work).
+/// `cluster.node.up`: a peer answers pings again (`cluster::Cluster`'s pinger).
 pub fn cluster_node_up(node: u64, member_count: u64) {
     telemetry!("cluster.node.up", node, member_count);
 }
 
-/// `cluster.node.down` (for the Raft work).
+/// `cluster.node.down`: a peer stopped answering pings; `reason` says how.
 pub fn cluster_node_down(node: u64, member_count: u64, reason: &str) {
     telemetry!("cluster.node.down", node, member_count, reason);
 }
 
-/// `cluster.leader.elected` (for the Raft work).
+/// `cluster.leader.elected`: this node saw a new leader of a store's group (`raft::observe`).
 pub fn cluster_leader_elected(leader: u64, previous_leader: Option<u64>) {
     telemetry!("cluster.leader.elected", leader, previous_leader = ?previous_leader);
 }

@@ -1,200 +1,21 @@
 //! Three real `esdb` processes on loopback forming a cluster (ports chosen at run time): writes
 //! on any node, the same events in the same order on every node, and a leader killed with
 //! kill -9 while a client keeps appending (retrying with the same event ids when an outcome is
-//! unknown), after which every acknowledged event is present exactly once on every node.
+//! unknown), after which every acknowledged event is present exactly once on every node; and
+//! a leader stopped (SIGSTOP) past the election timeout, which steps down once continued.
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Child;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use esdb_protocol::{Reply, ReplyDecoder};
 
+use common::cluster::{append_ok, ids_and_streams, Cluster, LEADER_TIMEOUT};
 use common::Client;
-
-const SECRET: &str = "a test cluster secret, 32 bytes.";
-/// How long the cluster may take to elect its first leader (or a new one).
-const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A free loopback port: bound, read, released (the node binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Node {
-    id: u64,
-    child: Option<Child>,
-    addr: SocketAddr,
-    args: Vec<String>,
-    data_dir: PathBuf,
-}
-
-impl Node {
-    /// Starts the node (its stderr in a file beside its data, shown if it fails to start).
-    fn start(&mut self) {
-        let log = self.data_dir.with_extension("stderr");
-        let stderr = std::fs::File::create(&log).expect("stderr file");
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_esdb"));
-        command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--http", "127.0.0.1:0"])
-            .args(&self.args)
-            .env("ESDB_CLUSTER_SECRET", SECRET)
-            .stdout(std::process::Stdio::piped())
-            .stderr(stderr);
-        let mut child = command.spawn().expect("spawn esdb");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).ok();
-        let Some(addr) = line
-            .strip_prefix("esdb listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("node {} did not start: {stderr}", self.id);
-        };
-        self.addr = addr.parse().expect("addr");
-        self.child = Some(child);
-    }
-
-    /// Starts the node again on its data, with a new client port.
-    fn restart(&mut self) {
-        let listen = self
-            .args
-            .iter()
-            .position(|a| a == "--listen")
-            .expect("--listen")
-            + 1;
-        self.args[listen] = format!("127.0.0.1:{}", free_port());
-        self.start();
-    }
-
-    fn kill9(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-struct Cluster {
-    nodes: Vec<Node>,
-    _temp: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(size: u64) -> Cluster {
-        let temp = tempfile::tempdir().expect("tempdir");
-        let raft_ports: BTreeMap<u64, u16> = (1..=size).map(|id| (id, free_port())).collect();
-        let peers: Vec<String> = raft_ports
-            .iter()
-            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
-            .collect();
-        let mut nodes: Vec<Node> = raft_ports
-            .iter()
-            .map(|(&id, port)| {
-                let listen = format!("127.0.0.1:{}", free_port());
-                let args = vec![
-                    "--listen".to_owned(),
-                    listen.clone(),
-                    "--node-id".to_owned(),
-                    id.to_string(),
-                    "--raft".to_owned(),
-                    format!("127.0.0.1:{port}"),
-                    "--peers".to_owned(),
-                    peers.join(","),
-                    // openraft warns at every unreachable peer, which a kill makes many of.
-                    "--log-level".to_owned(),
-                    std::env::var("TEST_ESDB_LOG").unwrap_or_else(|_| "warn,openraft=error".into()),
-                ];
-                Node {
-                    id,
-                    child: None,
-                    addr: listen.parse().expect("addr"),
-                    args,
-                    data_dir: temp.path().join(format!("node-{id}")),
-                }
-            })
-            .collect();
-        for node in &mut nodes {
-            node.start();
-        }
-        Cluster { nodes, _temp: temp }
-    }
-
-    fn node(&mut self, id: u64) -> &mut Node {
-        self.nodes.iter_mut().find(|n| n.id == id).expect("node")
-    }
-
-    /// The leader every running node agrees on (from `INFO`'s `cluster` object).
-    fn wait_for_leader(&self, not: Option<u64>) -> u64 {
-        let started = Instant::now();
-        loop {
-            let leaders: HashSet<Option<u64>> = self
-                .nodes
-                .iter()
-                .filter(|n| n.child.is_some())
-                .map(|n| {
-                    let client = Client::connect(n.addr);
-                    client.info["cluster"]["leader_id"].as_u64()
-                })
-                .collect();
-            if leaders.len() == 1 {
-                if let Some(Some(leader)) = leaders.into_iter().next() {
-                    if Some(leader) != not {
-                        return leader;
-                    }
-                }
-            }
-            assert!(
-                started.elapsed() < LEADER_TIMEOUT,
-                "no agreed leader within {LEADER_TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn append_ok(client: &mut Client, stream: &str, payload: &str) -> u64 {
-    match client.append(stream, "any", payload) {
-        Reply::Appended { last_position, .. } => last_position,
-        other => panic!("expected APPENDED, got {other:?}"),
-    }
-}
-
-fn ids_and_streams(events: &[serde_json::Value]) -> Vec<(String, String, u64)> {
-    events
-        .iter()
-        .map(|e| {
-            (
-                e["event_id"].as_str().expect("event_id").to_owned(),
-                e["stream_id"].as_str().expect("stream_id").to_owned(),
-                e["position"].as_u64().expect("position"),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn info_names_the_cluster_and_its_client_addresses() {
@@ -539,5 +360,112 @@ fn a_peer_without_the_secret_is_refused() {
     assert!(
         matches!(read, Ok(0)) || read.is_err(),
         "refused without an answer, got {rest:?}"
+    );
+}
+
+fn counted(n: usize) -> (String, String) {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let payload = serde_json::json!({
+        "event_id": event_id, "event_type": "Counted", "data": { "n": n }
+    })
+    .to_string();
+    (event_id, payload)
+}
+
+fn group_state(addr: SocketAddr) -> (String, u64) {
+    let status = cluster_status(addr);
+    let group = &status["stores"]["default"];
+    (
+        group["state"].as_str().expect("state").to_owned(),
+        group["term"].as_u64().expect("term"),
+    )
+}
+
+/// The leader is stopped (SIGSTOP) past the election timeout: the other two elect a leader and
+/// take writes; once it runs again (SIGCONT) the old leader hears the higher term and steps
+/// down, and every node holds the same events in the same order, each acknowledged one once.
+/// A write that reached the old leader's socket while it was stopped is answered: applied, or
+/// `unavailable` (its outcome unknown); either way it is never applied twice.
+#[test]
+fn a_leader_stopped_past_the_election_timeout_steps_down_when_continued() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(None);
+    let (_, term_before) = group_state(cluster.get(leader).addr);
+    let others: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|&id| id != leader)
+        .collect();
+    let mut acknowledged = Vec::new();
+    let mut on_old_leader = Client::connect(cluster.get(leader).addr);
+    for n in 0..5 {
+        let (id, payload) = counted(n);
+        append_ok(&mut on_old_leader, "before", &payload);
+        acknowledged.push(id);
+    }
+    cluster.get(leader).signal(libc::SIGSTOP);
+    // Sent to the stopped leader: it sits in the socket until the process runs again.
+    let (stuck_id, stuck_payload) = counted(100);
+    let mut frame = format!("APPEND stuck any {}\r\n", stuck_payload.len()).into_bytes();
+    frame.extend_from_slice(stuck_payload.as_bytes());
+    frame.extend_from_slice(b"\r\n");
+    on_old_leader.send_raw(&frame);
+    let new_leader = cluster.wait_for_leader_among(Some(&others), Some(leader));
+    assert_ne!(new_leader, leader);
+    for (round, &id) in others.iter().cycle().take(6).enumerate() {
+        let mut client = Client::connect(cluster.get(id).addr);
+        let (event_id, payload) = counted(10 + round);
+        append_ok(&mut client, "during", &payload);
+        acknowledged.push(event_id);
+    }
+    cluster.get(leader).signal(libc::SIGCONT);
+    match on_old_leader.reply() {
+        Reply::Appended { .. } => acknowledged.push(stuck_id.clone()),
+        Reply::Err(error) => assert_eq!(error.code, esdb_protocol::ErrorCode::Unavailable),
+        other => panic!("the stuck append: {other:?}"),
+    }
+    // Every node, the old leader included, agrees on one leader of a later term.
+    let agreed = cluster.wait_for_leader(None);
+    let started = Instant::now();
+    loop {
+        let (state, term) = group_state(cluster.get(leader).addr);
+        if term > term_before && (agreed == leader || state == "follower") {
+            break;
+        }
+        assert!(
+            started.elapsed() < LEADER_TIMEOUT,
+            "the old leader did not step down: {state} in term {term}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The old leader takes writes again (forwarded, or as leader).
+    for n in 0..3 {
+        let (id, payload) = counted(20 + n);
+        append_ok(&mut on_old_leader, "after", &payload);
+        acknowledged.push(id);
+    }
+    let mut orders = Vec::new();
+    for node in &cluster.nodes {
+        let events = Client::connect(node.addr).read_all();
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| e["event_id"].as_str().expect("id").to_owned())
+            .collect();
+        let unique: HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "node {}: an event twice", node.id);
+        for id in &acknowledged {
+            assert!(unique.contains(id), "node {}: {id} missing", node.id);
+        }
+        let positions: Vec<u64> = events
+            .iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect();
+        assert_eq!(positions, (0..events.len() as u64).collect::<Vec<_>>());
+        orders.push(ids);
+    }
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "one order on every node"
     );
 }

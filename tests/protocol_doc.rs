@@ -138,4 +138,15 @@ fn stated_cluster_waits_match_the_constants() {
         commit_wait.contains(&format!("| {} ms", esdb::cluster::WRITE_OUTCOME_TIMEOUT_MS)),
         "{commit_wait}"
     );
+    let after_wait = doc
+        .lines()
+        .find(|l| l.contains("wait of a request with `after <position>`"))
+        .expect("after wait row");
+    assert!(
+        after_wait.contains(&format!(
+            "| {} ms",
+            esdb::cluster::reads::AFTER_WAIT_TIMEOUT_MS
+        )),
+        "{after_wait}"
+    );
 }

@@ -367,8 +367,10 @@ fn subscriptions_deliver_only_events_the_user_may_read() {
     // The refusal first: once a SUB is accepted its history is pushed at once, and an EVENT
     // frame could arrive before the next request's reply.
     assert_denied(orders.request("SUB u stream users-1"), "read");
-    // Both accepted; a subscription's history may arrive before the other SUB's +OK.
-    orders.send_line("SUB all stream $all");
+    assert_denied(orders.request("SUB u stream users-1 after 0"), "read");
+    // Both accepted; a subscription's history may arrive before the other SUB's +OK. With
+    // `after`, a SUB is filtered the same way.
+    orders.send_line("SUB all stream $all after 2");
     orders.send_line("SUB e event_type E");
     let mut seen = Vec::new();
     let (mut live, mut accepted) = (0, 0);

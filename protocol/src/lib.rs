@@ -18,7 +18,8 @@
 //!   STREAMS, DELETE), [`ops::subscribe`] (SUB, UNSUB, ACK, NACK, EVENT, LIVE),
 //!   [`ops::psub`] (persistent subscription management), [`ops::snap`] (SNAP
 //!   SAVE/LOAD/LIST/DELETE/EXISTS), [`ops::agg`] (AGG), [`ops::stats`] (STATS),
-//!   [`ops::meta`] (META: stream metadata, retention).
+//!   [`ops::meta`] (META: stream metadata, retention), and [`ops::after`] (the
+//!   `after <position>` option of the reads and SUB).
 //! - [`reply`]: [`Reply`], what the server sends, with its encoder and a client-side decoder.
 //! - [`line`]: the nom parsers shared by every operation (control line, tokens, numbers).
 //! - [`time`]: `from_time` values (epoch microseconds or RFC 3339).

@@ -11,7 +11,7 @@ use crate::ops::psub::PsubOp;
 use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
 use crate::ops::{
-    agg, append, cluster, meta, psub, read, session, snap, stats, streams, subscribe,
+    after, agg, append, cluster, meta, psub, read, session, snap, stats, streams, subscribe,
 };
 
 /// Direction of a read.
@@ -103,6 +103,12 @@ pub enum Request {
     Cluster,
     Snap(SnapRequest),
     Agg(AggRequest),
+    /// A read (`READ`, `READALL`, `READTYPES`, `AGG`) or `SUB` with `after <position>`: served
+    /// once the node has applied that `$all` position ([`crate::ops::after`]).
+    After {
+        position: u64,
+        request: Box<Request>,
+    },
 }
 
 impl Request {
@@ -132,6 +138,7 @@ impl Request {
             Request::Cluster => "CLUSTER",
             Request::Snap(_) => "SNAP",
             Request::Agg(_) => "AGG",
+            Request::After { request, .. } => request.operation(),
         }
     }
 
@@ -151,6 +158,7 @@ impl Request {
             },
             Request::Subscribe(request) => request.name.is_some(),
             Request::Ack { .. } | Request::Nack { .. } => true,
+            Request::After { request, .. } => request.changes_store(),
             Request::Psub(op) => match op {
                 PsubOp::Delete { .. } | PsubOp::Replay { .. } => true,
                 PsubOp::List
@@ -206,6 +214,7 @@ impl Request {
             Request::Snap(snap) => snap.encode(dst),
             Request::Meta { stream, payload } => meta::encode(stream, payload.as_deref(), dst),
             Request::Agg(agg) => agg.encode(dst),
+            Request::After { position, request } => after::encode(*position, request, dst),
         }
     }
 }
@@ -232,6 +241,11 @@ pub(crate) enum PayloadHeader {
     Request(Request),
     /// The full form of `SUB`: its options are the payload.
     Subscribe { sid: String },
+    /// A header with `after <position>` ([`after`]).
+    After {
+        position: u64,
+        header: Box<PayloadHeader>,
+    },
 }
 
 impl PayloadHeader {
@@ -239,6 +253,12 @@ impl PayloadHeader {
         match self {
             PayloadHeader::Request(request) => Ok(request.with_payload(payload)),
             PayloadHeader::Subscribe { sid } => subscribe::complete_full_form(sid, &payload),
+            PayloadHeader::After { position, header } => {
+                header.complete(payload).map(|request| Request::After {
+                    position,
+                    request: Box::new(request),
+                })
+            }
         }
     }
 }
@@ -455,8 +475,33 @@ fn parse_line(line: &Bytes) -> LineOutcome {
     let mut args = Args::new(line);
     let name = args.next_token().unwrap_or_default();
     let name = name.to_ascii_uppercase();
+    match after::split(&name, args) {
+        None => parse_operation(&name, line, args),
+        Some(Err(error)) => LineOutcome::Done(Err(error)),
+        Some(Ok((position, rest))) => match parse_operation(&name, &rest, Args::new(&rest)) {
+            LineOutcome::Done(result) => LineOutcome::Done(result.map(|request| Request::After {
+                position,
+                request: Box::new(request),
+            })),
+            LineOutcome::NeedsPayload {
+                payload_len,
+                header,
+            } => LineOutcome::NeedsPayload {
+                payload_len,
+                header: header.map(|header| PayloadHeader::After {
+                    position,
+                    header: Box::new(header),
+                }),
+            },
+            fatal @ LineOutcome::Fatal(_) => fatal,
+        },
+    }
+}
+
+/// Parses the operation `name` (upper-case) from its arguments `args` (on `line`).
+fn parse_operation(name: &[u8], line: &Bytes, args: Args<'_>) -> LineOutcome {
     let done = |result| LineOutcome::Done(result);
-    match name.as_slice() {
+    match name {
         b"APPEND" => append::parse(line, args),
         b"CONNECT" => done(session::parse_connect(args)),
         b"PING" => done(args.finish("PING").map(|_| Request::Ping)),
@@ -482,7 +527,7 @@ fn parse_line(line: &Bytes) -> LineOutcome {
         b"AGG" => done(agg::parse(args)),
         _ => done(Err(ProtocolError::new(
             ErrorCode::UnknownCommand,
-            format!("unknown command {} (try HELP)", snippet(&name)),
+            format!("unknown command {} (try HELP)", snippet(name)),
         ))),
     }
 }

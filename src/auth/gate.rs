@@ -124,7 +124,12 @@ impl Gate {
             };
         };
         let store = session.store.name().to_owned();
-        if let Request::Subscribe(subscribe) = request {
+        // A `SUB … after <position>` is a SUB: its scope is set the same way.
+        let inner = match &*request {
+            Request::After { request, .. } => &**request,
+            request => request,
+        };
+        if let Request::Subscribe(subscribe) = inner {
             session.subscription_scope = if subscribe.name.is_none() {
                 scope_of(&principal, &store)
             } else {
@@ -278,5 +283,6 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
             PsubOp::Delete { .. } | PsubOp::Replay { .. } => vec![(Admin, Target::Store)],
         },
         Request::Stats | Request::Cluster => vec![(Admin, Target::Everywhere)],
+        Request::After { request, .. } => needs(request),
     }
 }

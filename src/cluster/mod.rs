@@ -8,7 +8,8 @@
 //! - [`router`]: where a store's writes go: the local proposer when this node leads, the
 //!   leader (forwarded) otherwise, `unavailable` when no leader is known in time.
 //! - [`reads`]: linearizable reads: the leader's read index (a quorum round, coalesced across
-//!   the reads waiting), then this node waits until it has applied that far.
+//!   the reads waiting), then this node waits until it has applied that far; and reads
+//!   `after <position>`, which wait for this node to apply that `$all` position instead.
 //!
 //! A node runs single-node (as before clusters) unless `--peers` is given.
 
@@ -56,6 +57,9 @@ pub struct ClusterConfig {
     /// Every other voter: node id → inter-node address.
     pub peers: BTreeMap<NodeId, String>,
     pub secret: Vec<u8>,
+    /// `--advertise`: the client address this node tells others (see
+    /// [`ClusterConfig::client_url`]).
+    pub advertise: Option<String>,
 }
 
 impl ClusterConfig {
@@ -64,6 +68,40 @@ impl ClusterConfig {
         let mut voters = self.peers.clone();
         voters.insert(self.node_id, self.raft_addr.to_string());
         voters
+    }
+
+    /// The client address this node advertises: `--advertise`, else the address the
+    /// protocol port listens on; a wildcard host there (0.0.0.0, ::) is nobody's address, so
+    /// it becomes `--raft`'s host, which the peers reach already.
+    pub fn client_url(&self, listening: std::net::SocketAddr) -> String {
+        if let Some(advertise) = &self.advertise {
+            return advertise.clone();
+        }
+        if !listening.ip().is_unspecified() {
+            return listening.to_string();
+        }
+        if self.raft_addr.ip().is_unspecified() {
+            tracing::warn!(
+                %listening,
+                "--listen and --raft are wildcard addresses: clients are told {listening}, \
+                 which they cannot reach; give --advertise HOST:PORT"
+            );
+            return listening.to_string();
+        }
+        std::net::SocketAddr::new(self.raft_addr.ip(), listening.port()).to_string()
+    }
+
+    /// Parses `--advertise HOST:PORT` (a host name or an IP address, a port other than 0).
+    pub fn parse_advertise(text: &str) -> Result<String, String> {
+        let text = text.trim();
+        let bad = || format!("--advertise: {text:?} is not HOST:PORT (a port from 1 to 65535)");
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if port == 0 || host.is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(bad());
+        }
+        Ok(text.to_owned())
     }
 
     /// Parses `--peers id=host:port,…` (this node's own entry, if present, must match).
@@ -253,17 +291,56 @@ impl Cluster {
                     let answer = peer
                         .call(&Call::Ping, Duration::from_millis(PING_TIMEOUT_MS))
                         .await;
-                    let mut heard = cluster.heard.lock().expect("heard lock");
-                    match answer {
-                        Ok(Answer::Pong(info)) if info.node_id == peer.target() => {
-                            heard.insert(peer.target(), info);
+                    let target = peer.target();
+                    let (was_up, now_up) = {
+                        let mut heard = cluster.heard.lock().expect("heard lock");
+                        let was_up = heard.contains_key(&target);
+                        match answer {
+                            Ok(Answer::Pong(info)) if info.node_id == target => {
+                                heard.insert(target, info);
+                                (was_up, Ok(()))
+                            }
+                            Ok(other) => {
+                                heard.remove(&target);
+                                (
+                                    was_up,
+                                    Err(format!("unexpected answer to a ping: {other:?}")),
+                                )
+                            }
+                            Err(error) => {
+                                heard.remove(&target);
+                                (was_up, Err(error.to_string()))
+                            }
                         }
-                        _ => {
-                            heard.remove(&peer.target());
-                        }
-                    }
+                    };
+                    cluster.peer_seen(target, was_up, now_up);
                 }
             });
+        }
+    }
+
+    /// A peer's ping was answered (`Ok`) or not: `cluster.node.up`/`down` on a change, and
+    /// the `esdb_cluster_peer_up` gauge. A peer never heard from starts as down, silently.
+    fn peer_seen(&self, peer: NodeId, was_up: bool, now: Result<(), String>) {
+        let members = self.config.voters().len() as u64;
+        let gauge = crate::metrics::metrics()
+            .cluster_peer_up
+            .with_label_values(&[&peer.to_string()]);
+        match now {
+            Ok(()) => {
+                gauge.set(1);
+                if !was_up {
+                    crate::telemetry::cluster_node_up(peer, members);
+                    tracing::info!(peer, "peer up");
+                }
+            }
+            Err(reason) => {
+                gauge.set(0);
+                if was_up {
+                    crate::telemetry::cluster_node_down(peer, members, &reason);
+                    tracing::warn!(peer, %reason, "peer down");
+                }
+            }
         }
     }
 
@@ -439,5 +516,56 @@ pub fn check_node_id(data_dir: &std::path::Path, node_id: NodeId) -> Result<(), 
             write().map_err(|e| format!("writing {}: {e}", path.display()))
         }
         Err(error) => Err(format!("reading {}: {error}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(raft: &str, advertise: Option<&str>) -> ClusterConfig {
+        ClusterConfig {
+            node_id: 1,
+            raft_addr: raft.parse().unwrap(),
+            peers: BTreeMap::from([(2, "10.0.0.2:7350".to_owned())]),
+            secret: vec![0; MIN_SECRET_BYTES],
+            advertise: advertise.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_client_url_is_advertise_else_a_reachable_listen_address() {
+        let listening: std::net::SocketAddr = "0.0.0.0:4350".parse().unwrap();
+        let told = config("10.0.0.1:7350", Some("db-1.example:4350"));
+        assert_eq!(told.client_url(listening), "db-1.example:4350");
+        let wildcard = config("10.0.0.1:7350", None);
+        assert_eq!(wildcard.client_url(listening), "10.0.0.1:4350");
+        let specific = config("10.0.0.1:7350", None);
+        assert_eq!(
+            specific.client_url("10.0.0.9:4351".parse().unwrap()),
+            "10.0.0.9:4351"
+        );
+    }
+
+    #[test]
+    fn advertise_must_be_host_and_port() {
+        assert_eq!(
+            ClusterConfig::parse_advertise("db-1:4350").unwrap(),
+            "db-1:4350"
+        );
+        assert_eq!(
+            ClusterConfig::parse_advertise("[::1]:4350").unwrap(),
+            "[::1]:4350"
+        );
+        for bad in [
+            "db-1",
+            "db-1:0",
+            ":4350",
+            "db-1:99999",
+            "db 1:4350",
+            "db-1:x",
+        ] {
+            assert!(ClusterConfig::parse_advertise(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -6,6 +6,11 @@
 //! index, so the read sees every write acknowledged before it began, on whichever node.
 //! Reads that arrive while a round is under way share the next round: one round serves every
 //! read waiting when it starts (a read never joins a round that began before it).
+//!
+//! A read with `after <position>` ([`wait_for_position`]) skips the round: the node waits
+//! until it has applied that `$all` position itself, so a client reads its own writes (and
+//! never goes back in time when it moves to another node) without asking the leader, on any
+//! node that has caught up that far, even one cut off from the leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +25,9 @@ use crate::store::{Store, StoreError};
 
 /// Reads waiting for a read-index round, per store, before new ones wait for room.
 pub const MAX_WAITING_READS: usize = 4_096;
+/// How long a request with `after <position>` waits for this node to apply the position
+/// before it is answered `unavailable` (PROTOCOL.md, `after_wait_ms`).
+pub const AFTER_WAIT_TIMEOUT_MS: u64 = 5_000;
 /// Pause between tries when no leader can confirm a read index.
 const RETRY_MS: u64 = 50;
 
@@ -125,5 +133,24 @@ async fn read_index(
             )));
         }
         tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+    }
+}
+
+/// Waits until `store` has applied `$all` position `position` (its head, the next position to
+/// be written, is past it); `unavailable` after [`AFTER_WAIT_TIMEOUT_MS`]. A read that starts
+/// after this waits for the commit of what it covers (`Store::with_read`), so it sees the
+/// event at `position` and everything before it.
+pub async fn wait_for_position(store: &Store, position: u64) -> Result<(), StoreError> {
+    let mut head = store.head();
+    let reached = async { head.wait_for(|&next| next > position).await.map(|_| ()) };
+    match tokio::time::timeout(Duration::from_millis(AFTER_WAIT_TIMEOUT_MS), reached).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(StoreError::ShuttingDown),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "store {}: this node has not applied position {position} within \
+             {AFTER_WAIT_TIMEOUT_MS} ms (it is behind or cut off from the leader, or the \
+             position was never written); retry, here or on another node",
+            store.name()
+        ))),
     }
 }

@@ -10,10 +10,12 @@
 //!
 //! - [`types`]: the openraft type configuration.
 //! - [`node`]: starting a store's group, its status (`INFO`, `STATS`), shutdown.
+//! - [`observe`]: the group's metrics on `/metrics` and its `cluster.leader.elected` events.
 
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod observe;
 pub mod proposer;
 pub mod segments;
 pub mod state_machine;

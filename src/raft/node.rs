@@ -149,6 +149,12 @@ impl Node {
             stop.clone(),
         ));
         tokio::spawn(checkpoint_periodically(raft.clone(), stop.clone()));
+        tokio::spawn(crate::raft::observe::run(
+            name,
+            raft.clone(),
+            store.progress().clone(),
+            stop.clone(),
+        ));
         Ok(Node {
             raft,
             stop,
@@ -231,8 +237,18 @@ impl Node {
             local,
             stop.clone(),
         ));
-        tokio::spawn(cluster.clone().initialize_when_ready(name, raft.clone()));
+        tokio::spawn(
+            cluster
+                .clone()
+                .initialize_when_ready(name.clone(), raft.clone()),
+        );
         tokio::spawn(checkpoint_periodically(raft.clone(), stop.clone()));
+        tokio::spawn(crate::raft::observe::run(
+            name,
+            raft.clone(),
+            store.progress().clone(),
+            stop.clone(),
+        ));
         Ok(Node {
             raft,
             stop,

@@ -57,6 +57,8 @@ pub struct Session {
     /// Resolves when this connection's latest read has opened its snapshot; awaited by later
     /// writes.
     last_read_started: Option<Shared<BoxFuture<'static, ()>>>,
+    /// The `after <position>` of the read being dispatched (taken by [`read`]).
+    read_after: Option<u64>,
 }
 
 impl Session {
@@ -70,6 +72,7 @@ impl Session {
             subscription_scope: None,
             last_write: None,
             last_read_started: None,
+            read_after: None,
         }
     }
 }
@@ -226,6 +229,43 @@ pub async fn dispatch(
         Request::Cluster => ready(Reply::Cluster {
             body: context.cluster_json(),
         }),
+        Request::After { position, request } => {
+            Box::pin(dispatch_after(context, session, position, *request)).await
+        }
+    }
+}
+
+/// A read or `SUB` with `after <position>`: served once this node has applied the position,
+/// instead of after a read-index round (`crate::cluster::reads`).
+async fn dispatch_after(
+    context: &Arc<ServerContext>,
+    session: &mut Session,
+    position: u64,
+    request: Request,
+) -> Dispatched {
+    match request {
+        Request::Subscribe(subscribe) => {
+            // The SUB's history then covers the position. Waiting here holds the connection's
+            // later requests back, as the SUB's +OK would anyway.
+            let store = session.store.clone();
+            if let Err(e) = crate::cluster::reads::wait_for_position(&store, position).await {
+                return error(e.to_protocol_error());
+            }
+            subscribe::subscribe(session, subscribe)
+        }
+        request @ (Request::Read { .. }
+        | Request::ReadAll { .. }
+        | Request::ReadTypes { .. }
+        | Request::Agg(_)) => {
+            session.read_after = Some(position);
+            let dispatched = dispatch(context, session, request).await;
+            session.read_after = None;
+            dispatched
+        }
+        other => error(ProtocolError::invalid_argument(format!(
+            "{} takes no after option",
+            other.operation()
+        ))),
     }
 }
 
@@ -597,12 +637,18 @@ fn read(
     let (started, started_rx) = oneshot::channel::<()>();
     session.last_read_started = Some(started_rx.map(|_| ()).boxed().shared());
     let store_metrics = store.metrics().clone();
+    let after = session.read_after.take();
     let linearizer = context.linearizer(store.name());
     let task = tokio::spawn(async move {
         if let Some(write) = earlier_write {
             write.await;
         }
-        if let Some(linearizer) = linearizer {
+        if let Some(position) = after {
+            if let Err(e) = crate::cluster::reads::wait_for_position(&store, position).await {
+                let _ = started.send(());
+                return Reply::Err(e.to_protocol_error());
+            }
+        } else if let Some(linearizer) = linearizer {
             if let Err(e) = linearizer.wait(&store).await {
                 let _ = started.send(());
                 return Reply::Err(e.to_protocol_error());

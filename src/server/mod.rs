@@ -71,7 +71,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let cluster = match (&config.cluster, raft_listener) {
         (Some(cluster_config), Some(raft_listener)) => {
             crate::cluster::check_node_id(&config.data_dir, cluster_config.node_id)?;
-            let cluster = crate::cluster::Cluster::new(cluster_config.clone(), local.to_string());
+            let client_url = cluster_config.client_url(local);
+            let cluster = crate::cluster::Cluster::new(cluster_config.clone(), client_url);
             tokio::spawn(crate::cluster::listener::accept_loop(
                 raft_listener,
                 cluster.clone(),

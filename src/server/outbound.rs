@@ -60,6 +60,7 @@ pub fn reply_bytes_bound(request: &Request) -> Option<usize> {
             MAX_READ_REPLY_BYTES
         }
         Request::Stats | Request::Cluster => 64 * 1024,
+        Request::After { request, .. } => return reply_bytes_bound(request),
         _ => return None,
     };
     Some(body.saturating_add(REPLY_HEADER_BYTES)).filter(|&bound| bound > SMALL_REPLY_BYTES)

@@ -17,6 +17,10 @@ use crate::options::ClientOptions;
 /// A client of one store. Cheap to clone: clones share the connection, and calls from any
 /// number of tasks are pipelined on it (replies come back in request order).
 ///
+/// The list of servers grows with what they tell about their cluster: every address in a
+/// greeting's `INFO` `cluster.client_urls` (up to [`MAX_LEARNED_SERVERS`]) is tried after the
+/// given ones, so a client given one node's address fails over to the others when it dies.
+///
 /// Calls retry, on the next server of the list, when the connection fails or the server
 /// answers a retryable code (`too_many_connections`, `shutting_down`, `storage_error`, `store_full`,
 /// `unavailable`);
@@ -24,6 +28,9 @@ use crate::options::ClientOptions;
 /// are safe to retry because every [`crate::EventData`] carries its id. Calls in flight when
 /// a connection fails are retried independently, so their order of effect is only the order
 /// of their replies; use expected versions where order matters.
+/// Most server addresses a client learns from greetings (`INFO` `cluster.client_urls`).
+pub const MAX_LEARNED_SERVERS: usize = 64;
+
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -36,6 +43,8 @@ struct Inner {
     /// Held while connecting, so a lost connection is re-established once, not by every
     /// waiting call. Holds the index of the next server to try (round-robin).
     connecting: tokio::sync::Mutex<usize>,
+    /// Addresses learned from greetings, beyond the options' servers, oldest first.
+    learned: Mutex<Vec<String>>,
     next_sid: AtomicU64,
 }
 
@@ -70,6 +79,7 @@ impl Client {
                 options,
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(0),
+                learned: Mutex::new(Vec::new()),
                 next_sid: AtomicU64::new(1),
             }),
         })
@@ -132,17 +142,19 @@ impl Client {
             return Ok(connection);
         }
         let options = &self.inner.options;
-        let servers = &options.servers;
+        let mut servers = self.servers();
         let mut last = String::new();
         for round in 0..=options.backoff.max_retries {
             if round > 0 {
                 tokio::time::sleep(options.backoff.delay(round - 1)).await;
             }
+            servers = self.servers();
             for _ in 0..servers.len() {
                 let addr = &servers[*next_server % servers.len()];
                 *next_server = next_server.wrapping_add(1);
                 match Connection::open(addr, options).await {
                     Ok(connection) => {
+                        self.learn(&connection);
                         *self.inner.current.lock().expect("current lock") =
                             Some(connection.clone());
                         return Ok(connection);
@@ -157,6 +169,34 @@ impl Client {
             attempts: options.backoff.max_retries + 1,
             last,
         })
+    }
+
+    /// The servers to try: the options' list, then the addresses learned from greetings.
+    pub fn servers(&self) -> Vec<String> {
+        let mut servers = self.inner.options.servers.clone();
+        servers.extend(
+            self.inner
+                .learned
+                .lock()
+                .expect("learned lock")
+                .iter()
+                .cloned(),
+        );
+        servers
+    }
+
+    /// Adds the cluster's client addresses a greeting names to the servers to try.
+    fn learn(&self, connection: &Connection) {
+        let Some(cluster) = &connection.info.cluster else {
+            return;
+        };
+        let mut learned = self.inner.learned.lock().expect("learned lock");
+        for url in cluster.client_urls.values() {
+            let known = self.inner.options.servers.contains(url) || learned.contains(url);
+            if !known && learned.len() < MAX_LEARNED_SERVERS {
+                learned.push(url.clone());
+            }
+        }
     }
 
     fn live_connection(&self) -> Option<Arc<Connection>> {

@@ -25,6 +25,24 @@ pub struct ServerInfo {
     /// Each store's Raft group when the connection opened (empty from a server without it).
     #[serde(deserialize_with = "raft_by_store")]
     pub raft: BTreeMap<String, RaftStatus>,
+    /// On a node of a cluster: the node, the leader, the voters, and where clients reach each
+    /// node (`None` from a single server). The client fails over to those addresses too.
+    #[serde(deserialize_with = "lenient")]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// `INFO`'s `cluster`: a cluster as the node that greeted the client sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterInfo {
+    pub node_id: u64,
+    /// `None` during an election.
+    pub leader_id: Option<u64>,
+    /// The voters' node ids.
+    pub members: Vec<u64>,
+    /// Node id (as a string) → the `host:port` its clients connect to, for the nodes the
+    /// greeting node heard from lately (itself included).
+    pub client_urls: BTreeMap<String, String>,
 }
 
 /// A store's Raft group as one node sees it (`raft` in `INFO` and `STATS`). Every write goes
@@ -145,6 +163,16 @@ mod tests {
         assert_eq!(stats.stores["old"].raft, None);
         let old: ServerInfo = serde_json::from_str(r#"{"stores":["a"],"raft":null}"#).unwrap();
         assert!(old.raft.is_empty());
+        assert_eq!(old.cluster, None);
+        let node: ServerInfo = serde_json::from_str(
+            r#"{"cluster":{"node_id":2,"leader_id":null,"members":[1,2],"client_urls":{"1":"h:1","2":"h:2"}}}"#,
+        )
+        .unwrap();
+        let cluster = node.cluster.expect("cluster");
+        assert_eq!((cluster.node_id, cluster.leader_id), (2, None));
+        assert_eq!(cluster.client_urls["1"], "h:1");
+        let odd: ServerInfo = serde_json::from_str(r#"{"cluster":"one"}"#).unwrap();
+        assert_eq!(odd.cluster, None, "a cluster of another shape is left out");
         let electing: RaftStatus =
             serde_json::from_str(r#"{"state":"candidate","leader_id":null}"#).unwrap();
         assert_eq!(

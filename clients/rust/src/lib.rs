@@ -42,7 +42,7 @@ pub use aggregate::{fold_events, Aggregate, AggregateOptions};
 pub use client::Client;
 pub use error::{Error, Result};
 pub use event::{AppendResult, EventData, RecordedEvent, UnreadableEvent};
-pub use info::{RaftStatus, ServerInfo, Stats, StoreStats};
+pub use info::{ClusterInfo, RaftStatus, ServerInfo, Stats, StoreStats};
 pub use options::{Backoff, ClientOptions, Credentials, TlsOptions};
 pub use psub::{PersistentSubscriptions, SubscriptionInfo};
 pub use read::{EventStream, ReadOptions};

@@ -1,5 +1,6 @@
 //! One file per operation family: how each is parsed and encoded, with its syntax.
 
+pub mod after;
 pub mod agg;
 pub mod append;
 pub mod cluster;
