@@ -10,7 +10,9 @@
 //!
 //! - [`types`]: the openraft type configuration.
 //! - [`node`]: starting a store's group, its status (`INFO`, `STATS`), shutdown.
+//! - [`log_check`]: the read-only check of a log's segments, for `esdb verify`.
 
+pub mod log_check;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -9,10 +9,13 @@
 //! - [`read`]: reads, straight from LMDB.
 //! - [`snapshots`]: snapshot records and their reads; [`aggregate`]: `AGG`, the fold of a
 //!   stream inside one read transaction.
-//! - [`record`]: the event record JSON.
+//! - [`record`]: the event record JSON; [`checksum`]: the CRC32C every stored record carries,
+//!   checked on every read; [`upgrade`]: rewrites older stores' records with it on open;
+//!   [`scrub`]: the background scrubber; [`verify`]: `esdb verify`'s offline check.
 //! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
 
 pub mod aggregate;
+pub mod checksum;
 pub mod command;
 pub mod committed;
 pub mod error;
@@ -20,8 +23,11 @@ pub mod progress;
 pub mod read;
 pub mod record;
 pub mod schema;
+pub mod scrub;
 pub mod snapshots;
 pub mod subscriptions;
+pub mod upgrade;
+pub mod verify;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -47,7 +53,7 @@ use schema::{
 use writer::WRITE_QUEUE_CAPACITY;
 pub use writer::{ApplyJob, JobEntry, WriteRequest, WriteResult};
 
-use crate::metrics::StoreMetrics;
+use crate::metrics::{FoundBy, StoreMetrics};
 
 /// LMDB reader slots: one per concurrent read transaction (reads run on tokio's blocking pool,
 /// at most 512 threads, and are bounded further by the server).
@@ -90,6 +96,8 @@ pub struct Store {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<StoreMetrics>,
     page_size_bytes: u64,
+    /// The background scrubber, once started ([`Store::start_scrubber`]).
+    scrubber: Mutex<Option<scrub::Scrubber>>,
 }
 
 /// Per-store counts for `STATS` and `/stats`.
@@ -145,6 +153,7 @@ impl Store {
         let progress = Arc::new(ApplyProgress::new(0));
         let waiters = Arc::new(Waiters::default());
         let applying = writer::Applying {
+            name: name.to_owned(),
             env: env.clone(),
             dbs,
             progress: progress.clone(),
@@ -174,7 +183,27 @@ impl Store {
             writer_thread: Mutex::new(Some(writer_thread)),
             metrics,
             page_size_bytes,
+            scrubber: Mutex::new(None),
         })
+    }
+
+    /// Starts the background scrubber ([`scrub`]) at `records_per_sec`; 0 starts nothing.
+    pub fn start_scrubber(&self, records_per_sec: u64) -> Result<(), StoreError> {
+        if records_per_sec == 0 {
+            return Ok(());
+        }
+        let scrubber = scrub::Scrubber::start(
+            &self.name,
+            self.env.clone(),
+            self.dbs,
+            self.metrics.clone(),
+            records_per_sec,
+        )
+        .map_err(|e| StoreError::Storage(format!("spawning the scrubber: {e}")))?;
+        if let Some(old) = self.scrubber.lock().expect("scrubber mutex").replace(scrubber) {
+            old.stop();
+        }
+        Ok(())
     }
 
     /// The queue of submitted writes, once: the Raft proposer drains it.
@@ -330,7 +359,16 @@ impl Store {
     ) -> Result<T, StoreError> {
         self.progress.wait_visible()?;
         let txn = self.env.read_txn()?;
-        f(&txn, &self.dbs)
+        let result = f(&txn, &self.dbs);
+        if let Err(StoreError::Checksum(corruption)) = &result {
+            checksum::report(
+                &self.name,
+                &self.metrics.integrity,
+                corruption,
+                FoundBy::Read,
+            );
+        }
+        result
     }
 
     /// Stops the apply thread and closes the environment. Waits up to `deadline` for other
@@ -358,8 +396,13 @@ impl Store {
             writes,
             applies,
             writer_thread,
+            scrubber,
             ..
         } = store;
+        // It holds the environment, which must be let go before it closes.
+        if let Some(scrubber) = scrubber.lock().expect("scrubber mutex").take() {
+            scrubber.stop();
+        }
         drop(writes);
         drop(applies);
         // The apply thread ends once the Raft node's applier is gone too.
@@ -447,27 +490,33 @@ fn open_env(dir: &Path, options: &StoreOptions) -> Result<Env<WithoutTls>, Store
     }
 }
 
-/// Refuses a store written by a newer format; stamps the current format on a new or older one.
+/// Refuses a store written by a newer format; upgrades a new or older one to this format.
 fn check_format(env: &Env<WithoutTls>, dbs: &Databases, dir: &Path) -> Result<(), StoreError> {
-    let mut txn = env.write_txn()?;
-    let found = dbs.meta.get(&txn, META_FORMAT_VERSION)?;
+    let found = {
+        let txn = env.read_txn()?;
+        dbs.meta.get(&txn, META_FORMAT_VERSION)?
+    };
     match found {
-        Some(version) if version > FORMAT_VERSION => {
-            return Err(StoreError::Storage(format!(
-                "{} was written by a newer esdb (store format {version}; this build reads up to \
-                 {FORMAT_VERSION}): refusing to open it",
-                dir.display()
-            )));
+        Some(version) if version > FORMAT_VERSION => Err(StoreError::Storage(format!(
+            "{} was written by a newer esdb (store format {version}; this build reads up to \
+             {FORMAT_VERSION}): refusing to open it",
+            dir.display()
+        ))),
+        Some(version) if version == FORMAT_VERSION => Ok(()),
+        _ => {
+            let upgraded = upgrade::upgrade(env, dbs, found)?;
+            if upgraded != upgrade::Upgraded::default() {
+                tracing::info!(
+                    dir = %dir.display(),
+                    from_format = found.unwrap_or(1),
+                    events = upgraded.events,
+                    snapshots = upgraded.snapshots,
+                    "upgraded the store's records to format {FORMAT_VERSION} (checksums)"
+                );
+            }
+            Ok(())
         }
-        Some(version) if version == FORMAT_VERSION => return Ok(()),
-        // Format 1 (no version key) needs nothing but the stamp: its records and indexes are
-        // the same, and it has no Raft log, so the log starts empty at its current state.
-        _ => dbs
-            .meta
-            .put(&mut txn, META_FORMAT_VERSION, &FORMAT_VERSION)?,
     }
-    txn.commit()?;
-    Ok(())
 }
 
 /// Every store this server serves, by name.
@@ -530,5 +579,7 @@ impl Stores {
 
 #[cfg(test)]
 mod format_tests;
+#[cfg(test)]
+mod integrity_tests;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ use heed::RoTxn;
 use esdb_protocol::limits::MAX_READ_REPLY_BYTES;
 use esdb_protocol::{Direction, ReadStart};
 
+use crate::store::checksum;
 use crate::store::schema::{
     stream_index_key, type_index_key, type_index_position, Databases, StreamMeta,
 };
@@ -91,14 +92,42 @@ pub(crate) fn live_meta(
     Ok(meta)
 }
 
+/// The record JSON at `position`, its checksum checked (every read of an event goes through
+/// here or [`checked`]).
 pub(crate) fn record_at<'t>(
     txn: &'t RoTxn,
     dbs: &Databases,
     position: u64,
 ) -> Result<&'t [u8], StoreError> {
-    dbs.events
-        .get(txn, &position)?
-        .ok_or_else(|| StoreError::Corrupt(format!("index points at missing position {position}")))
+    let stored = dbs.events.get(txn, &position)?.ok_or_else(|| {
+        StoreError::Corrupt(format!("index points at missing position {position}"))
+    })?;
+    checked((position, stored))
+}
+
+/// The record JSON of an `events` entry, its checksum checked.
+pub(crate) fn checked((position, stored): (u64, &[u8])) -> Result<&[u8], StoreError> {
+    Ok(checksum::unseal_event(position, stored)?)
+}
+
+/// [`record_at`] for an entry of `stream`'s index: a damaged record is named by its stream and
+/// version (from the index key, not from the damaged bytes) as well as its position.
+pub(crate) fn stream_record_at<'t>(
+    txn: &'t RoTxn,
+    dbs: &Databases,
+    stream: &str,
+    index_key: &[u8],
+    position: u64,
+) -> Result<&'t [u8], StoreError> {
+    record_at(txn, dbs, position).map_err(|error| match error {
+        StoreError::Checksum(corruption) => {
+            let version = index_key
+                .get(8..16)
+                .map_or(0, |v| u64::from_be_bytes(v.try_into().expect("8 bytes")));
+            corruption.at(stream, version).into()
+        }
+        other => other,
+    })
 }
 
 /// `READ`: events of one stream by version.
@@ -134,8 +163,8 @@ pub fn read_stream(
                 if page.is_full() {
                     break;
                 }
-                let (_, position) = entry?;
-                page.push(record_at(txn, dbs, position)?);
+                let (key, position) = entry?;
+                page.push(stream_record_at(txn, dbs, stream, key, position)?);
             }
         }
         Direction::Backward => {
@@ -154,8 +183,8 @@ pub fn read_stream(
                 if page.is_full() {
                     break;
                 }
-                let (_, position) = entry?;
-                page.push(record_at(txn, dbs, position)?);
+                let (key, position) = entry?;
+                page.push(stream_record_at(txn, dbs, stream, key, position)?);
             }
         }
     }
@@ -182,7 +211,7 @@ pub fn read_all(
                 if page.is_full() {
                     break;
                 }
-                page.push(entry?.1);
+                page.push(checked(entry?)?);
             }
         }
         (Direction::Backward, start) => {
@@ -194,7 +223,7 @@ pub fn read_all(
                 if page.is_full() {
                     break;
                 }
-                page.push(entry?.1);
+                page.push(checked(entry?)?);
             }
         }
     }
