@@ -402,8 +402,10 @@ impl Metrics {
             read_latency: self.read_latency.with_label_values(s),
             unreadable_events: self.unreadable_events.with_label_values(s),
             integrity: IntegrityMetrics {
-                corrupt_found_by: FoundBy::ALL
-                    .map(|by| self.corrupt_records.with_label_values(&[store, by.as_str()])),
+                corrupt_found_by: FoundBy::ALL.map(|by| {
+                    self.corrupt_records
+                        .with_label_values(&[store, by.as_str()])
+                }),
                 scrubbed_records: self.scrub_records.with_label_values(s),
                 scrub_passes: self.scrub_passes.with_label_values(s),
             },

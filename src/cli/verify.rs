@@ -15,7 +15,8 @@ use crate::raft::node::LOG_DIR;
 use crate::store::verify::verify_store;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Stop the server first: verify refuses while one holds the data directory.
+#[command(
+    after_help = "Stop the server first: verify refuses while one holds the data directory.
 
 Example:
   esdb verify ./esdb-data
@@ -23,7 +24,8 @@ Example:
   log default/raft-log: 1 segment, 310 entries (index 1..310): ok
   verify: no damage found in 1 store
 
-Exit codes: 0 no damage, 1 damage found (each problem printed) or the check could not run.")]
+Exit codes: 0 no damage, 1 damage found (each problem printed) or the check could not run."
+)]
 pub struct VerifyArgs {
     /// The server's --data-dir: one subdirectory per store.
     pub data_dir: PathBuf,

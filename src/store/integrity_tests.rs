@@ -72,14 +72,19 @@ async fn fill(store: &Store) {
 }
 
 fn read_all(store: &Store) -> Result<EventsPage, StoreError> {
-    store.with_read(|txn, dbs| {
-        read::read_all(txn, dbs, ReadStart::At(0), 100, Direction::Forward)
-    })
+    store.with_read(|txn, dbs| read::read_all(txn, dbs, ReadStart::At(0), 100, Direction::Forward))
 }
 
 fn read_stream(store: &Store, from: u64, count: u64) -> Result<EventsPage, StoreError> {
     store.with_read(|txn, dbs| {
-        read::read_stream(txn, dbs, "s", ReadStart::At(from), count, Direction::Forward)
+        read::read_stream(
+            txn,
+            dbs,
+            "s",
+            ReadStart::At(from),
+            count,
+            Direction::Forward,
+        )
     })
 }
 
@@ -159,7 +164,9 @@ async fn a_damaged_record_is_refused_by_every_read_and_counted() {
     assert!(error.to_string().contains("position 4"), "{error}");
     let error = read_stream(store, 0, 10).unwrap_err();
     assert!(
-        error.to_string().contains("position 4 (stream s, version 4)"),
+        error
+            .to_string()
+            .contains("position 4 (stream s, version 4)"),
         "{error}"
     );
     let error = store
@@ -170,7 +177,11 @@ async fn a_damaged_record_is_refused_by_every_read_and_counted() {
     let error = store
         .with_read(|txn, dbs| aggregate::aggregate(txn, dbs, &request))
         .unwrap_err();
-    assert_eq!(error.to_protocol_error().code, ErrorCode::Corrupt, "{error}");
+    assert_eq!(
+        error.to_protocol_error().code,
+        ErrorCode::Corrupt,
+        "{error}"
+    );
     assert_eq!(corrupt_read_count(store), before + 4);
 
     // The records around it still read, byte for byte as before.
@@ -187,7 +198,11 @@ async fn a_damaged_record_is_refused_by_every_read_and_counted() {
     assert!(report.checksummed);
     assert_eq!(report.events, 10);
     assert_eq!(report.problem_count, 1, "{:?}", report.problems);
-    assert!(report.problems[0].contains("position 4"), "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("position 4"),
+        "{:?}",
+        report.problems
+    );
 }
 
 #[tokio::test]
@@ -232,8 +247,12 @@ async fn a_format_2_store_is_sealed_on_open_even_after_an_interrupted_upgrade() 
             .put(txn, &key, &checksum::seal(&key, bare))
             .unwrap();
         let meta = dbs.meta;
-        meta.put(txn, META_UPGRADE_EVENTS_SEALED_BEFORE, &6).unwrap();
-        assert!(meta.get(txn, META_UPGRADE_SNAPSHOTS_SEALED).unwrap().is_none());
+        meta.put(txn, META_UPGRADE_EVENTS_SEALED_BEFORE, &6)
+            .unwrap();
+        assert!(meta
+            .get(txn, META_UPGRADE_SNAPSHOTS_SEALED)
+            .unwrap()
+            .is_none());
     });
     let opened = open("integrity-upgrade", dir.path()).await;
     assert_eq!(read_all(&opened.store).unwrap(), intact);

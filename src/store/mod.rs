@@ -200,7 +200,12 @@ impl Store {
             records_per_sec,
         )
         .map_err(|e| StoreError::Storage(format!("spawning the scrubber: {e}")))?;
-        if let Some(old) = self.scrubber.lock().expect("scrubber mutex").replace(scrubber) {
+        if let Some(old) = self
+            .scrubber
+            .lock()
+            .expect("scrubber mutex")
+            .replace(scrubber)
+        {
             old.stop();
         }
         Ok(())

@@ -64,7 +64,10 @@ pub fn load_latest<'t>(
     {
         Some(entry) => {
             let (key, stored) = entry?;
-            Ok(Some((snapshot_key_version(key)?, checked(stream, key, stored)?)))
+            Ok(Some((
+                snapshot_key_version(key)?,
+                checked(stream, key, stored)?,
+            )))
         }
         None => Ok(None),
     }

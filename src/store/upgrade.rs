@@ -56,7 +56,8 @@ pub fn upgrade(
     // Formats 1 and 2 need nothing else: format 1 differs from 2 only in having no Raft log,
     // so the log starts empty at its current state.
     let mut txn = env.write_txn()?;
-    dbs.meta.delete(&mut txn, META_UPGRADE_EVENTS_SEALED_BEFORE)?;
+    dbs.meta
+        .delete(&mut txn, META_UPGRADE_EVENTS_SEALED_BEFORE)?;
     dbs.meta
         .put(&mut txn, META_FORMAT_VERSION, &FORMAT_VERSION)?;
     txn.commit()?;
@@ -75,7 +76,10 @@ fn seal_snapshots(env: &Env<WithoutTls>, dbs: &Databases) -> Result<u64, StoreEr
         {
             return Ok(sealed_now);
         }
-        let done = dbs.meta.get(&txn, META_UPGRADE_SNAPSHOTS_SEALED)?.unwrap_or(0);
+        let done = dbs
+            .meta
+            .get(&txn, META_UPGRADE_SNAPSHOTS_SEALED)?
+            .unwrap_or(0);
         let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut bytes = 0;
         // Nothing else writes during the upgrade, so the first `done` keys are the ones sealed.

@@ -232,7 +232,8 @@ fn check(txn: &RoTxn, opened: Opened) -> heed::Result<StoreReport> {
         let (key, position) = entry?;
         counts[1] += 1;
         if events.get(txn, &position)?.is_none() {
-            let id = Uuid::from_slice(key).map_or_else(|_| format!("{key:02x?}"), |id| id.to_string());
+            let id =
+                Uuid::from_slice(key).map_or_else(|_| format!("{key:02x?}"), |id| id.to_string());
             dangling(&mut report, "event_ids", id, position);
         }
     }
@@ -249,7 +250,10 @@ fn check(txn: &RoTxn, opened: Opened) -> heed::Result<StoreReport> {
             Err(error) => report.problem(format!("type_index: {error}")),
         }
     }
-    for (name, count) in ["stream_index", "event_ids", "type_index"].iter().zip(counts) {
+    for (name, count) in ["stream_index", "event_ids", "type_index"]
+        .iter()
+        .zip(counts)
+    {
         report.index_entries += count;
         if count != report.events {
             report.problem(format!(
