@@ -63,6 +63,9 @@ pub mod small {
     pub const MAX_PENDING_BYTES: u64 = 4 << 20;
     pub const MAX_PENDING_BYTES_TOTAL: u64 = 32 << 20;
     pub const MAX_READ_BYTES_IN_FLIGHT: u64 = 16 << 20;
+    /// No background scrubber: a small device's flash and CPU are better left idle
+    /// (`esdb verify` checks offline).
+    pub const SCRUB_RECORDS_PER_SEC: u64 = 0;
 }
 
 /// The default of a setting: the small profile's under `--small`, else the built-in one.
@@ -173,6 +176,10 @@ pub struct ServeArgs {
     /// Listen backlog of the protocol port [default: 1024].
     #[arg(long, env = "ESDB_LISTEN_BACKLOG")]
     pub listen_backlog: Option<u32>,
+    /// Records per second the background scrubber checks in each store (their checksums);
+    /// 0 turns it off [default: 1000; 0 under --small].
+    #[arg(long, env = "ESDB_SCRUB_RECORDS_PER_SEC")]
+    pub scrub_records_per_sec: Option<u64>,
     /// Emitter tasks per store fanning events out to subscribers [default: number of cores].
     #[arg(long, env = "ESDB_EMITTERS")]
     pub emitters: Option<usize>,
@@ -251,6 +258,7 @@ struct FileConfig {
     max_pending_bytes_total: Option<u64>,
     max_read_bytes_in_flight: Option<u64>,
     listen_backlog: Option<u32>,
+    scrub_records_per_sec: Option<u64>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     console_writes: Option<bool>,
@@ -291,6 +299,8 @@ pub struct Config {
     pub max_pending_bytes_total: u64,
     pub max_read_bytes_in_flight: u64,
     pub listen_backlog: u32,
+    /// `--scrub-records-per-sec` (src/store/scrub.rs); 0: no scrubber.
+    pub scrub_records_per_sec: u64,
     pub log_level: Option<String>,
     pub log_format: LogFormat,
     /// Whether the web console may offer writes (`--console-writes`).
@@ -413,6 +423,14 @@ impl Config {
                 small::LISTEN_BACKLOG,
                 DEFAULT_LISTEN_BACKLOG,
             )),
+            scrub_records_per_sec: args
+                .scrub_records_per_sec
+                .or(file.scrub_records_per_sec)
+                .unwrap_or(pick(
+                    small,
+                    small::SCRUB_RECORDS_PER_SEC,
+                    crate::store::scrub::DEFAULT_SCRUB_RECORDS_PER_SEC,
+                )),
             emitters: args.emitters.or(file.emitters).unwrap_or_else(|| {
                 if small {
                     self::small::EMITTERS

@@ -16,7 +16,8 @@
 //!    ([`store::progress`]: the waiters, and the barrier every read waits on until what it must
 //!    see is committed); reads run straight on LMDB ([`store::read`]; snapshots in
 //!    [`store::snapshots`], `AGG` in [`store::aggregate`], around the pure fold in
-//!    `esdb_protocol::aggregate`).
+//!    `esdb_protocol::aggregate`). Every stored record carries a CRC32C, checked on each
+//!    read ([`store::checksum`]); [`store::scrub`] walks the records in the background.
 //! 5. **Answered** in [`server::connection`]: replies go out in request order.
 //!
 //! # Modules
@@ -38,7 +39,7 @@
 //!   leader, linearizable reads on any node (read index), reads `after <position>` (wait for
 //!   this node to apply it); each store one Raft group.
 //! - [`cli`]: every subcommand but `serve`: the command line client, on the `esdb-client`
-//!   crate (`clients/rust`).
+//!   crate (`clients/rust`), and `verify`, the offline check of a stopped server's data.
 //!
 //! The wire protocol is specified in `protocol/PROTOCOL.md`.
 

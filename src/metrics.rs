@@ -134,6 +134,9 @@ pub struct Metrics {
     subscription_lag: HistogramVec,
     subscription_catchup_fallbacks: IntCounterVec,
     unreadable_events: IntCounterVec,
+    corrupt_records: IntCounterVec,
+    scrub_records: IntCounterVec,
+    scrub_passes: IntCounterVec,
     snapshot_saved: IntCounterVec,
     snapshot_loaded: IntCounterVec,
     snapshot_size: HistogramVec,
@@ -384,6 +387,23 @@ impl Metrics {
                  with the reason, or an AGG error.",
                 store,
             ),
+            corrupt_records: counter(
+                "corrupt_records_total",
+                "Stored records found failing their checksum (never served), by who found \
+                 them: read (a request, answered -ERR corrupt), scrub (the background \
+                 scrubber), apply (a write's duplicate check, which stops the store).",
+                &["store", "found_by"],
+            ),
+            scrub_records: counter(
+                "scrub_records_total",
+                "Stored records (events and snapshots) the background scrubber has checked.",
+                store,
+            ),
+            scrub_passes: counter(
+                "scrub_passes_total",
+                "Whole passes of the background scrubber over a store.",
+                store,
+            ),
             snapshot_saved: counter("snapshot_saved_total", "Snapshots saved.", store),
             snapshot_loaded: counter("snapshot_loaded_total", "Snapshots loaded.", store),
             snapshot_size: histogram(
@@ -429,6 +449,14 @@ impl Metrics {
             read_events: self.read_events.with_label_values(s),
             read_latency: self.read_latency.with_label_values(s),
             unreadable_events: self.unreadable_events.with_label_values(s),
+            integrity: IntegrityMetrics {
+                corrupt_found_by: FoundBy::ALL.map(|by| {
+                    self.corrupt_records
+                        .with_label_values(&[store, by.as_str()])
+                }),
+                scrubbed_records: self.scrub_records.with_label_values(s),
+                scrub_passes: self.scrub_passes.with_label_values(s),
+            },
             map_size_bytes: self.storage_map_size.with_label_values(s),
             used_bytes: self.storage_used.with_label_values(s),
             last_position: self.storage_last_position.with_label_values(s),
@@ -519,6 +547,50 @@ pub struct StoreMetrics {
     pub last_position: IntGauge,
     pub subscriptions: SubscriptionMetrics,
     pub snapshots: SnapshotMetrics,
+    pub integrity: IntegrityMetrics,
+}
+
+/// Who found a damaged record: the `found_by` label of `esdb_corrupt_records_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundBy {
+    /// A request's read (answered `-ERR corrupt`).
+    Read,
+    /// The background scrubber.
+    Scrub,
+    /// An apply's duplicate or idempotency check (the store stops).
+    Apply,
+}
+
+impl FoundBy {
+    pub const ALL: [FoundBy; 3] = [FoundBy::Read, FoundBy::Scrub, FoundBy::Apply];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FoundBy::Read => "read",
+            FoundBy::Scrub => "scrub",
+            FoundBy::Apply => "apply",
+        }
+    }
+}
+
+/// Handles for record checksums of one store (src/store/checksum.rs, src/store/scrub.rs).
+pub struct IntegrityMetrics {
+    /// Records failing their checksum, in the order of [`FoundBy::ALL`].
+    corrupt_found_by: [IntCounter; 3],
+    pub scrubbed_records: IntCounter,
+    pub scrub_passes: IntCounter,
+}
+
+impl IntegrityMetrics {
+    /// Counts one damaged record.
+    pub fn corrupt(&self, found_by: FoundBy) {
+        self.corrupt_found_by[found_by as usize].inc();
+    }
+
+    /// Damaged records found so far by `found_by`.
+    pub fn corrupt_count(&self, found_by: FoundBy) -> u64 {
+        self.corrupt_found_by[found_by as usize].get()
+    }
 }
 
 /// Handles for the subscription feature of one store.

@@ -65,6 +65,9 @@ pub enum ErrorCode {
     /// A stored record breaks the rules every reader relies on (written by an older version,
     /// or damaged on disk): it cannot be folded or matched. The message names its position.
     UnreadableEvent,
+    /// A stored record fails its checksum (damaged on disk): it is never served. The message
+    /// names the store's record (position, or stream and version).
+    Corrupt,
     /// The server requires authentication and the connection has not authenticated: only
     /// `CONNECT`, `PING`, `PONG`, `HELP` and `INFO` are accepted before a successful `CONNECT`.
     AuthRequired,
@@ -79,7 +82,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 29] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 30] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -104,6 +107,7 @@ pub const ALL_ERROR_CODES: [ErrorCode; 29] = [
     ErrorCode::StoreFull,
     ErrorCode::Unavailable,
     ErrorCode::UnreadableEvent,
+    ErrorCode::Corrupt,
     ErrorCode::AuthRequired,
     ErrorCode::AuthFailed,
     ErrorCode::PermissionDenied,
@@ -139,6 +143,7 @@ impl ErrorCode {
             ErrorCode::StoreFull => "store_full",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::UnreadableEvent => "unreadable_event",
+            ErrorCode::Corrupt => "corrupt",
             ErrorCode::AuthRequired => "auth_required",
             ErrorCode::AuthFailed => "auth_failed",
             ErrorCode::PermissionDenied => "permission_denied",

@@ -8,6 +8,7 @@
 //! - [`tail`] (catch-up, following live) and [`sub`] (a persistent consumer, `--exec`);
 //! - [`backup`]: `export` and `import`; [`bench`]: `bench quick`;
 //! - [`context`]: saved connection settings; [`completions`]: shell completions;
+//! - [`verify`]: `verify`, the offline integrity check of a data directory (no server);
 //! - [`common`] (flags every client subcommand takes, exit codes), [`output`] (NDJSON or
 //!   readable lines), [`selector`] (the selector flags of `tail` and `sub`).
 //!
@@ -29,6 +30,7 @@ pub mod stats;
 pub mod streams;
 pub mod sub;
 pub mod tail;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -94,6 +96,9 @@ pub enum ClientCommand {
     Context(context::ContextCommand),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Check a stopped server's data directory offline: every record's checksum, the indexes,
+    /// the Raft log.
+    Verify(verify::VerifyArgs),
 }
 
 /// Runs a client subcommand to its exit code.
@@ -134,5 +139,6 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Import(args) => backup::import(args).await,
         ClientCommand::Context(command) => context::run(command),
         ClientCommand::Completions(args) => completions::run(args),
+        ClientCommand::Verify(args) => verify::run(args),
     }
 }

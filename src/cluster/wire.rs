@@ -126,6 +126,9 @@ impl From<StoreError> for WireError {
             StoreError::Storage(message) => WireError::Storage(message),
             StoreError::Full(message) => WireError::Full(message),
             StoreError::Corrupt(message) => WireError::Corrupt(message),
+            // A forwarded write's duplicate check met a damaged record on the leader, which
+            // stops: to the follower, an invariant broken there.
+            StoreError::Checksum(corruption) => WireError::Corrupt(corruption.to_string()),
             StoreError::Unreadable(message) => WireError::Unreadable(message),
             // The leader stopping mid-write is an unknown outcome for the follower's client,
             // whose own node is not shutting down.

@@ -11,7 +11,9 @@
 //! - [`types`]: the openraft type configuration.
 //! - [`node`]: starting a store's group, its status (`INFO`, `STATS`), shutdown.
 //! - [`observe`]: the group's metrics on `/metrics` and its `cluster.leader.elected` events.
+//! - [`log_check`]: the read-only check of a log's segments, for `esdb verify`.
 
+pub mod log_check;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -86,6 +86,29 @@ fn config(store: &str) -> Result<Config, String> {
     .map_err(|e| format!("raft config: {e}"))
 }
 
+/// Refuses to start a group whose log ends before what the store has applied: the log lost
+/// entries it had made durable (a damaged or truncated segment, cut on open), and openraft
+/// would panic on the inconsistency. A clear refusal instead; `esdb verify` names the damage.
+fn check_log_covers_applied(
+    name: &str,
+    log: &LogStore,
+    state_machine: &StateMachine,
+) -> Result<(), String> {
+    let (log_end, applied) = (log.last_log_id(), state_machine.last_applied());
+    if log_end < applied {
+        let index = |id: Option<crate::raft::types::LogId>| id.map_or(0, |id| id.index);
+        return Err(format!(
+            "store {name}: its Raft log ends at index {}, but the store has applied entries \
+             through {}: the log lost entries it had made durable (damaged or truncated on \
+             disk); refusing to start. Run `esdb verify` on the data directory, and restore it \
+             from a backup or a healthy node",
+            index(log_end),
+            index(applied)
+        ));
+    }
+    Ok(())
+}
+
 impl Node {
     /// Opens the store's log, starts its group (initializing a new one), and returns once this
     /// node leads and has applied its whole log; then starts draining the store's write queue.
@@ -97,6 +120,7 @@ impl Node {
         let applier = store.applier().map_err(|e| e.to_string())?;
         let state_machine = StateMachine::open(applier, log_dir.clone())
             .map_err(|e| format!("state machine: {e}"))?;
+        check_log_covers_applied(&name, &log, &state_machine)?;
         let raft = Raft::new(
             SINGLE_NODE_ID,
             Arc::new(config(&name)?),
@@ -179,6 +203,7 @@ impl Node {
         let applier = store.applier().map_err(|e| e.to_string())?;
         let state_machine = StateMachine::open(applier, log_dir.clone())
             .map_err(|e| format!("state machine: {e}"))?;
+        check_log_covers_applied(&name, &log, &state_machine)?;
         let mut raft_config = config(&name)?;
         raft_config.max_in_snapshot_log_to_keep = CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT;
         let network = crate::raft::network::ClusterNetwork {

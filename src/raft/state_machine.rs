@@ -68,6 +68,11 @@ impl StateMachine {
             dir,
         })
     }
+
+    /// The last log id the store has applied.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.applied.last_applied
+    }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {

@@ -68,6 +68,11 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     };
     let stores = Stores::open(&config.data_dir, &config.stores, &options)
         .map_err(|e| format!("opening stores in {}: {e}", config.data_dir.display()))?;
+    for store in stores.iter() {
+        store
+            .start_scrubber(config.scrub_records_per_sec)
+            .map_err(|e| format!("store {}: {e}", store.name()))?;
+    }
     let cluster = match (&config.cluster, raft_listener) {
         (Some(cluster_config), Some(raft_listener)) => {
             crate::cluster::check_node_id(&config.data_dir, cluster_config.node_id)?;

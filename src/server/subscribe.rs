@@ -427,9 +427,10 @@ fn parked_events(
             break;
         }
         let position = entry.position;
-        let record = dbs.events.get(txn, &position)?.ok_or_else(|| {
+        let stored = dbs.events.get(txn, &position)?.ok_or_else(|| {
             StoreError::Corrupt(format!("parked position {position} has no event"))
         })?;
+        let record = crate::store::checksum::unseal_event(position, stored)?;
         if listed > 0 {
             body.push(b',');
         }

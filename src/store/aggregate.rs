@@ -15,7 +15,7 @@ use esdb_protocol::limits::{
 use esdb_protocol::ops::agg::AggRequest;
 
 use crate::store::clock::wall_clock_us;
-use crate::store::read::{inclusive, live_meta, record_at};
+use crate::store::read::{inclusive, live_meta, stream_record_at};
 use crate::store::retention::first_shown;
 use crate::store::schema::{stream_index_key, Databases, StreamMeta};
 use crate::store::snapshots::{load_latest, record_data};
@@ -126,8 +126,8 @@ fn fold_events(
     };
     let mut folded_bytes = 0usize;
     for entry in entries {
-        let (_, position) = entry?;
-        let record = record_at(txn, dbs, position)?;
+        let (key, position) = entry?;
+        let record = stream_record_at(txn, dbs, &request.stream, key, position)?;
         folded_bytes += record.len();
         if folded_bytes > MAX_AGGREGATE_EVENT_BYTES {
             return Err(too_large(

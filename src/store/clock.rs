@@ -114,7 +114,10 @@ pub(crate) fn build_index(txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<u64, S
     let mut entries: Vec<(u64, u64)> = Vec::new();
     let mut last: Option<u64> = None;
     for entry in dbs.events.iter(txn)? {
-        let (position, record) = entry?;
+        let (position, stored) = entry?;
+        // Records of a format before 3 are plain JSON; a store whose checksum upgrade (format
+        // 4) was interrupted before this index existed may hold sealed ones too.
+        let record = crate::store::checksum::unseal_event(position, stored).unwrap_or(stored);
         let time: RecordTime = serde_json::from_slice(record)
             .map_err(|e| StoreError::Corrupt(format!("record at {position}: {e}")))?;
         if last.is_none_or(|last| time.epoch_us > last) {

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use esdb_protocol::ExpectedVersion;
 
+use crate::store::checksum;
 use crate::store::clock::{commit_time, index_commit};
 use crate::store::committed::CommittedEvent;
 use crate::store::lifecycle;
@@ -299,6 +300,8 @@ fn apply_append(
             &event.data,
             event.metadata.as_deref(),
         );
+        let json_len = record.len();
+        let record = checksum::seal(&position.to_be_bytes(), record);
         // Positions only grow, so APPEND fills pages completely; a KEYEXIST here would mean
         // `next_position` went backwards, which is corruption.
         dbs.events
@@ -317,7 +320,8 @@ fn apply_append(
             version,
             stream: stream.clone(),
             event_type: Arc::from(event.event_type.as_str()),
-            record: Bytes::from(record),
+            // The JSON without its checksum, sharing the buffer.
+            record: Bytes::from(record).slice(..json_len),
             hidden: version < first_shown,
         });
         meta.next_version += 1;
@@ -380,9 +384,12 @@ fn record_place(
     dbs: &Databases,
     position: u64,
 ) -> Result<RecordPlace, StoreError> {
-    let record = dbs.events.get(txn, &position)?.ok_or_else(|| {
+    let stored = dbs.events.get(txn, &position)?.ok_or_else(|| {
         StoreError::Corrupt(format!("event id points at missing position {position}"))
     })?;
+    // A damaged record stops the apply (a storage failure) rather than decide an idempotency
+    // or duplicate check on bytes no other replica has.
+    let record = checksum::unseal_event(position, stored)?;
     serde_json::from_slice(record)
         .map_err(|e| StoreError::Corrupt(format!("record at position {position}: {e}")))
 }
@@ -448,6 +455,7 @@ fn apply_save_snapshot(
         save.epoch_us,
     );
     let key = snapshot_key(&save.stream, save.version);
+    let record = checksum::seal(&key, record);
     dbs.snapshots.put(txn, &key, &record)?;
     let pruned = match save.keep {
         Some(keep) => snapshots::retain_newest(txn, dbs, &save.stream, keep)?,

@@ -3,6 +3,8 @@
 use esdb_protocol::{ErrorCode, ExpectedVersion, ProtocolError};
 use uuid::Uuid;
 
+use crate::store::checksum::Corruption;
+
 /// A command or read the store refused; nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
@@ -75,6 +77,10 @@ pub enum StoreError {
     /// short key): a bug or damage. Not called corruption, since no checksum says so.
     #[error("store invariant broken: {0}")]
     Corrupt(String),
+    /// A stored record fails its checksum (see [`crate::store::checksum`]): damaged on disk. It
+    /// is never served; the message names the record.
+    #[error("{0}")]
+    Checksum(#[from] Corruption),
     /// A stored record breaks the JSON rules every reader relies on, so it cannot be folded or
     /// matched; the message names it (position, or stream and version) and the rule.
     #[error("{0}")]
@@ -129,6 +135,7 @@ impl StoreError {
             StoreError::Storage(_) => ErrorCode::StorageError,
             StoreError::Full(_) => ErrorCode::StoreFull,
             StoreError::Corrupt(_) => ErrorCode::Internal,
+            StoreError::Checksum(_) => ErrorCode::Corrupt,
             StoreError::Unreadable(_) => ErrorCode::UnreadableEvent,
             StoreError::ShuttingDown => ErrorCode::ShuttingDown,
             StoreError::Unavailable(_) => ErrorCode::Unavailable,

@@ -554,6 +554,21 @@ async fn a_format_2_store_gets_its_time_index_on_upgrade() {
     {
         let mut txn = store.env.write_txn().unwrap();
         store.dbs.time_index.clear(&mut txn).unwrap();
+        // Format 2 records carry no checksum (format 4 seals them).
+        let plain: Vec<(u64, Vec<u8>)> = store
+            .dbs
+            .events
+            .iter(&txn)
+            .unwrap()
+            .map(|entry| {
+                let (position, stored) = entry.unwrap();
+                let json = super::checksum::unseal_event(position, stored).unwrap();
+                (position, json.to_vec())
+            })
+            .collect();
+        for (position, json) in plain {
+            store.dbs.events.put(&mut txn, &position, &json).unwrap();
+        }
         store
             .dbs
             .meta

@@ -9,13 +9,16 @@
 //! - [`read`]: reads, straight from LMDB.
 //! - [`snapshots`]: snapshot records and their reads; [`aggregate`]: `AGG`, the fold of a
 //!   stream inside one read transaction.
-//! - [`record`]: the event record JSON.
+//! - [`record`]: the event record JSON; [`checksum`]: the CRC32C every stored record carries,
+//!   checked on every read; [`upgrade`]: rewrites older stores' records with it on open;
+//!   [`scrub`]: the background scrubber; [`verify`]: `esdb verify`'s offline check.
 //! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
 //! - [`clock`]: commit times that never go backwards, and the commit-time index (`from_time`).
 //! - [`retention`]: which events a stream's limits (`META`) still show; [`lifecycle`]: the
 //!   commands that set those limits and hard-delete (tombstone) streams.
 
 pub mod aggregate;
+pub mod checksum;
 pub mod clock;
 pub mod command;
 pub mod committed;
@@ -26,8 +29,11 @@ pub mod read;
 pub mod record;
 pub mod retention;
 pub mod schema;
+pub mod scrub;
 pub mod snapshots;
 pub mod subscriptions;
+pub mod upgrade;
+pub mod verify;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -53,7 +59,7 @@ use schema::{
 use writer::WRITE_QUEUE_CAPACITY;
 pub use writer::{ApplyJob, JobEntry, WriteRequest, WriteResult};
 
-use crate::metrics::StoreMetrics;
+use crate::metrics::{FoundBy, StoreMetrics};
 
 /// LMDB reader slots: one per concurrent read transaction (reads run on tokio's blocking pool,
 /// at most 512 threads, and are bounded further by the server).
@@ -98,6 +104,8 @@ pub struct Store {
     page_size_bytes: u64,
     /// Commit times for the commands this node builds (see [`clock`]).
     clock: clock::CommitClock,
+    /// The background scrubber, once started ([`Store::start_scrubber`]).
+    scrubber: Mutex<Option<scrub::Scrubber>>,
 }
 
 /// Per-store counts for `STATS` and `/stats`.
@@ -156,6 +164,7 @@ impl Store {
         let progress = Arc::new(ApplyProgress::new(0));
         let waiters = Arc::new(Waiters::default());
         let applying = writer::Applying {
+            name: name.to_owned(),
             env: env.clone(),
             dbs,
             progress: progress.clone(),
@@ -186,6 +195,7 @@ impl Store {
             metrics,
             page_size_bytes,
             clock: clock::CommitClock::starting_at(last_commit_us),
+            scrubber: Mutex::new(None),
         })
     }
 
@@ -193,6 +203,30 @@ impl Store {
     /// store already gave or committed (see [`clock`]).
     pub fn stamp_epoch_us(&self) -> u64 {
         self.clock.stamp(clock::wall_clock_us())
+    }
+
+    /// Starts the background scrubber ([`scrub`]) at `records_per_sec`; 0 starts nothing.
+    pub fn start_scrubber(&self, records_per_sec: u64) -> Result<(), StoreError> {
+        if records_per_sec == 0 {
+            return Ok(());
+        }
+        let scrubber = scrub::Scrubber::start(
+            &self.name,
+            self.env.clone(),
+            self.dbs,
+            self.metrics.clone(),
+            records_per_sec,
+        )
+        .map_err(|e| StoreError::Storage(format!("spawning the scrubber: {e}")))?;
+        if let Some(old) = self
+            .scrubber
+            .lock()
+            .expect("scrubber mutex")
+            .replace(scrubber)
+        {
+            old.stop();
+        }
+        Ok(())
     }
 
     /// The queue of submitted writes, once: the Raft proposer drains it.
@@ -348,7 +382,16 @@ impl Store {
     ) -> Result<T, StoreError> {
         self.progress.wait_visible()?;
         let txn = self.env.read_txn()?;
-        f(&txn, &self.dbs)
+        let result = f(&txn, &self.dbs);
+        if let Err(StoreError::Checksum(corruption)) = &result {
+            checksum::report(
+                &self.name,
+                &self.metrics.integrity,
+                corruption,
+                FoundBy::Read,
+            );
+        }
+        result
     }
 
     /// Stops the apply thread and closes the environment. Waits up to `deadline` for other
@@ -376,8 +419,13 @@ impl Store {
             writes,
             applies,
             writer_thread,
+            scrubber,
             ..
         } = store;
+        // It holds the environment, which must be let go before it closes.
+        if let Some(scrubber) = scrubber.lock().expect("scrubber mutex").take() {
+            scrubber.stop();
+        }
         drop(writes);
         drop(applies);
         // The apply thread ends once the Raft node's applier is gone too.
@@ -465,38 +513,57 @@ fn open_env(dir: &Path, options: &StoreOptions) -> Result<Env<WithoutTls>, Store
     }
 }
 
-/// Refuses a store written by a newer format; stamps the current format on a new or older one.
+/// Refuses a store written by a newer format; upgrades a new or older one to this format.
+/// The format that added the commit-time index (`clock`).
+const TIME_INDEX_FORMAT: u64 = 3;
+
 fn check_format(env: &Env<WithoutTls>, dbs: &Databases, dir: &Path) -> Result<(), StoreError> {
-    let mut txn = env.write_txn()?;
-    let found = dbs.meta.get(&txn, META_FORMAT_VERSION)?;
+    let found = {
+        let txn = env.read_txn()?;
+        dbs.meta.get(&txn, META_FORMAT_VERSION)?
+    };
     match found {
-        Some(version) if version > FORMAT_VERSION => {
-            return Err(StoreError::Storage(format!(
-                "{} was written by a newer esdb (store format {version}; this build reads up to \
-                 {FORMAT_VERSION}): refusing to open it",
-                dir.display()
-            )));
-        }
-        Some(version) if version == FORMAT_VERSION => return Ok(()),
-        // Format 1 (no version key) and 2 keep their records and indexes as they are (format 1
-        // has no Raft log, so the log starts empty at its current state). Format 3 adds the
-        // commit-time index, built here from the records; stream limits and tombstones start
-        // empty, and older stream metadata reads as before (0 or 1 in its flags byte).
+        Some(version) if version > FORMAT_VERSION => Err(StoreError::Storage(format!(
+            "{} was written by a newer esdb (store format {version}; this build reads up to \
+             {FORMAT_VERSION}): refusing to open it",
+            dir.display()
+        ))),
+        Some(version) if version == FORMAT_VERSION => Ok(()),
         _ => {
-            let entries = clock::build_index(&mut txn, dbs)?;
-            tracing::info!(
-                dir = %dir.display(),
-                from = found.unwrap_or(1),
-                to = FORMAT_VERSION,
-                time_index_entries = entries,
-                "upgraded the store's format"
-            );
-            dbs.meta
-                .put(&mut txn, META_FORMAT_VERSION, &FORMAT_VERSION)?
+            // Format 3 adds the commit-time index, built from the records in one transaction
+            // (before they are sealed, so they still parse as JSON); stream limits and
+            // tombstones start empty, and older stream metadata reads as before (0 or 1 in its
+            // flags byte). Format 1 (no version key) and 2 keep their records and indexes.
+            let mut found = found;
+            if found.is_none_or(|version| version < TIME_INDEX_FORMAT) {
+                let mut txn = env.write_txn()?;
+                let entries = clock::build_index(&mut txn, dbs)?;
+                dbs.meta
+                    .put(&mut txn, META_FORMAT_VERSION, &TIME_INDEX_FORMAT)?;
+                txn.commit()?;
+                tracing::info!(
+                    dir = %dir.display(),
+                    from = found.unwrap_or(1),
+                    to = TIME_INDEX_FORMAT,
+                    time_index_entries = entries,
+                    "upgraded the store's format"
+                );
+                found = Some(TIME_INDEX_FORMAT);
+            }
+            // Format 4 seals every record with a checksum, resumably ([`upgrade`]).
+            let upgraded = upgrade::upgrade(env, dbs, found)?;
+            if upgraded != upgrade::Upgraded::default() {
+                tracing::info!(
+                    dir = %dir.display(),
+                    from_format = found.unwrap_or(1),
+                    events = upgraded.events,
+                    snapshots = upgraded.snapshots,
+                    "upgraded the store's records to format {FORMAT_VERSION} (checksums)"
+                );
+            }
+            Ok(())
         }
     }
-    txn.commit()?;
-    Ok(())
 }
 
 /// Every store this server serves, by name.
@@ -559,6 +626,8 @@ impl Stores {
 
 #[cfg(test)]
 mod format_tests;
+#[cfg(test)]
+mod integrity_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]

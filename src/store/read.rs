@@ -12,6 +12,7 @@ use heed::RoTxn;
 use esdb_protocol::limits::MAX_READ_REPLY_BYTES;
 use esdb_protocol::{Direction, ReadStart};
 
+use crate::store::checksum;
 use crate::store::clock::{first_position_at_or_after, wall_clock_us};
 use crate::store::record::RecordPlace;
 use crate::store::retention::{first_shown, first_version_at_or_after, RetentionFilter};
@@ -123,14 +124,42 @@ fn time_bound(
     }
 }
 
+/// The record JSON at `position`, its checksum checked (every read of an event goes through
+/// here or [`checked`]).
 pub(crate) fn record_at<'t>(
     txn: &'t RoTxn,
     dbs: &Databases,
     position: u64,
 ) -> Result<&'t [u8], StoreError> {
-    dbs.events
-        .get(txn, &position)?
-        .ok_or_else(|| StoreError::Corrupt(format!("index points at missing position {position}")))
+    let stored = dbs.events.get(txn, &position)?.ok_or_else(|| {
+        StoreError::Corrupt(format!("index points at missing position {position}"))
+    })?;
+    checked((position, stored))
+}
+
+/// The record JSON of an `events` entry, its checksum checked.
+pub(crate) fn checked((position, stored): (u64, &[u8])) -> Result<&[u8], StoreError> {
+    Ok(checksum::unseal_event(position, stored)?)
+}
+
+/// [`record_at`] for an entry of `stream`'s index: a damaged record is named by its stream and
+/// version (from the index key, not from the damaged bytes) as well as its position.
+pub(crate) fn stream_record_at<'t>(
+    txn: &'t RoTxn,
+    dbs: &Databases,
+    stream: &str,
+    index_key: &[u8],
+    position: u64,
+) -> Result<&'t [u8], StoreError> {
+    record_at(txn, dbs, position).map_err(|error| match error {
+        StoreError::Checksum(corruption) => {
+            let version = index_key
+                .get(8..16)
+                .map_or(0, |v| u64::from_be_bytes(v.try_into().expect("8 bytes")));
+            corruption.at(stream, version).into()
+        }
+        other => other,
+    })
 }
 
 /// `READ`: events of one stream by version.
@@ -198,8 +227,8 @@ pub fn read_stream_at(
                 if page.is_full() {
                     break;
                 }
-                let (_, position) = entry?;
-                page.push(record_at(txn, dbs, position)?);
+                let (key, position) = entry?;
+                page.push(stream_record_at(txn, dbs, stream, key, position)?);
             }
         }
         Direction::Backward => {
@@ -218,8 +247,8 @@ pub fn read_stream_at(
                 if page.is_full() {
                     break;
                 }
-                let (_, position) = entry?;
-                page.push(record_at(txn, dbs, position)?);
+                let (key, position) = entry?;
+                page.push(stream_record_at(txn, dbs, stream, key, position)?);
             }
         }
     }
@@ -268,7 +297,8 @@ pub fn read_all_at(
                 if page.is_full() {
                     break;
                 }
-                let (position, record) = entry?;
+                let (position, stored) = entry?;
+                let record = checked((position, stored))?;
                 if shown.shows(txn, position, record)? {
                     page.push(record);
                 }
@@ -283,7 +313,8 @@ pub fn read_all_at(
                 if page.is_full() {
                     break;
                 }
-                let (position, record) = entry?;
+                let (position, stored) = entry?;
+                let record = checked((position, stored))?;
                 if shown.shows(txn, position, record)? {
                     page.push(record);
                 }

@@ -21,7 +21,11 @@ pub fn build_record(
 ) -> Vec<u8> {
     let metadata = metadata.map(RawValue::get).unwrap_or("{}");
     let mut out = Vec::with_capacity(
-        160 + event_type.len() + stream.len() + data.get().len() + metadata.len(),
+        160 + crate::store::checksum::CHECKSUM_BYTES
+            + event_type.len()
+            + stream.len()
+            + data.get().len()
+            + metadata.len(),
     );
     out.extend_from_slice(b"{\"event_id\":\"");
     out.extend_from_slice(

@@ -2,7 +2,7 @@
 //!
 //! | database       | key                                   | value                          |
 //! |----------------|---------------------------------------|--------------------------------|
-//! | `events`       | global position (u64 BE)              | the event record's JSON bytes  |
+//! | `events`       | global position (u64 BE)              | the event record's JSON bytes, sealed (see below) |
 //! | `streams`      | stream id (UTF-8)                     | [`StreamMeta`] (25 bytes)      |
 //! | `stream_index` | stream number (u64 BE) ++ version (u64 BE) | global position (u64 BE)  |
 //! | `event_ids`    | event id (16 bytes)                   | global position (u64 BE)       |
@@ -11,10 +11,13 @@
 //! | `psubs`        | persistent subscription name          | its definition (JSON)          |
 //! | `psub_checkpoints` | subscription name                 | next position to deliver (u64 BE) |
 //! | `psub_parked`  | name ++ `0x00` ++ position (u64 BE)   | 0 parked, 1 replay requested   |
-//! | `snapshots`    | stream id ++ `0x00` ++ version (u64 BE) | the snapshot record's JSON   |
+//! | `snapshots`    | stream id ++ `0x00` ++ version (u64 BE) | the snapshot record's JSON, sealed |
 //! | `raft`         | `applied`                             | the Raft state machine's applied state (opaque bytes from `raft`) |
 //! | `stream_limits` | stream id (UTF-8)                    | [`StreamLimits`] (25 bytes): the retention of `META` |
 //! | `time_index`   | commit time, µs since the epoch (u64 BE) | the first position committed at that time (u64 BE) |
+//!
+//! Sealed: the JSON followed by `crc32c(key ++ JSON)` as u32 LE (format 3,
+//! [`crate::store::checksum`]), checked on every read.
 //!
 //! Big-endian integers sort numerically, so ranges are key ranges. Streams are interned to a
 //! number so the per-stream index has fixed-width, prefix-free keys. Event types cannot contain
@@ -114,8 +117,10 @@ pub const RAFT_APPLIED: &str = "applied";
 pub const META_FORMAT_VERSION: &str = "format_version";
 /// The format this build writes. 1: before the Raft log (no `raft` database, no version key);
 /// 2: applied behind the Raft log, parked values may carry a reason; 3: stream limits
-/// (`META`), tombstones (hard delete) in [`StreamMeta`], the commit-time index.
-pub const FORMAT_VERSION: u64 = 3;
+/// (`META`), tombstones (hard delete) in [`StreamMeta`], the commit-time index; 4: every
+/// event and snapshot record sealed with a checksum (older stores are rewritten on open,
+/// [`crate::store::upgrade`]).
+pub const FORMAT_VERSION: u64 = 4;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";

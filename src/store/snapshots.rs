@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use esdb_protocol::json::{MAX_JSON_DEPTH, RECORD_WRAPPER_DEPTH};
 
+use crate::store::checksum::{self, RecordKind};
 use crate::store::read::{inclusive, EventsPage, PageBuilder};
 use crate::store::schema::{snapshot_key, snapshot_key_version, Databases};
 use crate::store::{Rejection, StoreError};
@@ -35,6 +36,15 @@ pub fn build_snapshot_record(
     out
 }
 
+/// The record JSON of a stored snapshot, its checksum checked; a damaged one is named by the
+/// stream and version of its key.
+fn checked<'t>(stream: &str, key: &[u8], stored: &'t [u8]) -> Result<&'t [u8], StoreError> {
+    checksum::unseal(RecordKind::Snapshot, key, stored).map_err(|corruption| {
+        let version = snapshot_key_version(key).unwrap_or(0);
+        StoreError::from(corruption.at(stream, version))
+    })
+}
+
 /// The first and last possible keys of a stream's snapshots.
 fn stream_keys(stream: &str) -> (Vec<u8>, Vec<u8>) {
     (snapshot_key(stream, 0), snapshot_key(stream, u64::MAX))
@@ -53,8 +63,11 @@ pub fn load_latest<'t>(
         .next()
     {
         Some(entry) => {
-            let (key, record) = entry?;
-            Ok(Some((snapshot_key_version(key)?, record)))
+            let (key, stored) = entry?;
+            Ok(Some((
+                snapshot_key_version(key)?,
+                checked(stream, key, stored)?,
+            )))
         }
         None => Ok(None),
     }
@@ -69,10 +82,13 @@ pub fn load<'t>(
 ) -> Result<(u64, &'t [u8]), StoreError> {
     let found = match version {
         None => load_latest(txn, dbs, stream)?,
-        Some(version) => dbs
-            .snapshots
-            .get(txn, &snapshot_key(stream, version))?
-            .map(|record| (version, record)),
+        Some(version) => {
+            let key = snapshot_key(stream, version);
+            match dbs.snapshots.get(txn, &key)? {
+                Some(stored) => Some((version, checked(stream, &key, stored)?)),
+                None => None,
+            }
+        }
     };
     found.ok_or_else(|| {
         Rejection::SnapshotNotFound {
@@ -94,7 +110,8 @@ pub fn list(
     let (low, high) = (snapshot_key(stream, from_version), stream_keys(stream).1);
     let mut page = PageBuilder::new(count);
     for entry in dbs.snapshots.range(txn, &inclusive(&low, &high))? {
-        let record = entry?.1;
+        let (key, stored) = entry?;
+        let record = checked(stream, key, stored)?;
         // Snapshots can be as large as a payload: stop before the body passes the limit,
         // not after, so the reply stays within what clients accept.
         if page.is_full() || !page.fits(record.len()) {

@@ -97,6 +97,8 @@ pub(crate) fn channel() -> (mpsc::Sender<ApplyJob>, mpsc::Receiver<ApplyJob>) {
 pub(crate) struct Applying {
     pub env: Env<WithoutTls>,
     pub dbs: Databases,
+    /// The store's name, for logs.
+    pub name: String,
     pub progress: Arc<ApplyProgress>,
     pub waiters: Arc<Waiters>,
     pub head: watch::Sender<u64>,
@@ -158,6 +160,14 @@ async fn apply_loop(applying: &Applying, mut jobs: mpsc::Receiver<ApplyJob>) {
             Wake::Commit | Wake::Closed => commit(applying, &mut open),
         };
         if let Err(error) = result {
+            if let StoreError::Checksum(corruption) = &error {
+                crate::store::checksum::report(
+                    &applying.name,
+                    &applying.metrics.integrity,
+                    corruption,
+                    crate::metrics::FoundBy::Apply,
+                );
+            }
             tracing::error!(%error, "applying committed entries failed; the store stops");
             open = None;
             applying.progress.fail(error.to_string());

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use heed::RoTxn;
 use serde::Deserialize;
 
+use crate::store::checksum;
 use crate::store::clock::wall_clock_us;
 use crate::store::retention::RetentionFilter;
 use crate::store::schema::{
@@ -52,10 +53,14 @@ fn committed_event(position: u64, record: &[u8]) -> Result<CommittedEvent, Store
     })
 }
 
+/// The record at `position`, its checksum checked (a damaged one fails the read: never
+/// delivered).
 fn record_at<'t>(txn: &'t RoTxn, dbs: &Databases, position: u64) -> Result<&'t [u8], StoreError> {
-    dbs.events
+    let stored = dbs
+        .events
         .get(txn, &position)?
-        .ok_or_else(|| StoreError::Corrupt(format!("missing event at position {position}")))
+        .ok_or_else(|| StoreError::Corrupt(format!("missing event at position {position}")))?;
+    Ok(checksum::unseal_event(position, stored)?)
 }
 
 /// Reads matching events with positions in `[from, min(until, head))`, at most `max_events`.
@@ -207,8 +212,8 @@ fn by_scan(
         if events.len() == max_events {
             break;
         }
-        let (position, record) = entry?;
-        let event = committed_event(position, record)?;
+        let (position, stored) = entry?;
+        let event = committed_event(position, checksum::unseal_event(position, stored)?)?;
         if let Some(delivery) = matcher.delivery(&Candidate::new(&event)) {
             events.push(delivery);
         }

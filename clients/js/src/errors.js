@@ -31,6 +31,7 @@ export const SERVER_ERROR_CODES = Object.freeze({
   store_full: { closes: false, retryable: true },
   unavailable: { closes: false, retryable: true },
   unreadable_event: { closes: false, retryable: false },
+  corrupt: { closes: false, retryable: false },
   auth_required: { closes: false, retryable: false },
   auth_failed: { closes: true, retryable: false },
   permission_denied: { closes: false, retryable: false },

@@ -32,6 +32,7 @@ export type ServerErrorCode =
   | 'store_full'
   | 'unavailable'
   | 'unreadable_event'
+  | 'corrupt'
   | 'internal';
 
 /** A code the client raises itself. */

@@ -53,6 +53,7 @@ ERROR_TABLE: Mapping[str, ErrorSpec] = {
         _spec("store_full", False, True),
         _spec("unavailable", False, True),
         _spec("unreadable_event", False, False),
+        _spec("corrupt", False, False),
         _spec("auth_required", False, False),
         _spec("auth_failed", True, False),
         _spec("permission_denied", False, False),
