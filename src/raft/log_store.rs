@@ -293,8 +293,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             encoded.push((entry.log_id.index, payload));
         }
         let inner = self.inner.clone();
-        // The write and its fdatasync block: off the async workers.
-        let written = tokio::task::spawn_blocking(move || {
+        let write = move || {
             let mut inner = inner.lock().expect("log store mutex");
             inner.segments.append(&encoded)?;
             if last.is_some() {
@@ -304,10 +303,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 inner.recent.push(entry, bytes);
             }
             Ok::<(), io::Error>(())
-        })
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))
-        .and_then(|r| r);
+        };
+        // The write and its fdatasync block. openraft 0.9's core awaits this call inline (it
+        // does nothing else meanwhile), so on a multi-threaded runtime the write runs right
+        // here, with the worker's other tasks handed to another worker (`block_in_place`):
+        // that saves the two thread wake-ups of a trip through the blocking pool on every
+        // acknowledged append. Elsewhere (a current-thread runtime) it goes to the pool.
+        let written = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(write),
+            _ => tokio::task::spawn_blocking(write)
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|r| r),
+        };
         match written {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
