@@ -206,6 +206,10 @@ class StorageError(ServerError):
     """The server's storage engine failed; nothing was written."""
 
 
+class Corrupt(ServerError):
+    """A stored record failed its checksum: the server refused to serve it (not retryable)."""
+
+
 class StoreFull(ServerError):
     """The store has no room (its map is full, or the disk is); nothing was written. Retryable
     once space is freed."""
@@ -285,6 +289,7 @@ _CLASS_BY_CODE: Dict[str, Type[ServerError]] = {
     "shutting_down": ShuttingDown,
     "storage_error": StorageError,
     "store_full": StoreFull,
+    "corrupt": Corrupt,
     "unavailable": Unavailable,
     "unreadable_event": UnreadableEvent,
     "auth_required": AuthRequired,
