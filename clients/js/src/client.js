@@ -65,8 +65,15 @@ function limitOf(value) {
   return value;
 }
 
+/**
+ * Most server addresses a client learns from greetings (INFO `cluster.client_urls`), so a
+ * hostile or misconfigured server cannot grow a client's list without bound.
+ */
+export const MAX_LEARNED_SERVERS = 64;
+
 export class Client extends EventTarget {
   #servers;
+  #givenServers;
   #nextServer = 0;
   #options;
   #connection = null;
@@ -89,6 +96,7 @@ export class Client extends EventTarget {
     if (!Array.isArray(list) || list.length === 0) throw invalidArgument('give at least one server address');
     for (const address of list) parseAddress(address);
     this.#servers = [...list];
+    this.#givenServers = list.length;
     this.#options = {
       name: options.name ?? 'esdb-js',
       connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -336,11 +344,40 @@ export class Client extends EventTarget {
   #adopt(connection) {
     this.#connection = connection;
     this.info = connection.info;
+    this.#learn(connection);
     this.#emit('connect', { address: connection.address, info: connection.info });
     for (const subscription of [...this.#subscriptions]) subscription._connected(connection);
     const queued = this.#queue;
     this.#queue = [];
     for (const request of queued) this.#dispatch(request);
+  }
+
+  /**
+   * Adds the cluster's client addresses a TCP connection's greeting names to the servers to
+   * try, after the given ones. Over WebSocket they are not learned: they are TCP addresses,
+   * which a browser cannot open, and a node's HTTP address is not among them.
+   */
+  #learn(connection) {
+    if (parseAddress(connection.address).kind !== 'tcp') return;
+    const urls = connection.info?.cluster?.client_urls;
+    if (urls === null || typeof urls !== 'object') return;
+    const known = new Set(this.#servers.map((address) => parseAddress(address).text.replace(/^tcp:\/\//i, '')));
+    for (const url of Object.values(urls)) {
+      if (this.#servers.length - this.#givenServers >= MAX_LEARNED_SERVERS) return;
+      if (typeof url !== 'string' || known.has(url)) continue;
+      try {
+        if (parseAddress(url).kind !== 'tcp') continue;
+      } catch {
+        continue;
+      }
+      known.add(url);
+      this.#servers.push(url);
+    }
+  }
+
+  /** The servers this client tries in turn: the given ones, then those learned from INFO. */
+  get servers() {
+    return [...this.#servers];
   }
 
   #giveUp(error) {

@@ -179,6 +179,8 @@ export interface ServerInfo {
   ping_interval_ms: number;
   /** Each store's Raft group when the connection opened (absent from older servers). */
   raft?: Record<string, RaftStatus>;
+  /** A cluster node's view: every member's client address by node id (absent on a single node). */
+  cluster?: { node_id: number; leader_id: number | null; members: number[]; client_urls: Record<string, string>; [field: string]: unknown };
   [field: string]: unknown;
 }
 
@@ -323,6 +325,8 @@ export class Client extends EventTarget {
   /** The INFO of the current (or last) connection. */
   readonly info: ServerInfo | null;
   readonly address: string | null;
+  /** The servers tried in turn: the given ones, then (over TCP) those a cluster's INFO named (at most MAX_LEARNED_SERVERS). */
+  readonly servers: string[];
   readonly store: string | null;
   readonly closed: boolean;
   readonly limits: { maxControlLineBytes: number; maxPayloadBytes: number };
@@ -350,6 +354,9 @@ export class Client extends EventTarget {
   aggregate(stream: string, options?: { fromSnapshot?: boolean; order?: 'foldl' | 'foldr'; raw?: boolean }): Promise<AggregateResult>;
   subscribe<Data = Json>(selector: Selector, options?: SubscribeOptions): Promise<Subscription<Data>>;
 }
+
+/** Most server addresses a client learns from INFO `cluster.client_urls`. */
+export const MAX_LEARNED_SERVERS: number;
 
 /** Connects to the first reachable server of `servers`. */
 export function connect(servers: string | string[], options?: ClientOptions): Promise<Client>;

@@ -10,7 +10,7 @@ export function connect(servers, options) {
   return Client.connect(servers, options);
 }
 
-export { Client, CLIENT_VERSION, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_READ_PAGE_SIZE } from './client.js';
+export { Client, CLIENT_VERSION, MAX_LEARNED_SERVERS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_READ_PAGE_SIZE } from './client.js';
 export { Subscription, DEFAULT_SUBSCRIPTION_BUFFER_EVENTS } from './subscription.js';
 export { EsdbError, UnreadableEventError, SERVER_ERROR_CODES, CLIENT_ERROR_CODES } from './errors.js';
 export { Decoder, Frame } from './protocol/decoder.js';

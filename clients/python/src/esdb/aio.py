@@ -266,7 +266,7 @@ class AsyncClient:
                 self._plan.failed(ConnectionError(reason))
 
     def _give_up(self) -> None:
-        described = ", ".join(f"{host}:{port}" for host, port in self._addresses)
+        described = ", ".join(f"{host}:{port}" for host, port in self._plan.addresses)
         error = ConnectionFailed(
             f"no esdb server reachable at {described} after {self._retry.max_retries} retries: "
             f"{self._plan.last_error}",
@@ -293,6 +293,9 @@ class AsyncClient:
         if self._session.established and not was_established:
             self._connections_made += 1
             self._plan.succeeded()
+            if self._session.info is not None:
+                # A cluster node names every member: fail over to them too.
+                self._plan.learn(self._session.info.client_urls)
             self._notify()
         if self._session.must_close is not None:
             protocol.close(str(self._session.must_close))

@@ -277,7 +277,7 @@ class Client:
             self._changed.notify_all()
 
     def _describe_addresses(self) -> str:
-        return ", ".join(f"{host}:{port}" for host, port in self._addresses)
+        return ", ".join(f"{host}:{port}" for host, port in self._plan.addresses)
 
     def _serve(self, sock: socket.socket) -> None:
         sock.settimeout(None)
@@ -307,6 +307,9 @@ class Client:
                         established = True
                         self._connections_made += 1
                         self._plan.succeeded()
+                        if self._session.info is not None:
+                            # A cluster node names every member: fail over to them too.
+                            self._plan.learn(self._session.info.client_urls)
                         self._changed.notify_all()
                     if self._session.must_close is not None:
                         reason = str(self._session.must_close)

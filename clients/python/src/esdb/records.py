@@ -212,6 +212,9 @@ class ServerInfo:
     ping_interval_ms: int
     #: Each store's Raft group when the connection opened (empty from a server without it).
     raft: Dict[str, RaftStatus] = field(default_factory=dict)
+    #: A cluster node's ``cluster.client_urls``: every member's client address, by node id
+    #: (empty from a single node). The clients fail over to them.
+    client_urls: Tuple[str, ...] = ()
     raw: JsonObject = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -232,8 +235,24 @@ class ServerInfo:
             auth_required=obj.get("auth_required") is True,
             ping_interval_ms=_int(obj, "ping_interval_ms", 120_000),
             raft=_raft_by_store(obj.get("raft")),
+            client_urls=_client_urls(obj.get("cluster")),
             raw=dict(obj),
         )
+
+
+def _client_urls(cluster: Any) -> Tuple[str, ...]:
+    """``cluster.client_urls`` (``{"<node id>": "host:port"}``) in node-id order."""
+    if not isinstance(cluster, dict):
+        return ()
+    urls = cluster.get("client_urls")
+    if not isinstance(urls, dict):
+        return ()
+
+    def node_order(item: Tuple[Any, Any]) -> Tuple[int, str]:
+        key = str(item[0])
+        return (int(key), key) if key.isdigit() else (1 << 64, key)
+
+    return tuple(url for _, url in sorted(urls.items(), key=node_order) if isinstance(url, str))
 
 
 @dataclass(frozen=True)

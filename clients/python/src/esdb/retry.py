@@ -11,6 +11,10 @@ from typing import List, Optional, Sequence, Tuple, Union
 #: The protocol's default port.
 DEFAULT_PORT = 4350
 
+#: Most server addresses a client learns from greetings (``INFO`` ``cluster.client_urls``), so
+#: a hostile or misconfigured server cannot grow a client's list without bound.
+MAX_LEARNED_ADDRESSES = 64
+
 Address = Tuple[str, int]
 #: ``"host:port"``, ``"host"`` (default port), ``("host", port)``, a comma-separated list of
 #: them in one string, or a sequence of them.
@@ -78,6 +82,7 @@ class ConnectPlan:
 
     def __init__(self, addresses: Sequence[Address], policy: RetryPolicy) -> None:
         self.addresses = list(addresses)
+        self._given = len(self.addresses)
         self.policy = policy
         self._next_index = 0
         self.failures = 0
@@ -92,6 +97,21 @@ class ConnectPlan:
         if self.failures == 0 or self.failures % len(self.addresses) != 0:
             return address, 0.0
         return address, self.policy.delay_s(self.failures // len(self.addresses))
+
+    def learn(self, urls: Sequence[str]) -> None:
+        """Adds the cluster's client addresses a greeting named (after the given ones, which
+        keep their order); unparsable ones and those past ``MAX_LEARNED_ADDRESSES`` are
+        ignored."""
+        for url in urls:
+            try:
+                address = parse_address(url)
+            except ValueError:
+                continue
+            if address in self.addresses:
+                continue
+            if len(self.addresses) - self._given >= MAX_LEARNED_ADDRESSES:
+                return
+            self.addresses.append(address)
 
     def failed(self, error: Optional[BaseException]) -> None:
         self.failures += 1
