@@ -345,6 +345,9 @@ fn grafana_dashboard_uses_only_defined_metrics() {
     let metrics = esdb::metrics::metrics();
     let _ = metrics.store("dashboard_test");
     let _ = metrics.connections(esdb::metrics::Transport::Tcp);
+    // Labelled families show up once a label value exists: the cluster panels query these.
+    metrics.raft("dashboard_test").set_replication_lag(2, 0);
+    metrics.cluster_peer_up.with_label_values(&["2"]).set(1);
     let defined: Vec<String> = metrics
         .registry
         .gather()
