@@ -12,12 +12,21 @@ fi
 python3 seed-corpora.py
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -s none
-for target in request_decoder reply_decoder event_json; do
+targets=(request_decoder reply_decoder event_json)
+# The engine target builds the whole server crate instrumented (minutes): only on request.
+if [ "${FUZZ_ENGINE:-0}" = 1 ]; then
+  cargo fuzz build -s none --features engine engine_sequence
+  targets+=(engine_sequence)
+fi
+for target in "${targets[@]}"; do
   echo "-- fuzz $target (${seconds}s)"
   # -rss_limit_mb: a leak or unbounded buffer fails the run instead of filling the machine.
   log="$(mktemp)"
   status=0
-  cargo fuzz run -s none "$target" "corpus/$target" -- \
+  features=()
+  [ "$target" = engine_sequence ] && features=(--features engine)
+  mkdir -p "corpus/$target"
+  cargo fuzz run -s none "${features[@]}" "$target" "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
     >"$log" 2>&1 || status=$?
   grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+== ERROR|SUMMARY)" "$log" || true
