@@ -10,6 +10,7 @@
 //! - `esdb-bench powerloss`: the same with the data dir on esdb-lazyfs, losing power.
 
 mod chaos;
+mod cluster;
 mod disk;
 mod esdb;
 #[cfg(feature = "nats")]
@@ -58,6 +59,9 @@ enum Command {
     /// Power-loss soak: as `chaos`, with the data dir on esdb-lazyfs and its power cut at
     /// each crash (needs /dev/fuse and root).
     Powerloss(chaos::PowerlossArgs),
+    /// Durable appends to a 3-node esdb cluster on loopback, side by side with a 3-node
+    /// JetStream cluster (R3 stream, default sync and sync always); writes cluster.json.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Args, Clone)]
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
         Command::Smoke(common) => runtime.block_on(smoke(common)),
         Command::Chaos(args) => runtime.block_on(chaos::chaos(args)),
         Command::Powerloss(args) => runtime.block_on(chaos::powerloss(args)),
+        Command::Cluster(args) => runtime.block_on(cluster::cluster(args)),
         Command::Disk(common) => {
             disk::measure(&common.data_root, Duration::from_secs(2)).map(|d| {
                 println!("{}", serde_json::to_string_pretty(&d).expect("json"));

@@ -79,7 +79,7 @@ pub async fn run_one(setup: &Setup, spec: &Spec, backend: Backend) -> anyhow::Re
     Ok(Figures::from_tally(&tally, setup.params.measure))
 }
 
-async fn run_esdb(
+pub async fn run_esdb(
     addr: std::net::SocketAddr,
     spec: &Spec,
     params: &Params,
@@ -123,7 +123,7 @@ async fn run_esdb(
 }
 
 #[cfg(feature = "nats")]
-async fn run_jetstream(
+pub async fn run_jetstream(
     server: &crate::jetstream::NatsServer,
     spec: &Spec,
     params: &Params,

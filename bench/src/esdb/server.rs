@@ -22,6 +22,15 @@ pub struct EsdbServer {
 
 impl EsdbServer {
     pub fn start(bin: &Path, data_root: &Path) -> anyhow::Result<EsdbServer> {
+        EsdbServer::start_with(bin, data_root, &[])
+    }
+
+    /// As [`EsdbServer::start`], with more arguments for `esdb serve` (a cluster node's).
+    pub fn start_with(
+        bin: &Path,
+        data_root: &Path,
+        extra: &[String],
+    ) -> anyhow::Result<EsdbServer> {
         let data = tempfile::Builder::new()
             .prefix("esdb-bench-")
             .tempdir_in(data_root)
@@ -30,7 +39,13 @@ impl EsdbServer {
             .arg("serve")
             .arg("--data-dir")
             .arg(data.path())
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(if extra.iter().any(|a| a == "--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "warn"][..]
+            })
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

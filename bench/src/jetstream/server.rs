@@ -110,14 +110,7 @@ impl NatsServer {
                 dir.path().join("store")
             ),
         )?;
-        let child = Command::new(&info.binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nats-server")?;
+        let child = spawn(info, &conf)?;
         let server = NatsServer {
             child: Some(child),
             addr,
@@ -160,6 +153,120 @@ impl NatsServer {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
         Ok((client, js))
+    }
+}
+
+/// Starts nats-server on a config file, its output discarded.
+fn spawn(info: &NatsInfo, conf: &Path) -> anyhow::Result<Child> {
+    Command::new(&info.binary)
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nats-server")
+}
+
+/// How long a new JetStream cluster may take to elect its meta leader and accept a stream.
+const CLUSTER_FORM_TIMEOUT_MS: u64 = 30_000;
+/// How long one attempt to create the stream on a forming cluster waits.
+const STREAM_CREATE_ATTEMPT_MS: u64 = 2_000;
+
+/// `size` nats-servers routed into one cluster on loopback, with the bench stream replicated
+/// on all of them (R`size`): a publish is acknowledged once a majority stored it (and, with
+/// `sync_always`, fsynced it). Stopped when dropped.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub async fn start(
+        info: &NatsInfo,
+        data_root: &Path,
+        sync_always: bool,
+        size: usize,
+    ) -> anyhow::Result<NatsCluster> {
+        let free_port = || -> anyhow::Result<u16> {
+            Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        };
+        let mut ports = Vec::with_capacity(size);
+        for _ in 0..size {
+            ports.push((free_port()?, free_port()?));
+        }
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route)| format!("\"nats-route://127.0.0.1:{route}\""))
+            .collect();
+        let sync = if sync_always {
+            "  sync_interval: always\n"
+        } else {
+            ""
+        };
+        let mut servers = Vec::with_capacity(size);
+        for (n, (port, route)) in ports.iter().enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("nats-bench-")
+                .tempdir_in(data_root)?;
+            let conf = dir.path().join("nats.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: n{n}\nlisten: \"127.0.0.1:{port}\"\nmax_payload: 8MB\n\
+                     jetstream {{\n  store_dir: {:?}\n{sync}}}\n\
+                     cluster {{\n  name: bench\n  listen: \"127.0.0.1:{route}\"\n  routes: [{}]\n}}\n",
+                    dir.path().join("store"),
+                    routes.join(", ")
+                ),
+            )?;
+            let child = spawn(info, &conf)?;
+            servers.push(NatsServer {
+                child: Some(child),
+                addr: format!("127.0.0.1:{port}").parse()?,
+                _dir: dir,
+            });
+        }
+        let started = Instant::now();
+        for server in &servers {
+            while TcpStream::connect(server.addr).is_err() {
+                if started.elapsed() > Duration::from_millis(START_TIMEOUT_MS) {
+                    bail!(
+                        "nats-server did not listen on {} in {START_TIMEOUT_MS} ms",
+                        server.addr
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // The stream can be created once the cluster has a JetStream meta leader (seconds
+        // after start); until then a request waits for its whole timeout, so ask briefly.
+        // (The client's request timeout bounds JetStream API requests, not the context's.)
+        let client = async_nats::ConnectOptions::new()
+            .request_timeout(Some(Duration::from_millis(STREAM_CREATE_ATTEMPT_MS)))
+            .connect(format!("nats://{}", servers[0].addr))
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to nats-server: {e}"))?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_millis(STREAM_CREATE_ATTEMPT_MS));
+        loop {
+            let created = js
+                .create_stream(stream::Config {
+                    name: STREAM_NAME.into(),
+                    subjects: vec![SUBJECTS.into()],
+                    storage: stream::StorageType::File,
+                    num_replicas: size,
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(_) => break,
+                Err(_) if started.elapsed() < Duration::from_millis(CLUSTER_FORM_TIMEOUT_MS) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => bail!("creating the R{size} JetStream stream: {error}"),
+            }
+        }
+        Ok(NatsCluster { servers })
     }
 }
 

@@ -62,7 +62,7 @@ pub struct Params {
 /// Most requests one connection sends in one run, whatever the duration: a bound on every loop.
 pub const MAX_REQUESTS_PER_CONNECTION: u64 = 100_000_000;
 
-fn append(conns: usize, window: usize, batch: usize, event_bytes: usize) -> Spec {
+pub fn append(conns: usize, window: usize, batch: usize, event_bytes: usize) -> Spec {
     let title = match (window, batch) {
         (1, 1) => format!("append 1 event, {conns} conn, wait each"),
         (_, 1) => format!("append 1 event, {conns} conn, pipelined ×{window}"),
