@@ -8,6 +8,8 @@
 //! - `esdb-bench disk`: only the disk's fdatasync rate and sequential bandwidth.
 //! - `esdb-bench chaos`: crash soak (kill -9 under load, every restart checked).
 //! - `esdb-bench powerloss`: the same with the data dir on esdb-lazyfs, losing power.
+//! - `esdb-bench nemesis`: a 3-node cluster in network namespaces under faults (kill -9,
+//!   SIGSTOP, partitions, delays), checked after every round; failover time at p50/p99.
 
 mod chaos;
 mod cluster;
@@ -16,6 +18,7 @@ mod esdb;
 #[cfg(feature = "nats")]
 mod jetstream;
 mod measure;
+mod nemesis;
 mod payload;
 #[cfg(feature = "plots")]
 mod plot;
@@ -62,6 +65,35 @@ enum Command {
     /// Durable appends to a 3-node esdb cluster on loopback, side by side with a 3-node
     /// JetStream cluster (R3 stream, default sync and sync always); writes cluster.json.
     Cluster(cluster::ClusterArgs),
+    /// Nemesis rounds on a 3-node cluster in network namespaces (needs root): faults under
+    /// concurrent clients, every round checked; reports failover time at p50/p99.
+    Nemesis(NemesisArgs),
+}
+
+#[derive(Args)]
+struct NemesisArgs {
+    /// The esdb binary (default: `esdb` next to this executable).
+    #[arg(long)]
+    esdb_bin: Option<PathBuf>,
+    /// Rounds to run (one fault each).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// The fault(s), taken in turn: kill-leader, kill-follower, kill-two, stop-leader,
+    /// partition-leader, bridge, delay (comma-separated), or all.
+    #[arg(long, default_value = "all")]
+    nemesis: String,
+    /// Concurrent writers (spread over the nodes).
+    #[arg(long, default_value_t = 6)]
+    writers: usize,
+    /// Streams the writers share (fewer: more expected-version conflicts).
+    #[arg(long, default_value_t = 3)]
+    streams: usize,
+    /// Where the nodes' data directories go.
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_root: PathBuf,
+    /// The JSON-lines history of every operation (invoke and completion, with times).
+    #[arg(long)]
+    history: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -130,6 +162,7 @@ fn main() -> ExitCode {
         Command::Chaos(args) => runtime.block_on(chaos::chaos(args)),
         Command::Powerloss(args) => runtime.block_on(chaos::powerloss(args)),
         Command::Cluster(args) => runtime.block_on(cluster::cluster(args)),
+        Command::Nemesis(args) => run_nemesis(args),
         Command::Disk(common) => {
             disk::measure(&common.data_root, Duration::from_secs(2)).map(|d| {
                 println!("{}", serde_json::to_string_pretty(&d).expect("json"));
@@ -143,6 +176,51 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_nemesis(args: NemesisArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        nemesis::available(),
+        "network namespaces unavailable (the nemesis needs root and `ip netns`)"
+    );
+    let config = nemesis::Config {
+        esdb_bin: esdb::server::locate_binary(args.esdb_bin)?,
+        rounds: args.rounds,
+        kinds: nemesis::Kind::parse(&args.nemesis).map_err(anyhow::Error::msg)?,
+        writers: args.writers.max(1),
+        streams: args.streams.max(1),
+        data_root: args.data_root,
+        history: args.history,
+    };
+    let reports =
+        nemesis::run(&config, &mut |report| println!("{report}")).map_err(anyhow::Error::msg)?;
+    let failed = reports.iter().filter(|r| !r.violations.is_empty()).count();
+    let mut by_kind: Vec<(nemesis::Kind, Vec<f64>)> = Vec::new();
+    for report in &reports {
+        if let Some(ms) = report.failover_ms {
+            match by_kind.iter_mut().find(|(k, _)| *k == report.kind) {
+                Some((_, values)) => values.push(ms),
+                None => by_kind.push((report.kind, vec![ms])),
+            }
+        }
+    }
+    for (kind, values) in &by_kind {
+        println!(
+            "failover after {:<16} rounds {:>3}  p50 {:>6.0} ms  p99 {:>6.0} ms  max {:>6.0} ms",
+            kind.name(),
+            values.len(),
+            nemesis::percentile(values, 50.0).unwrap_or(0.0),
+            nemesis::percentile(values, 99.0).unwrap_or(0.0),
+            nemesis::percentile(values, 100.0).unwrap_or(0.0),
+        );
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} rounds found violations",
+        reports.len()
+    );
+    println!("nemesis: {} rounds, no violation", reports.len());
+    Ok(())
 }
 
 fn setup(common: &CommonArgs, params: Params) -> anyhow::Result<Setup> {
