@@ -228,6 +228,12 @@ pub struct ServeArgs {
     /// host replaced by --raft's when it listens on 0.0.0.0 or ::].
     #[arg(long, env = "ESDB_ADVERTISE")]
     pub advertise: Option<String>,
+    /// A new node joining a running cluster: members' inter-node (--raft) addresses,
+    /// `HOST:PORT,…`, asked in turn to add this node (learner, then voter once caught up).
+    /// A node whose stores are already members ignores it. Without --peers, --join or
+    /// --discovery, a node with --node-id and --raft waits to be added (`esdb cluster add`).
+    #[arg(long, env = "ESDB_JOIN")]
+    pub join: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -271,6 +277,7 @@ struct FileConfig {
     peers: Option<String>,
     cluster_secret: Option<String>,
     advertise: Option<String>,
+    join: Option<String>,
     /// Users, tokens and permissions (src/auth/users.rs).
     auth: Option<crate::auth::AuthSection>,
 }
@@ -343,6 +350,7 @@ impl Config {
             args.peers.or(file.peers),
             args.cluster_secret.or(file.cluster_secret),
             args.advertise.or(file.advertise),
+            args.join.or(file.join),
         )?;
         let config = Config {
             cluster,
@@ -507,30 +515,34 @@ impl Config {
     }
 }
 
-/// The cluster settings: all of them with `--peers`, none of them without.
+/// The cluster settings: a node is a cluster node with `--node-id` and `--raft` (and a
+/// secret); `--peers` names the first voters, `--join` members to ask to be added by, and
+/// neither means waiting for `CLUSTER ADD`.
 fn resolve_cluster(
     node_id: Option<u64>,
     raft: Option<SocketAddr>,
     peers: Option<String>,
     secret: Option<String>,
     advertise: Option<String>,
+    join: Option<String>,
 ) -> Result<Option<crate::cluster::ClusterConfig>, String> {
-    let Some(peers) = peers else {
-        if node_id.is_some() || raft.is_some() || advertise.is_some() {
-            return Err(
-                "--node-id, --raft and --advertise are for clusters: give --peers too".into(),
-            );
+    if node_id.is_none() && raft.is_none() && peers.is_none() && join.is_none() {
+        if advertise.is_some() {
+            return Err("--advertise is for clusters: give --node-id and --raft too".into());
         }
         return Ok(None);
-    };
-    let node_id = node_id.ok_or("--peers needs --node-id")?;
-    let raft_addr = raft.ok_or("--peers needs --raft HOST:PORT")?;
+    }
+    let node_id = node_id.ok_or("a cluster node needs --node-id")?;
+    if node_id == 0 {
+        return Err("--node-id must be at least 1".into());
+    }
+    let raft_addr = raft.ok_or("a cluster node needs --raft HOST:PORT")?;
     if raft_addr.port() == 0 {
         return Err("--raft needs a fixed port: peers dial it".into());
     }
     let secret = secret.ok_or(
-        "--peers needs a cluster secret (--cluster-secret or ESDB_CLUSTER_SECRET): peers \
-         must prove it before they are served",
+        "a cluster node needs a cluster secret (--cluster-secret or ESDB_CLUSTER_SECRET): \
+         peers must prove it before they are served",
     )?;
     if secret.len() < crate::cluster::MIN_SECRET_BYTES {
         return Err(format!(
@@ -538,7 +550,17 @@ fn resolve_cluster(
             crate::cluster::MIN_SECRET_BYTES
         ));
     }
-    let peers = crate::cluster::ClusterConfig::parse_peers(&peers, node_id, raft_addr)?;
+    let peers = match peers {
+        Some(peers) => crate::cluster::ClusterConfig::parse_peers(&peers, node_id, raft_addr)?,
+        None => std::collections::BTreeMap::new(),
+    };
+    let join = match join {
+        Some(join) => crate::cluster::ClusterConfig::parse_join(&join, raft_addr)?,
+        None => Vec::new(),
+    };
+    if !join.is_empty() && !peers.is_empty() {
+        return Err("--join is for a node joining a running cluster: drop --peers".into());
+    }
     let advertise = advertise
         .map(|text| crate::cluster::ClusterConfig::parse_advertise(&text))
         .transpose()?;
@@ -547,6 +569,7 @@ fn resolve_cluster(
         node_id,
         raft_addr,
         peers,
+        join,
         secret: secret.into_bytes(),
     }))
 }

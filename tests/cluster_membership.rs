@@ -1,0 +1,157 @@
+//! Membership changes on real `esdb` processes (loopback, ports chosen at run time): a fourth
+//! node added to a running three-node cluster with `CLUSTER ADD` (sent to a follower, which
+//! passes it to the leader) becomes a voter holding every event; a voter removed with
+//! `CLUSTER REMOVE` stops being a member while appends go on; a node started with `--join`
+//! after the log was purged behind a checkpoint catches up from a snapshot of the state
+//! machine; a single server refuses membership changes.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use esdb_protocol::Reply;
+
+use common::cluster::{append_ok, ids_and_streams, Cluster, LEADER_TIMEOUT};
+use common::Client;
+
+fn cluster_status(addr: SocketAddr) -> serde_json::Value {
+    match Client::connect(addr).request("CLUSTER") {
+        Reply::Cluster { body } => serde_json::from_slice(&body).expect("CLUSTER json"),
+        other => panic!("expected CLUSTER, got {other:?}"),
+    }
+}
+
+/// (id, role) of every member in `status`'s default store.
+fn roles(status: &serde_json::Value) -> Vec<(u64, String)> {
+    let mut roles: Vec<(u64, String)> = status["stores"]["default"]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["node_id"].as_u64().expect("id"),
+                m["role"].as_str().expect("role").to_owned(),
+            )
+        })
+        .collect();
+    roles.sort();
+    roles
+}
+
+fn voters(ids: &[u64]) -> Vec<(u64, String)> {
+    ids.iter().map(|&id| (id, "voter".to_owned())).collect()
+}
+
+/// Waits until node `addr` has every event of `expected` (by id, stream and position).
+fn wait_for_events(addr: SocketAddr, expected: &[(String, String, u64)]) {
+    let started = Instant::now();
+    loop {
+        let mut client = Client::connect(addr);
+        let found = ids_and_streams(&client.read_all());
+        if found == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < LEADER_TIMEOUT,
+            "node {addr} has {} events, expected {}",
+            found.len(),
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_node_added_becomes_a_voter_with_every_event_and_a_removed_one_stops_voting() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader_among(Some(&[1, 2, 3]), None);
+    let mut client = Client::connect(cluster.get(leader).addr);
+    for i in 0..20 {
+        append_ok(
+            &mut client,
+            &format!("s-{}", i % 3),
+            &common::event("T", serde_json::json!({ "i": i })),
+        );
+    }
+    // Node 4 starts with no peers and waits to be added.
+    let fourth = cluster.add_node(4, &[]);
+    let (fourth_addr, fourth_raft) = (fourth.addr, fourth.raft_addr());
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let add = format!("CLUSTER ADD 4 {fourth_raft} {fourth_addr}");
+    let status = match Client::connect(cluster.get(follower).addr).request(&add) {
+        Reply::Cluster { body } => serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        other => panic!("expected CLUSTER, got {other:?}"),
+    };
+    assert_eq!(roles(&status), voters(&[1, 2, 3, 4]), "{status}");
+    // Sent again, the same change is a no-op.
+    match Client::connect(cluster.get(leader).addr).request(&add) {
+        Reply::Cluster { .. } => {}
+        other => panic!("a repeated ADD: {other:?}"),
+    }
+    // A node id already used at another address is refused.
+    match Client::connect(cluster.get(leader).addr).request("CLUSTER ADD 4 127.0.0.1:1") {
+        Reply::Err(error) => assert_eq!(error.code.as_str(), "invalid_argument", "{error:?}"),
+        other => panic!("expected -ERR, got {other:?}"),
+    }
+
+    let expected = ids_and_streams(&Client::connect(cluster.get(leader).addr).read_all());
+    assert_eq!(expected.len(), 20);
+    wait_for_events(fourth_addr, &expected);
+    assert_eq!(roles(&cluster_status(fourth_addr)), voters(&[1, 2, 3, 4]));
+
+    // Remove a voter other than the leader, asking node 4.
+    let removed = (1..=3).find(|&id| id != leader).expect("a follower");
+    let status = match Client::connect(fourth_addr).request(&format!("CLUSTER REMOVE {removed}")) {
+        Reply::Cluster { body } => serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        other => panic!("expected CLUSTER, got {other:?}"),
+    };
+    let remaining: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|&id| id != removed)
+        .collect();
+    assert_eq!(roles(&status), voters(&remaining), "{status}");
+    assert_eq!(
+        roles(&cluster_status(cluster.get(leader).addr)),
+        voters(&remaining)
+    );
+    // Removing it again: it is not a member.
+    match Client::connect(fourth_addr).request(&format!("CLUSTER REMOVE {removed}")) {
+        Reply::Err(error) => assert_eq!(error.code.as_str(), "invalid_argument", "{error:?}"),
+        other => panic!("expected -ERR, got {other:?}"),
+    }
+    // Appends still work, on the new node too, and it holds them.
+    let mut on_fourth = Client::connect(fourth_addr);
+    let position = append_ok(
+        &mut on_fourth,
+        "after-remove",
+        &common::event("T", serde_json::json!({})),
+    );
+    assert_eq!(position, 20);
+    // With the removed node stopped, the three voters left still commit.
+    cluster.node(removed).kill9();
+    let position = append_ok(
+        &mut on_fourth,
+        "after-remove",
+        &common::event("T", serde_json::json!({})),
+    );
+    assert_eq!(position, 21);
+    let leader_now = cluster.wait_for_leader_among(Some(&remaining), None);
+    assert_ne!(leader_now, removed);
+}
+
+#[test]
+fn a_single_server_refuses_membership_changes() {
+    let server = common::Server::start(&[]);
+    let mut client = server.client();
+    match client.request("CLUSTER ADD 2 127.0.0.1:7351") {
+        Reply::Err(error) => assert_eq!(error.code.as_str(), "invalid_argument", "{error:?}"),
+        other => panic!("expected -ERR, got {other:?}"),
+    }
+    match client.request("CLUSTER REMOVE x") {
+        Reply::Err(error) => assert_eq!(error.code.as_str(), "invalid_argument", "{error:?}"),
+        other => panic!("expected -ERR, got {other:?}"),
+    }
+    // The connection still works.
+    assert!(matches!(client.request("CLUSTER"), Reply::Cluster { .. }));
+}
