@@ -234,6 +234,11 @@ pub struct ServeArgs {
     /// --discovery, a node with --node-id and --raft waits to be added (`esdb cluster add`).
     #[arg(long, env = "ESDB_JOIN")]
     pub join: Option<String>,
+    /// Raft log entries a cluster node keeps behind each checkpoint: a follower less far
+    /// behind catches up from the log, one further behind (or a new node) from a copy of the
+    /// store [default: 10000].
+    #[arg(long, env = "ESDB_RAFT_LOG_KEPT_ENTRIES")]
+    pub raft_log_kept_entries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -278,6 +283,7 @@ struct FileConfig {
     cluster_secret: Option<String>,
     advertise: Option<String>,
     join: Option<String>,
+    raft_log_kept_entries: Option<u64>,
     /// Users, tokens and permissions (src/auth/users.rs).
     auth: Option<crate::auth::AuthSection>,
 }
@@ -351,6 +357,7 @@ impl Config {
             args.cluster_secret.or(file.cluster_secret),
             args.advertise.or(file.advertise),
             args.join.or(file.join),
+            args.raft_log_kept_entries.or(file.raft_log_kept_entries),
         )?;
         let config = Config {
             cluster,
@@ -525,10 +532,15 @@ fn resolve_cluster(
     secret: Option<String>,
     advertise: Option<String>,
     join: Option<String>,
+    log_kept_entries: Option<u64>,
 ) -> Result<Option<crate::cluster::ClusterConfig>, String> {
     if node_id.is_none() && raft.is_none() && peers.is_none() && join.is_none() {
-        if advertise.is_some() {
-            return Err("--advertise is for clusters: give --node-id and --raft too".into());
+        if advertise.is_some() || log_kept_entries.is_some() {
+            return Err(
+                "--advertise and --raft-log-kept-entries are for clusters: give --node-id and \
+                 --raft too"
+                    .into(),
+            );
         }
         return Ok(None);
     }
@@ -570,6 +582,8 @@ fn resolve_cluster(
         raft_addr,
         peers,
         join,
+        log_kept_entries: log_kept_entries
+            .unwrap_or(crate::raft::node::CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT),
         secret: secret.into_bytes(),
     }))
 }

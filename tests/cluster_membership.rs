@@ -155,3 +155,75 @@ fn a_single_server_refuses_membership_changes() {
     // The connection still works.
     assert!(matches!(client.request("CLUSTER"), Reply::Cluster { .. }));
 }
+
+/// The default store's entry in `CLUSTER` on `addr`.
+fn group(addr: SocketAddr) -> serde_json::Value {
+    cluster_status(addr)["stores"]["default"].clone()
+}
+
+#[test]
+fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
+    let keep = ["--raft-log-kept-entries".to_owned(), "2".to_owned()];
+    let mut cluster = Cluster::start_with(3, |_| keep.to_vec());
+    let leader = cluster.wait_for_leader_among(Some(&[1, 2, 3]), None);
+    let leader_addr = cluster.get(leader).addr;
+    let mut client = Client::connect(leader_addr);
+    // One entry per append (each waits for the one before).
+    for i in 0..30 {
+        append_ok(
+            &mut client,
+            &format!("s-{}", i % 4),
+            &common::event("T", serde_json::json!({ "i": i })),
+        );
+    }
+    // A checkpoint (at most a second away) purges the log behind it but for 2 entries.
+    let started = Instant::now();
+    let purged = loop {
+        let group = group(leader_addr);
+        let applied = group["applied_index"].as_u64().unwrap_or(0);
+        if let Some(purged) = group["purged_index"].as_u64() {
+            if purged + 2 >= applied && purged > 20 {
+                break purged;
+            }
+        }
+        assert!(started.elapsed() < LEADER_TIMEOUT, "no purge: {group}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let expected = ids_and_streams(&client.read_all());
+    assert_eq!(expected.len(), 30);
+
+    // Node 4 joins through a follower's inter-node address.
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let join = ["--join".to_owned(), cluster.get(follower).raft_addr()];
+    let fourth_addr = cluster.add_node(4, &join).addr;
+    wait_for_events(fourth_addr, &expected);
+    let fourth = group(fourth_addr);
+    // It never had the purged entries: it holds them from the snapshot, its own log starts
+    // after it.
+    assert!(
+        fourth["purged_index"].as_u64().is_some_and(|p| p >= purged),
+        "{fourth}"
+    );
+    let started = Instant::now();
+    while roles(&cluster_status(fourth_addr)) != voters(&[1, 2, 3, 4]) {
+        assert!(started.elapsed() < LEADER_TIMEOUT, "not promoted: {fourth}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It takes part in what comes next.
+    let mut on_fourth = Client::connect(fourth_addr);
+    let position = append_ok(
+        &mut on_fourth,
+        "later",
+        &common::event("T", serde_json::json!({})),
+    );
+    assert_eq!(position, 30);
+    let read = on_fourth.read_stream("later", 0, 10);
+    assert_eq!(read.len(), 1);
+    // Restarted on its data, it does not ask to join again and still serves everything.
+    cluster.node(4).kill9();
+    cluster.node(4).restart();
+    let fourth_addr = cluster.get(4).addr;
+    let mut expected = expected;
+    expected.push(ids_and_streams(&read)[0].clone());
+    wait_for_events(fourth_addr, &expected);
+}

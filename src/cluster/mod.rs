@@ -63,6 +63,8 @@ pub struct ClusterConfig {
     pub advertise: Option<String>,
     /// `--join`: members' inter-node addresses to ask to add this node.
     pub join: Vec<String>,
+    /// `--raft-log-kept-entries`: log entries kept behind a checkpoint.
+    pub log_kept_entries: u64,
 }
 
 impl ClusterConfig {
@@ -653,6 +655,7 @@ pub fn group_json(
         "last_log_index": last_log_index,
         "applied_index": metrics.last_applied.map(|log_id| log_id.index),
         "checkpoint_index": metrics.snapshot.map(|log_id| log_id.index),
+        "purged_index": metrics.purged.map(|log_id| log_id.index),
         "members": members,
     })
 }
@@ -700,6 +703,7 @@ mod tests {
             secret: vec![0; MIN_SECRET_BYTES],
             advertise: advertise.map(str::to_owned),
             join: Vec::new(),
+            log_kept_entries: 1,
         }
     }
 
