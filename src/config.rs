@@ -239,6 +239,38 @@ pub struct ServeArgs {
     /// store [default: 10000].
     #[arg(long, env = "ESDB_RAFT_LOG_KEPT_ENTRIES")]
     pub raft_log_kept_entries: Option<u64>,
+    /// Find the other nodes instead of --peers: `multicast` (authenticated UDP announcements)
+    /// or `dns` (the A/AAAA records of --dns-name, at this node's --raft port).
+    #[arg(long, env = "ESDB_DISCOVERY")]
+    pub discovery: Option<DiscoveryMethod>,
+    /// With --discovery: the voters of a new cluster; the lowest id initializes it once it
+    /// knows this many nodes (itself included) [default: 3].
+    #[arg(long, env = "ESDB_EXPECT")]
+    pub expect: Option<usize>,
+    /// The multicast group [default: 239.255.0.1].
+    #[arg(long, env = "ESDB_MULTICAST_GROUP")]
+    pub multicast_group: Option<std::net::Ipv4Addr>,
+    /// The multicast UDP port [default: 45892].
+    #[arg(long, env = "ESDB_MULTICAST_PORT")]
+    pub multicast_port: Option<u16>,
+    /// The interface (its IPv4 address) announcements go out on and the group is joined on
+    /// [default: --raft's host when it is an IPv4 address, else the system's choice].
+    #[arg(long, env = "ESDB_MULTICAST_INTERFACE")]
+    pub multicast_interface: Option<std::net::Ipv4Addr>,
+    /// Time between announcements (multicast) or resolutions (dns) [default: 5000].
+    #[arg(long, env = "ESDB_DISCOVERY_INTERVAL_MS")]
+    pub discovery_interval_ms: Option<u64>,
+    /// With --discovery dns: the name to resolve (a Kubernetes headless service).
+    #[arg(long, env = "ESDB_DNS_NAME")]
+    pub dns_name: Option<String>,
+}
+
+/// `--discovery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryMethod {
+    Multicast,
+    Dns,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -284,6 +316,13 @@ struct FileConfig {
     advertise: Option<String>,
     join: Option<String>,
     raft_log_kept_entries: Option<u64>,
+    discovery: Option<DiscoveryMethod>,
+    expect: Option<usize>,
+    multicast_group: Option<std::net::Ipv4Addr>,
+    multicast_port: Option<u16>,
+    multicast_interface: Option<std::net::Ipv4Addr>,
+    discovery_interval_ms: Option<u64>,
+    dns_name: Option<String>,
     /// Users, tokens and permissions (src/auth/users.rs).
     auth: Option<crate::auth::AuthSection>,
 }
@@ -359,6 +398,27 @@ impl Config {
             args.join.or(file.join),
             args.raft_log_kept_entries.or(file.raft_log_kept_entries),
         )?;
+        let cluster = match cluster {
+            Some(mut cluster) => {
+                cluster.discovery = resolve_discovery(
+                    &cluster,
+                    DiscoveryArgs {
+                        method: args.discovery.or(file.discovery),
+                        expect: args.expect.or(file.expect),
+                        group: args.multicast_group.or(file.multicast_group),
+                        port: args.multicast_port.or(file.multicast_port),
+                        interface: args.multicast_interface.or(file.multicast_interface),
+                        interval_ms: args.discovery_interval_ms.or(file.discovery_interval_ms),
+                        dns_name: args.dns_name.or(file.dns_name),
+                    },
+                )?;
+                Some(cluster)
+            }
+            None if args.discovery.or(file.discovery).is_some() => {
+                return Err("--discovery is for clusters: give --node-id and --raft too".into())
+            }
+            None => None,
+        };
         let config = Config {
             cluster,
             small,
@@ -584,7 +644,80 @@ fn resolve_cluster(
         join,
         log_kept_entries: log_kept_entries
             .unwrap_or(crate::raft::node::CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT),
+        discovery: None,
         secret: secret.into_bytes(),
+    }))
+}
+
+/// The discovery settings, as given.
+struct DiscoveryArgs {
+    method: Option<DiscoveryMethod>,
+    expect: Option<usize>,
+    group: Option<std::net::Ipv4Addr>,
+    port: Option<u16>,
+    interface: Option<std::net::Ipv4Addr>,
+    interval_ms: Option<u64>,
+    dns_name: Option<String>,
+}
+
+/// `--discovery` and its settings: none of them without it, never with --peers or --join.
+fn resolve_discovery(
+    cluster: &crate::cluster::ClusterConfig,
+    args: DiscoveryArgs,
+) -> Result<Option<crate::cluster::discovery::DiscoveryConfig>, String> {
+    use crate::cluster::discovery::{self, DiscoveryConfig, Method};
+    let Some(method) = args.method else {
+        if args.expect.is_some() || args.group.is_some() || args.dns_name.is_some() {
+            return Err("--expect, --multicast-* and --dns-name need --discovery".into());
+        }
+        return Ok(None);
+    };
+    if !cluster.peers.is_empty() || !cluster.join.is_empty() {
+        return Err("--discovery finds the peers: drop --peers and --join".into());
+    }
+    let expect = args.expect.unwrap_or(3);
+    if expect == 0 {
+        return Err("--expect must be at least 1".into());
+    }
+    let interval_ms = args.interval_ms.unwrap_or(discovery::DEFAULT_INTERVAL_MS);
+    if interval_ms == 0 {
+        return Err("--discovery-interval-ms must be at least 1".into());
+    }
+    let method = match method {
+        DiscoveryMethod::Multicast => {
+            let group = args.group.unwrap_or(discovery::DEFAULT_MULTICAST_GROUP);
+            if !group.is_multicast() {
+                return Err(format!(
+                    "--multicast-group: {group} is not a multicast address"
+                ));
+            }
+            let interface = args.interface.unwrap_or(match cluster.raft_addr.ip() {
+                std::net::IpAddr::V4(ip) => ip,
+                std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+            });
+            Method::Multicast {
+                group,
+                port: args.port.unwrap_or(discovery::DEFAULT_MULTICAST_PORT),
+                interface,
+            }
+        }
+        DiscoveryMethod::Dns => Method::Dns {
+            name: args
+                .dns_name
+                .ok_or("--discovery dns needs --dns-name NAME")?,
+        },
+    };
+    if cluster.raft_addr.ip().is_unspecified() {
+        return Err(
+            "--discovery: the others dial this node at --raft, so it must be the address \
+             they reach, not a wildcard"
+                .into(),
+        );
+    }
+    Ok(Some(DiscoveryConfig {
+        method,
+        interval_ms,
+        expect,
     }))
 }
 

@@ -13,6 +13,7 @@
 //!
 //! A node runs single-node (as before clusters) unless `--peers` is given.
 
+pub mod discovery;
 pub mod listener;
 pub mod membership;
 pub mod peer;
@@ -65,6 +66,8 @@ pub struct ClusterConfig {
     pub join: Vec<String>,
     /// `--raft-log-kept-entries`: log entries kept behind a checkpoint.
     pub log_kept_entries: u64,
+    /// `--discovery` and its settings.
+    pub discovery: Option<discovery::DiscoveryConfig>,
 }
 
 impl ClusterConfig {
@@ -704,6 +707,7 @@ mod tests {
             advertise: advertise.map(str::to_owned),
             join: Vec::new(),
             log_kept_entries: 1,
+            discovery: None,
         }
     }
 

@@ -263,11 +263,18 @@ impl Node {
             local,
             stop.clone(),
         ));
-        tokio::spawn(
-            cluster
-                .clone()
-                .initialize_when_ready(name.clone(), raft.clone()),
-        );
+        match &cluster.config.discovery {
+            Some(discovery) => tokio::spawn(cluster.clone().form_or_join(
+                name.clone(),
+                raft.clone(),
+                discovery.expect,
+            )),
+            None => tokio::spawn(
+                cluster
+                    .clone()
+                    .initialize_when_ready(name.clone(), raft.clone()),
+            ),
+        };
         tokio::spawn(checkpoint_periodically(raft.clone(), stop.clone()));
         tokio::spawn(crate::raft::observe::run(
             name,

@@ -83,6 +83,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
                 cluster.clone(),
             ));
             cluster.spawn_pinger();
+            if let Some(discovery) = &cluster_config.discovery {
+                cluster.start_discovery(discovery)?;
+            }
             Some(cluster)
         }
         _ => None,
