@@ -4,7 +4,10 @@
 //! them initializes it); a fourth with the wrong secret is ignored; a fifth with the right one,
 //! started later, joins it as a voter and holds every event.
 //!
-//! Needs root (`ip netns`); without it the test says so and returns.
+//! The same with `--discovery dns`: a name with three A records (a hosts file `ip netns exec`
+//! mounts inside the node's namespace, as a headless service's name resolves in Kubernetes).
+//!
+//! Needs root (`ip netns`); without it each test says so and returns.
 
 mod common;
 
@@ -53,9 +56,12 @@ struct Net {
     namespaces: Vec<String>,
 }
 
+/// The name `--discovery dns` resolves, and the nodes it names.
+const DNS_NAME: &str = "esdb-peers.test";
+
 impl Net {
-    fn new(nodes: &[u64]) -> Net {
-        let prefix = format!("esdbdisc{}", std::process::id());
+    fn new(tag: &str, nodes: &[u64]) -> Net {
+        let prefix = format!("esdb{tag}{}", std::process::id());
         let hub = format!("{prefix}-hub");
         let mut net = Net {
             prefix: prefix.clone(),
@@ -107,6 +113,14 @@ impl Net {
             ]);
             ip_ok(&["-n", &ns, "link", "set", &inner, "up"]);
             ip_ok(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", &inner]);
+            // `ip netns exec` mounts /etc/netns/<ns>/hosts on /etc/hosts for the node.
+            let etc = format!("/etc/netns/{ns}");
+            std::fs::create_dir_all(&etc).expect("/etc/netns dir");
+            let hosts: String = [1, 2, 3]
+                .iter()
+                .map(|id| format!("{SUBNET}.{id} {DNS_NAME}\n"))
+                .collect();
+            std::fs::write(format!("{etc}/hosts"), hosts).expect("hosts file");
         }
         net
     }
@@ -130,6 +144,7 @@ impl Drop for Net {
     fn drop(&mut self) {
         for ns in self.namespaces.iter().rev() {
             ip(&["netns", "del", ns]);
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{ns}"));
         }
     }
 }
@@ -147,6 +162,16 @@ impl Drop for Node {
 }
 
 fn start(net: &Net, data: &std::path::Path, id: u64, secret: &str) -> Node {
+    start_with(net, data, id, secret, &["--discovery", "multicast"])
+}
+
+fn start_with(
+    net: &Net,
+    data: &std::path::Path,
+    id: u64,
+    secret: &str,
+    discovery: &[&str],
+) -> Node {
     let host = format!("{SUBNET}.{id}");
     let log = std::fs::File::create(data.join(format!("node-{id}.stderr"))).expect("log");
     let mut child = Command::new("ip")
@@ -159,7 +184,8 @@ fn start(net: &Net, data: &std::path::Path, id: u64, secret: &str) -> Node {
         .args(["--http", "127.0.0.1:0"])
         .args(["--node-id", &id.to_string()])
         .args(["--raft", &format!("{host}:{RAFT_PORT}")])
-        .args(["--discovery", "multicast", "--expect", "3"])
+        .args(discovery)
+        .args(["--expect", "3"])
         .args(["--discovery-interval-ms", INTERVAL_MS])
         .args(["--log-level", "warn,openraft=error"])
         .env("ESDB_CLUSTER_SECRET", secret)
@@ -233,7 +259,7 @@ fn nodes_with_the_secret_find_each_other_by_multicast_and_a_wrong_secret_is_igno
         return;
     }
     let data = tempfile::tempdir().expect("tempdir");
-    let net = Net::new(&[1, 2, 3, 4, 5]);
+    let net = Net::new("mc", &[1, 2, 3, 4, 5]);
     let nodes: Vec<Node> = [1, 2, 3]
         .iter()
         .map(|&id| start(&net, data.path(), id, SECRET))
@@ -287,4 +313,30 @@ fn nodes_with_the_secret_find_each_other_by_multicast_and_a_wrong_secret_is_igno
     assert_eq!(voters(&alone), Vec::<u64>::new(), "{alone}");
     let info = Client::connect(addrs[0]).info;
     assert!(info["cluster"]["client_urls"].get("4").is_none(), "{info}");
+}
+
+#[test]
+fn nodes_find_each_other_by_the_records_of_a_dns_name() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !ip(&["netns", "list"]) {
+        eprintln!("skipped: network namespaces need root and iproute2");
+        return;
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let net = Net::new("dns", &[1, 2, 3]);
+    let dns = ["--discovery", "dns", "--dns-name", DNS_NAME];
+    let nodes: Vec<Node> = [1, 2, 3]
+        .iter()
+        .map(|&id| start_with(&net, data.path(), id, SECRET, &dns))
+        .collect();
+    net.enter_hub();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    wait_for_cluster(&addrs, &[1, 2, 3]);
+    let mut client = Client::connect(addrs[2]);
+    append_ok(&mut client, "s", &common::event("T", serde_json::json!({})));
+    let expected = ids_and_streams(&client.read_all());
+    assert_eq!(
+        ids_and_streams(&Client::connect(addrs[0]).read_all()),
+        expected
+    );
 }
