@@ -103,6 +103,8 @@ pub struct Cli {
     pub command: CliCommand,
 }
 
+/// Parsed once at start and consumed: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum CliCommand {
     /// Run the server.

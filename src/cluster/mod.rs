@@ -1,4 +1,4 @@
-//! Clusters: several esdb nodes, each store one Raft group across them (static peers).
+//! Clusters: several esdb nodes, each store one Raft group across them.
 //!
 //! - [`wire`]: the inter-node handshake (HMAC-SHA256 challenge on the cluster secret) and
 //!   frames, with the calls and answers they carry.
@@ -10,8 +10,12 @@
 //! - [`reads`]: linearizable reads: the leader's read index (a quorum round, coalesced across
 //!   the reads waiting), then this node waits until it has applied that far; and reads
 //!   `after <position>`, which wait for this node to apply that `$all` position instead.
+//! - [`membership`]: `CLUSTER ADD`/`REMOVE` and `--join`: learner, then voter; removal.
+//! - [`discovery`]: `--discovery multicast|dns` and `--expect`: finding the nodes, and who
+//!   initializes a new cluster.
 //!
-//! A node runs single-node (as before clusters) unless `--peers` is given.
+//! A node is a cluster node with `--node-id` and `--raft`: its peers come from `--peers`,
+//! discovery, and each group's membership (a node added later is known by it alone).
 
 pub mod discovery;
 pub mod listener;
