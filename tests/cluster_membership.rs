@@ -194,7 +194,13 @@ fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
 
     // Node 4 joins through a follower's inter-node address.
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
-    let join = ["--join".to_owned(), cluster.get(follower).raft_addr()];
+    let join = [
+        "--join".to_owned(),
+        cluster.get(follower).raft_addr(),
+        // Info shows the install.
+        "--log-level".to_owned(),
+        "info,openraft=error".to_owned(),
+    ];
     let fourth_addr = cluster.add_node(4, &join).addr;
     wait_for_events(fourth_addr, &expected);
     let fourth = group(fourth_addr);
@@ -204,6 +210,8 @@ fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
         fourth["purged_index"].as_u64().is_some_and(|p| p >= purged),
         "{fourth}"
     );
+    let log = cluster.get(4).stderr();
+    assert!(log.contains("installed a snapshot from the leader"), "{log}");
     let started = Instant::now();
     while roles(&cluster_status(fourth_addr)) != voters(&[1, 2, 3, 4]) {
         assert!(started.elapsed() < LEADER_TIMEOUT, "not promoted: {fourth}");

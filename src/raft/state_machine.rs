@@ -61,6 +61,8 @@ pub struct StateMachine {
     /// openraft asks for the current snapshot once at start-up, for its meta alone
     /// (`storage::helper`): that call gets the checkpoint record, not a copy of the store.
     started: bool,
+    /// Copies made for other nodes by this process (names their directories).
+    copies: u64,
 }
 
 fn sm_error(verb: ErrorVerb, error: impl std::fmt::Display) -> StorageError {
@@ -74,6 +76,11 @@ fn sm_error(verb: ErrorVerb, error: impl std::fmt::Display) -> StorageError {
 impl StateMachine {
     /// Opens over the store's applier, reading what it last applied.
     pub fn open(applier: Applier, dir: PathBuf) -> Result<StateMachine, String> {
+        // Copies an earlier process was sending or receiving when it stopped: a transfer
+        // starts over from the beginning.
+        for leftover in [OUTGOING_DIR, INCOMING_DIR] {
+            let _ = std::fs::remove_dir_all(dir.join(leftover));
+        }
         let applied = match applier.applied_state().map_err(|e| e.to_string())? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| format!("the store's raft applied state: {e}"))?,
@@ -87,6 +94,7 @@ impl StateMachine {
             applied,
             dir,
             started: false,
+            copies: 0,
         })
     }
 
@@ -225,8 +233,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 ),
             }));
         }
-        // A copy for another node.
-        let dir = self.dir.join(OUTGOING_DIR);
+        // A copy for another node, in a directory of its own: each follower that needs one
+        // streams its own copy, and the copy is unlinked once open (the open file keeps it
+        // until the transfer drops it), so nothing is left on disk after a transfer.
+        self.copies += 1;
+        let dir = self.dir.join(OUTGOING_DIR).join(self.copies.to_string());
         let applier = self.applier.clone();
         let copy_dir = dir.clone();
         let applied = tokio::task::spawn_blocking(move || applier.copy_to(&copy_dir))
@@ -248,6 +259,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let file = tokio::fs::File::open(dir.join(crate::store::install::DATA_FILE))
             .await
             .map_err(|e| sm_error(ErrorVerb::Read, e))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| sm_error(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(file),

@@ -211,9 +211,13 @@ impl Cluster {
             id.to_string(),
             "--raft".to_owned(),
             format!("127.0.0.1:{}", free_port()),
-            "--log-level".to_owned(),
-            std::env::var("TEST_ESDB_LOG").unwrap_or_else(|_| "warn,openraft=error".into()),
         ];
+        if !extra.iter().any(|a| a == "--log-level") {
+            args.push("--log-level".to_owned());
+            args.push(
+                std::env::var("TEST_ESDB_LOG").unwrap_or_else(|_| "warn,openraft=error".into()),
+            );
+        }
         args.extend(extra.iter().cloned());
         let mut node = Node {
             id,
