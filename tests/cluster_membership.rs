@@ -163,7 +163,12 @@ fn group(addr: SocketAddr) -> serde_json::Value {
 
 #[test]
 fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
-    let keep = ["--raft-log-kept-entries".to_owned(), "2".to_owned()];
+    let keep = [
+        "--raft-log-kept-entries".to_owned(),
+        "2".to_owned(),
+        "--log-level".to_owned(),
+        "info,openraft=error".to_owned(),
+    ];
     let mut cluster = Cluster::start_with(3, |_| keep.to_vec());
     let leader = cluster.wait_for_leader_among(Some(&[1, 2, 3]), None);
     let leader_addr = cluster.get(leader).addr;
@@ -211,7 +216,10 @@ fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
         "{fourth}"
     );
     let log = cluster.get(4).stderr();
-    assert!(log.contains("installed a snapshot from the leader"), "{log}");
+    assert!(
+        log.contains("installed a snapshot from the leader"),
+        "{log}"
+    );
     let started = Instant::now();
     while roles(&cluster_status(fourth_addr)) != voters(&[1, 2, 3, 4]) {
         assert!(started.elapsed() < LEADER_TIMEOUT, "not promoted: {fourth}");
@@ -234,4 +242,40 @@ fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
     let mut expected = expected;
     expected.push(ids_and_streams(&read)[0].clone());
     wait_for_events(fourth_addr, &expected);
+
+    // A follower down while the log moves past what is kept catches up from a snapshot too
+    // (before snapshots it stopped, loudly).
+    let leader = cluster.wait_for_leader_among(Some(&[1, 2, 3, 4]), None);
+    let behind = (1..=3).find(|&id| id != leader).expect("a follower");
+    cluster.node(behind).kill9();
+    let mut client = Client::connect(cluster.get(leader).addr);
+    for i in 0..10 {
+        append_ok(
+            &mut client,
+            "while-down",
+            &common::event("T", serde_json::json!({ "i": i })),
+        );
+    }
+    let last = group(cluster.get(leader).addr)["applied_index"]
+        .as_u64()
+        .expect("applied");
+    let started = Instant::now();
+    while group(cluster.get(leader).addr)["purged_index"].as_u64() < Some(last - 2) {
+        assert!(
+            started.elapsed() < LEADER_TIMEOUT,
+            "no purge past {}",
+            last - 2
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its log file starts anew with the restart.
+    cluster.node(behind).restart();
+    let expected = ids_and_streams(&client.read_all());
+    assert_eq!(expected.len(), 41);
+    wait_for_events(cluster.get(behind).addr, &expected);
+    let log = cluster.get(behind).stderr();
+    assert!(
+        log.contains("installed a snapshot from the leader"),
+        "{log}"
+    );
 }

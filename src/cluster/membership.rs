@@ -104,6 +104,7 @@ impl Cluster {
         let stores: Vec<String> = self.group_names();
         for store in stores {
             self.change_group(&store, &change).await?;
+            self.wait_until_seen(&store, &change).await;
         }
         if let Change::Remove { node_id } = change {
             self.forget_peer_unless_member(node_id);
@@ -151,6 +152,34 @@ impl Cluster {
                 }
                 result => return result,
             }
+        }
+    }
+
+    /// Waits (a bounded time) until this node's own view of `store`'s group shows the change,
+    /// so the `CLUSTER` reply it gives next shows it; the change is made either way.
+    async fn wait_until_seen(&self, store: &str, change: &Change) {
+        let Some(group) = self.group(store) else {
+            return;
+        };
+        let change = change.clone();
+        let seen = group
+            .raft
+            .wait(Some(Duration::from_millis(LEADER_WAIT_TIMEOUT_MS)))
+            .metrics(
+                move |metrics| {
+                    let membership = metrics.membership_config.membership();
+                    match &change {
+                        Change::Add { node_id, .. } => {
+                            membership.voter_ids().any(|id| id == *node_id)
+                        }
+                        Change::Remove { node_id } => membership.get_node(node_id).is_none(),
+                    }
+                },
+                "the membership change applied here",
+            )
+            .await;
+        if let Err(error) = seen {
+            tracing::warn!(%store, %error, "the membership change is made, not yet seen here");
         }
     }
 
