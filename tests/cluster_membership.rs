@@ -22,6 +22,23 @@ fn cluster_status(addr: SocketAddr) -> serde_json::Value {
     }
 }
 
+/// Runs `esdb <args>` (the command line client) to its end; its stdout as JSON.
+fn cli(args: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_esdb"))
+        .args(args)
+        .env_remove("ESDB_SERVER")
+        .env_remove("ESDB_CONTEXT")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .expect("run esdb");
+    assert!(
+        output.status.success(),
+        "esdb {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
 /// (id, role) of every member in `status`'s default store.
 fn roles(status: &serde_json::Value) -> Vec<(u64, String)> {
     let mut roles: Vec<(u64, String)> = status["stores"]["default"]["members"]
@@ -100,12 +117,16 @@ fn a_node_added_becomes_a_voter_with_every_event_and_a_removed_one_stops_voting(
     wait_for_events(fourth_addr, &expected);
     assert_eq!(roles(&cluster_status(fourth_addr)), voters(&[1, 2, 3, 4]));
 
-    // Remove a voter other than the leader, asking node 4.
+    // Remove a voter other than the leader, asking node 4 from the command line.
     let removed = (1..=3).find(|&id| id != leader).expect("a follower");
-    let status = match Client::connect(fourth_addr).request(&format!("CLUSTER REMOVE {removed}")) {
-        Reply::Cluster { body } => serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
-        other => panic!("expected CLUSTER, got {other:?}"),
-    };
+    let status = cli(&[
+        "cluster",
+        "remove",
+        &removed.to_string(),
+        "--server",
+        &fourth_addr.to_string(),
+        "--json",
+    ]);
     let remaining: Vec<u64> = [1, 2, 3, 4]
         .into_iter()
         .filter(|&id| id != removed)
