@@ -103,6 +103,8 @@ pub struct Cli {
     pub command: CliCommand,
 }
 
+/// Parsed once at start and consumed: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum CliCommand {
     /// Run the server.
@@ -228,6 +230,49 @@ pub struct ServeArgs {
     /// host replaced by --raft's when it listens on 0.0.0.0 or ::].
     #[arg(long, env = "ESDB_ADVERTISE")]
     pub advertise: Option<String>,
+    /// A new node joining a running cluster: members' inter-node (--raft) addresses,
+    /// `HOST:PORT,…`, asked in turn to add this node (learner, then voter once caught up).
+    /// A node whose stores are already members ignores it. Without --peers, --join or
+    /// --discovery, a node with --node-id and --raft waits to be added (`esdb cluster add`).
+    #[arg(long, env = "ESDB_JOIN")]
+    pub join: Option<String>,
+    /// Raft log entries a cluster node keeps behind each checkpoint: a follower less far
+    /// behind catches up from the log, one further behind (or a new node) from a copy of the
+    /// store [default: 10000].
+    #[arg(long, env = "ESDB_RAFT_LOG_KEPT_ENTRIES")]
+    pub raft_log_kept_entries: Option<u64>,
+    /// Find the other nodes instead of --peers: `multicast` (authenticated UDP announcements)
+    /// or `dns` (the A/AAAA records of --dns-name, at this node's --raft port).
+    #[arg(long, env = "ESDB_DISCOVERY")]
+    pub discovery: Option<DiscoveryMethod>,
+    /// With --discovery: the voters of a new cluster; the lowest id initializes it once it
+    /// knows this many nodes (itself included) [default: 3].
+    #[arg(long, env = "ESDB_EXPECT")]
+    pub expect: Option<usize>,
+    /// The multicast group [default: 239.255.0.1].
+    #[arg(long, env = "ESDB_MULTICAST_GROUP")]
+    pub multicast_group: Option<std::net::Ipv4Addr>,
+    /// The multicast UDP port [default: 45892].
+    #[arg(long, env = "ESDB_MULTICAST_PORT")]
+    pub multicast_port: Option<u16>,
+    /// The interface (its IPv4 address) announcements go out on and the group is joined on
+    /// [default: --raft's host when it is an IPv4 address, else the system's choice].
+    #[arg(long, env = "ESDB_MULTICAST_INTERFACE")]
+    pub multicast_interface: Option<std::net::Ipv4Addr>,
+    /// Time between announcements (multicast) or resolutions (dns) [default: 5000].
+    #[arg(long, env = "ESDB_DISCOVERY_INTERVAL_MS")]
+    pub discovery_interval_ms: Option<u64>,
+    /// With --discovery dns: the name to resolve (a Kubernetes headless service).
+    #[arg(long, env = "ESDB_DNS_NAME")]
+    pub dns_name: Option<String>,
+}
+
+/// `--discovery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryMethod {
+    Multicast,
+    Dns,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -271,6 +316,15 @@ struct FileConfig {
     peers: Option<String>,
     cluster_secret: Option<String>,
     advertise: Option<String>,
+    join: Option<String>,
+    raft_log_kept_entries: Option<u64>,
+    discovery: Option<DiscoveryMethod>,
+    expect: Option<usize>,
+    multicast_group: Option<std::net::Ipv4Addr>,
+    multicast_port: Option<u16>,
+    multicast_interface: Option<std::net::Ipv4Addr>,
+    discovery_interval_ms: Option<u64>,
+    dns_name: Option<String>,
     /// Users, tokens and permissions (src/auth/users.rs).
     auth: Option<crate::auth::AuthSection>,
 }
@@ -343,7 +397,30 @@ impl Config {
             args.peers.or(file.peers),
             args.cluster_secret.or(file.cluster_secret),
             args.advertise.or(file.advertise),
+            args.join.or(file.join),
+            args.raft_log_kept_entries.or(file.raft_log_kept_entries),
         )?;
+        let cluster = match cluster {
+            Some(mut cluster) => {
+                cluster.discovery = resolve_discovery(
+                    &cluster,
+                    DiscoveryArgs {
+                        method: args.discovery.or(file.discovery),
+                        expect: args.expect.or(file.expect),
+                        group: args.multicast_group.or(file.multicast_group),
+                        port: args.multicast_port.or(file.multicast_port),
+                        interface: args.multicast_interface.or(file.multicast_interface),
+                        interval_ms: args.discovery_interval_ms.or(file.discovery_interval_ms),
+                        dns_name: args.dns_name.or(file.dns_name),
+                    },
+                )?;
+                Some(cluster)
+            }
+            None if args.discovery.or(file.discovery).is_some() => {
+                return Err("--discovery is for clusters: give --node-id and --raft too".into())
+            }
+            None => None,
+        };
         let config = Config {
             cluster,
             small,
@@ -507,30 +584,39 @@ impl Config {
     }
 }
 
-/// The cluster settings: all of them with `--peers`, none of them without.
+/// The cluster settings: a node is a cluster node with `--node-id` and `--raft` (and a
+/// secret); `--peers` names the first voters, `--join` members to ask to be added by, and
+/// neither means waiting for `CLUSTER ADD`.
 fn resolve_cluster(
     node_id: Option<u64>,
     raft: Option<SocketAddr>,
     peers: Option<String>,
     secret: Option<String>,
     advertise: Option<String>,
+    join: Option<String>,
+    log_kept_entries: Option<u64>,
 ) -> Result<Option<crate::cluster::ClusterConfig>, String> {
-    let Some(peers) = peers else {
-        if node_id.is_some() || raft.is_some() || advertise.is_some() {
+    if node_id.is_none() && raft.is_none() && peers.is_none() && join.is_none() {
+        if advertise.is_some() || log_kept_entries.is_some() {
             return Err(
-                "--node-id, --raft and --advertise are for clusters: give --peers too".into(),
+                "--advertise and --raft-log-kept-entries are for clusters: give --node-id and \
+                 --raft too"
+                    .into(),
             );
         }
         return Ok(None);
-    };
-    let node_id = node_id.ok_or("--peers needs --node-id")?;
-    let raft_addr = raft.ok_or("--peers needs --raft HOST:PORT")?;
+    }
+    let node_id = node_id.ok_or("a cluster node needs --node-id")?;
+    if node_id == 0 {
+        return Err("--node-id must be at least 1".into());
+    }
+    let raft_addr = raft.ok_or("a cluster node needs --raft HOST:PORT")?;
     if raft_addr.port() == 0 {
         return Err("--raft needs a fixed port: peers dial it".into());
     }
     let secret = secret.ok_or(
-        "--peers needs a cluster secret (--cluster-secret or ESDB_CLUSTER_SECRET): peers \
-         must prove it before they are served",
+        "a cluster node needs a cluster secret (--cluster-secret or ESDB_CLUSTER_SECRET): \
+         peers must prove it before they are served",
     )?;
     if secret.len() < crate::cluster::MIN_SECRET_BYTES {
         return Err(format!(
@@ -538,7 +624,17 @@ fn resolve_cluster(
             crate::cluster::MIN_SECRET_BYTES
         ));
     }
-    let peers = crate::cluster::ClusterConfig::parse_peers(&peers, node_id, raft_addr)?;
+    let peers = match peers {
+        Some(peers) => crate::cluster::ClusterConfig::parse_peers(&peers, node_id, raft_addr)?,
+        None => std::collections::BTreeMap::new(),
+    };
+    let join = match join {
+        Some(join) => crate::cluster::ClusterConfig::parse_join(&join, raft_addr)?,
+        None => Vec::new(),
+    };
+    if !join.is_empty() && !peers.is_empty() {
+        return Err("--join is for a node joining a running cluster: drop --peers".into());
+    }
     let advertise = advertise
         .map(|text| crate::cluster::ClusterConfig::parse_advertise(&text))
         .transpose()?;
@@ -547,7 +643,83 @@ fn resolve_cluster(
         node_id,
         raft_addr,
         peers,
+        join,
+        log_kept_entries: log_kept_entries
+            .unwrap_or(crate::raft::node::CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT),
+        discovery: None,
         secret: secret.into_bytes(),
+    }))
+}
+
+/// The discovery settings, as given.
+struct DiscoveryArgs {
+    method: Option<DiscoveryMethod>,
+    expect: Option<usize>,
+    group: Option<std::net::Ipv4Addr>,
+    port: Option<u16>,
+    interface: Option<std::net::Ipv4Addr>,
+    interval_ms: Option<u64>,
+    dns_name: Option<String>,
+}
+
+/// `--discovery` and its settings: none of them without it, never with --peers or --join.
+fn resolve_discovery(
+    cluster: &crate::cluster::ClusterConfig,
+    args: DiscoveryArgs,
+) -> Result<Option<crate::cluster::discovery::DiscoveryConfig>, String> {
+    use crate::cluster::discovery::{self, DiscoveryConfig, Method};
+    let Some(method) = args.method else {
+        if args.expect.is_some() || args.group.is_some() || args.dns_name.is_some() {
+            return Err("--expect, --multicast-* and --dns-name need --discovery".into());
+        }
+        return Ok(None);
+    };
+    if !cluster.peers.is_empty() || !cluster.join.is_empty() {
+        return Err("--discovery finds the peers: drop --peers and --join".into());
+    }
+    let expect = args.expect.unwrap_or(3);
+    if expect == 0 {
+        return Err("--expect must be at least 1".into());
+    }
+    let interval_ms = args.interval_ms.unwrap_or(discovery::DEFAULT_INTERVAL_MS);
+    if interval_ms == 0 {
+        return Err("--discovery-interval-ms must be at least 1".into());
+    }
+    let method = match method {
+        DiscoveryMethod::Multicast => {
+            let group = args.group.unwrap_or(discovery::DEFAULT_MULTICAST_GROUP);
+            if !group.is_multicast() {
+                return Err(format!(
+                    "--multicast-group: {group} is not a multicast address"
+                ));
+            }
+            let interface = args.interface.unwrap_or(match cluster.raft_addr.ip() {
+                std::net::IpAddr::V4(ip) => ip,
+                std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+            });
+            Method::Multicast {
+                group,
+                port: args.port.unwrap_or(discovery::DEFAULT_MULTICAST_PORT),
+                interface,
+            }
+        }
+        DiscoveryMethod::Dns => Method::Dns {
+            name: args
+                .dns_name
+                .ok_or("--discovery dns needs --dns-name NAME")?,
+        },
+    };
+    if cluster.raft_addr.ip().is_unspecified() {
+        return Err(
+            "--discovery: the others dial this node at --raft, so it must be the address \
+             they reach, not a wildcard"
+                .into(),
+        );
+    }
+    Ok(Some(DiscoveryConfig {
+        method,
+        interval_ms,
+        expect,
     }))
 }
 

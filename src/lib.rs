@@ -37,7 +37,8 @@
 //! - [`tls`]: TLS on the protocol and HTTP ports (rustls).
 //! - [`cluster`]: several nodes: the authenticated inter-node port, writes forwarded to the
 //!   leader, linearizable reads on any node (read index), reads `after <position>` (wait for
-//!   this node to apply it); each store one Raft group.
+//!   this node to apply it), membership changes (learner, then voter), discovery
+//!   (multicast, DNS); each store one Raft group.
 //! - [`cli`]: every subcommand but `serve`: the command line client, on the `esdb-client`
 //!   crate (`clients/rust`), and `verify`, the offline check of a stopped server's data.
 //!

@@ -149,4 +149,15 @@ fn stated_cluster_waits_match_the_constants() {
         )),
         "{after_wait}"
     );
+    let change_wait = doc
+        .lines()
+        .find(|l| l.contains("wait of a membership change"))
+        .expect("membership change row");
+    assert!(
+        change_wait.contains(&format!(
+            "| {} ms",
+            esdb::cluster::membership::MEMBERSHIP_CHANGE_TIMEOUT_MS
+        )),
+        "{change_wait}"
+    );
 }

@@ -101,6 +101,8 @@ pub enum Request {
     Stats,
     /// `CLUSTER`: this node's view of each store's Raft group.
     Cluster,
+    /// `CLUSTER ADD` / `CLUSTER REMOVE`: a membership change of every store's group.
+    ClusterChange(crate::ops::cluster::MemberChange),
     Snap(SnapRequest),
     Agg(AggRequest),
     /// A read (`READ`, `READALL`, `READTYPES`, `AGG`) or `SUB` with `after <position>`: served
@@ -135,7 +137,7 @@ impl Request {
             Request::Nack { .. } => "NACK",
             Request::Psub(_) => "PSUB",
             Request::Stats => "STATS",
-            Request::Cluster => "CLUSTER",
+            Request::Cluster | Request::ClusterChange(_) => "CLUSTER",
             Request::Snap(_) => "SNAP",
             Request::Agg(_) => "AGG",
             Request::After { request, .. } => request.operation(),
@@ -159,6 +161,8 @@ impl Request {
             Request::Subscribe(request) => request.name.is_some(),
             Request::Ack { .. } | Request::Nack { .. } => true,
             Request::After { request, .. } => request.changes_store(),
+            // Membership is written to every store's log.
+            Request::ClusterChange(_) => true,
             Request::Psub(op) => match op {
                 PsubOp::Delete { .. } | PsubOp::Replay { .. } => true,
                 PsubOp::List
@@ -211,6 +215,7 @@ impl Request {
             Request::Psub(op) => psub::encode(op, dst),
             Request::Stats => stats::encode_stats(dst),
             Request::Cluster => cluster::encode_cluster(dst),
+            Request::ClusterChange(change) => cluster::encode_change(change, dst),
             Request::Snap(snap) => snap.encode(dst),
             Request::Meta { stream, payload } => meta::encode(stream, payload.as_deref(), dst),
             Request::Agg(agg) => agg.encode(dst),

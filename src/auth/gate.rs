@@ -16,6 +16,7 @@
 //! | `PSUB DELETE/REPLAY` | `admin` on every stream |
 //! | `UNSUB`, `ACK`, `NACK` | nothing more (the subscription was checked by its `SUB`) |
 //! | `STATS` | `admin` on every store (a `"*"` grant) |
+//! | `CLUSTER`, `CLUSTER ADD/REMOVE` | `admin` on every store (a `"*"` grant) |
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -282,7 +283,9 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
             PsubOp::Parked { .. } => vec![(Subscribe, Target::Store), (Read, Target::Store)],
             PsubOp::Delete { .. } | PsubOp::Replay { .. } => vec![(Admin, Target::Store)],
         },
-        Request::Stats | Request::Cluster => vec![(Admin, Target::Everywhere)],
+        Request::Stats | Request::Cluster | Request::ClusterChange(_) => {
+            vec![(Admin, Target::Everywhere)]
+        }
         Request::After { request, .. } => needs(request),
     }
 }

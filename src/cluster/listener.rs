@@ -54,9 +54,11 @@ pub async fn accept_loop(listener: TcpListener, cluster: Arc<Cluster>) {
 async fn serve(mut stream: TcpStream, cluster: &Arc<Cluster>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let peer = wire::accept_handshake(&mut stream, &cluster.secret, cluster.node_id()).await?;
-    if !cluster.config.peers.contains_key(&peer) {
+    // The secret admits a node; the membership decides what it is (a node joining, or
+    // added with CLUSTER ADD, is in no --peers).
+    if peer == cluster.node_id() {
         return Err(std::io::Error::other(format!(
-            "node {peer} proved the secret but is not one of --peers"
+            "a peer proved the secret with this node's own id ({peer})"
         )));
     }
     let (mut reader, mut writer) = stream.into_split();
@@ -105,7 +107,8 @@ async fn handle(cluster: &Arc<Cluster>, id: u64, call: Call, answers: &mpsc::Sen
         | Call::Vote { store, .. }
         | Call::InstallSnapshot { store, .. }
         | Call::Forward { store, .. }
-        | Call::ReadIndex { store } => store.clone(),
+        | Call::ReadIndex { store }
+        | Call::ChangeMembers { store, .. } => store.clone(),
     };
     let Some(group) = cluster.group(&store) else {
         let refusal = format!("node {} serves no store {store} (yet)", cluster.node_id());
@@ -125,6 +128,7 @@ async fn handle(cluster: &Arc<Cluster>, id: u64, call: Call, answers: &mpsc::Sen
         }
         call => {
             let answers = answers.clone();
+            let cluster = cluster.clone();
             tokio::spawn(async move {
                 let answer = match call {
                     Call::AppendEntries { rpc, .. } => {
@@ -135,6 +139,9 @@ async fn handle(cluster: &Arc<Cluster>, id: u64, call: Call, answers: &mpsc::Sen
                         Answer::InstallSnapshot(group.raft.install_snapshot(rpc).await)
                     }
                     Call::ReadIndex { .. } => Answer::ReadIndex(group.reads.leader_index().await),
+                    Call::ChangeMembers { store, change } => {
+                        Answer::MembersChanged(cluster.change_group(&store, &change).await)
+                    }
                     Call::Ping | Call::Forward { .. } => unreachable!("handled above"),
                 };
                 reply(&answers, id, answer);

@@ -1,4 +1,4 @@
-//! Clusters: several esdb nodes, each store one Raft group across them (static peers).
+//! Clusters: several esdb nodes, each store one Raft group across them.
 //!
 //! - [`wire`]: the inter-node handshake (HMAC-SHA256 challenge on the cluster secret) and
 //!   frames, with the calls and answers they carry.
@@ -10,10 +10,16 @@
 //! - [`reads`]: linearizable reads: the leader's read index (a quorum round, coalesced across
 //!   the reads waiting), then this node waits until it has applied that far; and reads
 //!   `after <position>`, which wait for this node to apply that `$all` position instead.
+//! - [`membership`]: `CLUSTER ADD`/`REMOVE` and `--join`: learner, then voter; removal.
+//! - [`discovery`]: `--discovery multicast|dns` and `--expect`: finding the nodes, and who
+//!   initializes a new cluster.
 //!
-//! A node runs single-node (as before clusters) unless `--peers` is given.
+//! A node is a cluster node with `--node-id` and `--raft`: its peers come from `--peers`,
+//! discovery, and each group's membership (a node added later is known by it alone).
 
+pub mod discovery;
 pub mod listener;
+pub mod membership;
 pub mod peer;
 pub mod reads;
 pub mod router;
@@ -60,6 +66,12 @@ pub struct ClusterConfig {
     /// `--advertise`: the client address this node tells others (see
     /// [`ClusterConfig::client_url`]).
     pub advertise: Option<String>,
+    /// `--join`: members' inter-node addresses to ask to add this node.
+    pub join: Vec<String>,
+    /// `--raft-log-kept-entries`: log entries kept behind a checkpoint.
+    pub log_kept_entries: u64,
+    /// `--discovery` and its settings.
+    pub discovery: Option<discovery::DiscoveryConfig>,
 }
 
 impl ClusterConfig {
@@ -102,6 +114,35 @@ impl ClusterConfig {
             return Err(bad());
         }
         Ok(text.to_owned())
+    }
+
+    /// Parses `--join host:port,…`: a member's inter-node address, which reaches this node
+    /// back at `--raft`, so `--raft` must name a reachable address.
+    pub fn parse_join(text: &str, raft_addr: std::net::SocketAddr) -> Result<Vec<String>, String> {
+        if raft_addr.ip().is_unspecified() {
+            return Err(format!(
+                "--join: the members dial this node back at --raft, and {raft_addr} is no \
+                 node's address; give --raft the address they reach"
+            ));
+        }
+        let addrs: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if addrs.is_empty() {
+            return Err("--join names no member".into());
+        }
+        for addr in &addrs {
+            let port = addr
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok());
+            if !matches!(port, Some(port) if port != 0) {
+                return Err(format!("--join: {addr:?} is not HOST:PORT"));
+            }
+        }
+        Ok(addrs)
     }
 
     /// Parses `--peers id=host:port,…` (this node's own entry, if present, must match).
@@ -171,53 +212,146 @@ pub struct Cluster {
     pub secret: Secret,
     /// Where this node's clients connect.
     pub client_url: String,
-    /// Two connections per peer: Raft RPCs, and forwarded writes and reads (so a slow leader
-    /// applying forwarded writes never delays heartbeats).
-    raft_peers: BTreeMap<NodeId, Arc<Peer>>,
-    client_peers: BTreeMap<NodeId, Arc<Peer>>,
+    /// The connections to each peer this node knows of (`--peers`, discovery, and every
+    /// member of a store's group), by node id.
+    peers: RwLock<BTreeMap<NodeId, PeerLinks>>,
     groups: RwLock<BTreeMap<String, Arc<Group>>>,
     /// What each peer last said about itself (absent: not heard from lately).
     heard: Mutex<BTreeMap<NodeId, PeerInfo>>,
+    /// Client addresses given with `CLUSTER ADD`, until the node answers a ping itself.
+    client_url_hints: Mutex<BTreeMap<NodeId, String>>,
+    /// Peers with a ping loop running.
+    pinging: Mutex<std::collections::BTreeSet<NodeId>>,
     pub stop: CancellationToken,
+}
+
+/// Two connections per peer: Raft RPCs, and forwarded writes and reads (so a slow leader
+/// applying forwarded writes never delays heartbeats).
+struct PeerLinks {
+    addr: String,
+    raft: Arc<Peer>,
+    client: Arc<Peer>,
 }
 
 impl Cluster {
     pub fn new(config: ClusterConfig, client_url: String) -> Arc<Cluster> {
         let secret = Secret::new(&config.secret);
-        let peers = |_: ()| -> BTreeMap<NodeId, Arc<Peer>> {
-            config
-                .peers
-                .iter()
-                .map(|(&id, addr)| {
-                    let peer = Peer::new(id, addr.clone(), config.node_id, secret.clone());
-                    (id, Arc::new(peer))
-                })
-                .collect()
-        };
-        Arc::new(Cluster {
-            raft_peers: peers(()),
-            client_peers: peers(()),
+        let cluster = Arc::new(Cluster {
+            peers: RwLock::default(),
             secret,
             client_url,
             groups: RwLock::default(),
             heard: Mutex::default(),
+            client_url_hints: Mutex::default(),
+            pinging: Mutex::default(),
             stop: CancellationToken::new(),
             config,
-        })
+        });
+        for (&id, addr) in &cluster.config.peers {
+            cluster.learn_peer(id, addr);
+        }
+        cluster
     }
 
     pub fn node_id(&self) -> NodeId {
         self.config.node_id
     }
 
+    /// Records (or updates) where peer `id` listens; its connections are dialed lazily.
+    pub fn learn_peer(&self, id: NodeId, addr: &str) {
+        if id == self.node_id() || addr.is_empty() {
+            return;
+        }
+        let mut peers = self.peers.write().expect("peers lock");
+        if peers.get(&id).is_some_and(|links| links.addr == addr) {
+            return;
+        }
+        let me = self.node_id();
+        let links = PeerLinks {
+            addr: addr.to_owned(),
+            raft: Arc::new(Peer::new(id, addr.to_owned(), me, self.secret.clone())),
+            client: Arc::new(Peer::new(id, addr.to_owned(), me, self.secret.clone())),
+        };
+        peers.insert(id, links);
+    }
+
+    /// Learns every member of `raft`'s group (their addresses are in the membership).
+    fn learn_members(&self, raft: &Raft) {
+        let nodes: Vec<(NodeId, String)> = {
+            let metrics = raft.metrics();
+            let now = metrics.borrow();
+            now.membership_config
+                .membership()
+                .nodes()
+                .map(|(id, node)| (*id, node.addr.clone()))
+                .collect()
+        };
+        for (id, addr) in nodes {
+            self.learn_peer(id, &addr);
+        }
+    }
+
+    /// Every peer this node knows of, with its inter-node address.
+    pub fn known_peers(&self) -> BTreeMap<NodeId, String> {
+        for group in self.groups() {
+            self.learn_members(&group.raft);
+        }
+        self.peers
+            .read()
+            .expect("peers lock")
+            .iter()
+            .map(|(id, links)| (*id, links.addr.clone()))
+            .collect()
+    }
+
+    fn links(&self, target: NodeId) -> Option<(Arc<Peer>, Arc<Peer>)> {
+        let find = || {
+            self.peers
+                .read()
+                .expect("peers lock")
+                .get(&target)
+                .map(|links| (links.raft.clone(), links.client.clone()))
+        };
+        if let Some(found) = find() {
+            return Some(found);
+        }
+        for group in self.groups() {
+            self.learn_members(&group.raft);
+        }
+        find()
+    }
+
     /// The connection for Raft RPCs to `target`.
     pub fn raft_peer(&self, target: NodeId) -> Option<Arc<Peer>> {
-        self.raft_peers.get(&target).cloned()
+        self.links(target).map(|(raft, _)| raft)
     }
 
     /// The connection for forwarded writes and reads to `target`.
     pub fn client_peer(&self, target: NodeId) -> Option<Arc<Peer>> {
-        self.client_peers.get(&target).cloned()
+        self.links(target).map(|(_, client)| client)
+    }
+
+    /// Every store's group on this node.
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.groups
+            .read()
+            .expect("groups lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Every store's group on this node, by store name.
+    pub fn groups_by_name(&self) -> BTreeMap<String, Arc<Group>> {
+        self.groups.read().expect("groups lock").clone()
+    }
+
+    /// Remembers the client address given for `id` (`CLUSTER ADD`), until it answers.
+    pub fn hint_client_url(&self, id: NodeId, url: String) {
+        self.client_url_hints
+            .lock()
+            .expect("hints lock")
+            .insert(id, url);
     }
 
     pub fn register(&self, store: &str, group: Arc<Group>) {
@@ -267,62 +401,101 @@ impl Cluster {
 
     /// Client addresses by node id: this node's, and every peer's heard from.
     pub fn client_urls(&self) -> BTreeMap<NodeId, String> {
-        let mut urls: BTreeMap<NodeId, String> = self
-            .heard()
-            .into_iter()
-            .map(|(id, info)| (id, info.client_url))
-            .collect();
+        let mut urls = self.client_url_hints.lock().expect("hints lock").clone();
+        urls.extend(
+            self.heard()
+                .into_iter()
+                .map(|(id, info)| (id, info.client_url)),
+        );
         urls.insert(self.node_id(), self.client_url.clone());
         urls
     }
 
-    /// Pings every peer every [`PEER_PING_INTERVAL_MS`] until the cluster stops.
+    /// Pings every peer this node knows of every [`PEER_PING_INTERVAL_MS`] until the cluster
+    /// stops: one loop per peer, started when the peer becomes known (from `--peers`,
+    /// discovery, or a group's membership), ended when it is forgotten.
     pub fn spawn_pinger(self: &Arc<Self>) {
-        for peer in self.client_peers.values() {
-            let (cluster, peer) = (self.clone(), peer.clone());
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(Duration::from_millis(PEER_PING_INTERVAL_MS));
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = ticks.tick() => {}
-                        _ = cluster.stop.cancelled() => return,
-                    }
-                    let answer = peer
-                        .call(&Call::Ping, Duration::from_millis(PING_TIMEOUT_MS))
-                        .await;
-                    let target = peer.target();
-                    let (was_up, now_up) = {
-                        let mut heard = cluster.heard.lock().expect("heard lock");
-                        let was_up = heard.contains_key(&target);
-                        match answer {
-                            Ok(Answer::Pong(info)) if info.node_id == target => {
-                                heard.insert(target, info);
-                                (was_up, Ok(()))
-                            }
-                            Ok(other) => {
-                                heard.remove(&target);
-                                (
-                                    was_up,
-                                    Err(format!("unexpected answer to a ping: {other:?}")),
-                                )
-                            }
-                            Err(error) => {
-                                heard.remove(&target);
-                                (was_up, Err(error.to_string()))
-                            }
-                        }
-                    };
-                    cluster.peer_seen(target, was_up, now_up);
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(PEER_PING_INTERVAL_MS));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = cluster.stop.cancelled() => return,
                 }
-            });
+                for id in cluster.known_peers().into_keys() {
+                    if cluster.pinging.lock().expect("pinging lock").insert(id) {
+                        tokio::spawn(cluster.clone().ping_loop(id));
+                    }
+                }
+            }
+        });
+    }
+
+    async fn ping_loop(self: Arc<Self>, target: NodeId) {
+        let mut ticks = tokio::time::interval(Duration::from_millis(PEER_PING_INTERVAL_MS));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = self.stop.cancelled() => break,
+            }
+            let Some(peer) = self.client_peer(target) else {
+                break;
+            };
+            let answer = peer
+                .call(&Call::Ping, Duration::from_millis(PING_TIMEOUT_MS))
+                .await;
+            let (was_up, now_up) = {
+                let mut heard = self.heard.lock().expect("heard lock");
+                let was_up = heard.contains_key(&target);
+                match answer {
+                    Ok(Answer::Pong(info)) if info.node_id == target => {
+                        heard.insert(target, info);
+                        (was_up, Ok(()))
+                    }
+                    Ok(other) => {
+                        heard.remove(&target);
+                        (
+                            was_up,
+                            Err(format!("unexpected answer to a ping: {other:?}")),
+                        )
+                    }
+                    Err(error) => {
+                        heard.remove(&target);
+                        (was_up, Err(error.to_string()))
+                    }
+                }
+            };
+            self.peer_seen(target, was_up, now_up);
+        }
+        self.heard.lock().expect("heard lock").remove(&target);
+        self.pinging.lock().expect("pinging lock").remove(&target);
+    }
+
+    /// Forgets peer `id` once no store's group has it as a member (after `CLUSTER REMOVE`):
+    /// no more pings, no client address.
+    pub fn forget_peer_unless_member(&self, id: NodeId) {
+        let member = self.groups().iter().any(|group| {
+            let metrics = group.raft.metrics();
+            let now = metrics.borrow();
+            now.membership_config.membership().get_node(&id).is_some()
+        });
+        if !member {
+            self.peers.write().expect("peers lock").remove(&id);
+            self.client_url_hints
+                .lock()
+                .expect("hints lock")
+                .remove(&id);
+            self.heard.lock().expect("heard lock").remove(&id);
         }
     }
 
     /// A peer's ping was answered (`Ok`) or not: `cluster.node.up`/`down` on a change, and
     /// the `esdb_cluster_peer_up` gauge. A peer never heard from starts as down, silently.
     fn peer_seen(&self, peer: NodeId, was_up: bool, now: Result<(), String>) {
-        let members = self.config.voters().len() as u64;
+        let members = self.known_peers().len() as u64 + 1;
         let gauge = crate::metrics::metrics()
             .cluster_peer_up
             .with_label_values(&[&peer.to_string()]);
@@ -346,8 +519,13 @@ impl Cluster {
 
     /// Initializes `store`'s new group if this node is the one to: the lowest node id, once
     /// a majority of the voters (itself included) answers and none of them holds the group
-    /// already. Every other node waits to hear from the leader. Ends when done or stopped.
+    /// already. Every other node waits to hear from the leader. A node started without
+    /// `--peers` (joining, or waiting for `CLUSTER ADD`) never initializes a group: it
+    /// receives one from the leader. Ends when done or stopped.
     pub async fn initialize_when_ready(self: Arc<Self>, store: String, raft: Raft) {
+        if self.config.peers.is_empty() {
+            return;
+        }
         let voters = self.config.voters();
         let lowest = *voters.keys().next().expect("at least this node");
         if lowest != self.node_id() {
@@ -484,6 +662,7 @@ pub fn group_json(
         "last_log_index": last_log_index,
         "applied_index": metrics.last_applied.map(|log_id| log_id.index),
         "checkpoint_index": metrics.snapshot.map(|log_id| log_id.index),
+        "purged_index": metrics.purged.map(|log_id| log_id.index),
         "members": members,
     })
 }
@@ -530,6 +709,9 @@ mod tests {
             peers: BTreeMap::from([(2, "10.0.0.2:7350".to_owned())]),
             secret: vec![0; MIN_SECRET_BYTES],
             advertise: advertise.map(str::to_owned),
+            join: Vec::new(),
+            log_kept_entries: 1,
+            discovery: None,
         }
     }
 

@@ -67,6 +67,12 @@ pub enum Call {
     },
     /// The leader's read index (a quorum confirmed its leadership).
     ReadIndex { store: String },
+    /// A membership change of the store's group (`CLUSTER ADD`/`REMOVE`, `--join`); a
+    /// member that does not lead passes it on to the leader.
+    ChangeMembers {
+        store: String,
+        change: crate::cluster::membership::Change,
+    },
 }
 
 /// A peer's answer to a [`Call`].
@@ -83,6 +89,7 @@ pub enum Answer {
     ReadIndex(Option<u64>),
     /// The call names a store this node does not serve, or the node is stopping.
     Refused(String),
+    MembersChanged(Result<(), crate::cluster::membership::ChangeError>),
 }
 
 /// What a node tells its peers about itself.

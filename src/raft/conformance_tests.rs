@@ -2,9 +2,10 @@
 //! real state machine (the store's LMDB environment and apply thread), each in a temporary
 //! directory.
 //!
-//! Every test of `Suite::test_store` runs except `transfer_snapshot`: a snapshot here is a
-//! checkpoint of the local LMDB environment, and installing one received from another node is
-//! refused until clusters exist (see `state_machine`).
+//! Every test of `Suite::test_store` runs except `transfer_snapshot`, which reads back the
+//! data of the snapshot `build_snapshot` returned: here that is a checkpoint record alone, and
+//! the copy of the store is made when a node needs it (`get_current_snapshot`, see
+//! `state_machine`); tests/cluster_membership.rs transfers one between real nodes.
 
 use std::sync::Arc;
 

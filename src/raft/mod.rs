@@ -5,8 +5,9 @@
 //! drains that queue into log entries; openraft writes them to the [`log_store`] (segment
 //! files, [`segments`]: one fdatasync per entry) and, once committed, hands them to the
 //! [`state_machine`], which applies them with the store's deterministic `apply`. A single
-//! server is a one-member group that initializes itself ([`node`]); the [`network`] has no
-//! peers until clusters exist.
+//! server is a one-member group that initializes itself ([`node`]); on a cluster node the
+//! [`network`] reaches the peers over the inter-node port (`crate::cluster`). A snapshot is a
+//! checkpoint, and a copy of the store for a node behind the purged log ([`state_machine`]).
 //!
 //! - [`types`]: the openraft type configuration.
 //! - [`node`]: starting a store's group, its status (`INFO`, `STATS`), shutdown.

@@ -82,7 +82,10 @@ pub struct PeerNetwork {
 impl RaftNetworkFactory<TypeConfig> for ClusterNetwork {
     type Network = PeerNetwork;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> PeerNetwork {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerNetwork {
+        // The membership carries every member's inter-node address (a node added with
+        // `CLUSTER ADD` is known by it alone).
+        self.cluster.learn_peer(target, &node.addr);
         PeerNetwork {
             target,
             peer: self.cluster.raft_peer(target),
@@ -101,7 +104,7 @@ impl PeerNetwork {
         use crate::cluster::peer::CallError;
         let Some(peer) = &self.peer else {
             let reason = std::io::Error::other(format!(
-                "node {} is not one of --peers: no address",
+                "node {} has no known inter-node address",
                 self.target
             ));
             return Err(RPCError::Unreachable(Unreachable::new(&reason)));

@@ -64,10 +64,10 @@ pub struct RaftStatus {
     pub checkpoint_index: Option<u64>,
 }
 
-/// Entries a cluster keeps in its log behind a checkpoint: a follower that falls further
-/// behind needs the state machine sent over (install_snapshot), which this build does not do
-/// yet, so a cluster keeps far more of its log than a single node.
-pub const CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT: u64 = 1_000_000;
+/// Entries a cluster keeps in its log behind a checkpoint by default (`--raft-log-kept-entries`):
+/// a follower less far behind catches up from the log; one further behind, or a new node,
+/// gets a copy of the state machine (install_snapshot, `state_machine`), then the log.
+pub const CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT: u64 = 10_000;
 
 fn config(store: &str) -> Result<Config, String> {
     Config {
@@ -80,6 +80,7 @@ fn config(store: &str) -> Result<Config, String> {
         max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_AFTER_CHECKPOINT,
         replication_lag_threshold: CHECKPOINT_EVERY_ENTRIES * 2,
         install_snapshot_timeout: 30_000,
+        snapshot_max_chunk_size: crate::raft::state_machine::SNAPSHOT_CHUNK_BYTES,
         ..Default::default()
     }
     .validate()
@@ -205,7 +206,7 @@ impl Node {
             .map_err(|e| format!("state machine: {e}"))?;
         check_log_covers_applied(&name, &log, &state_machine)?;
         let mut raft_config = config(&name)?;
-        raft_config.max_in_snapshot_log_to_keep = CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT;
+        raft_config.max_in_snapshot_log_to_keep = cluster.config.log_kept_entries;
         let network = crate::raft::network::ClusterNetwork {
             cluster: cluster.clone(),
             store: name.clone(),
@@ -262,11 +263,18 @@ impl Node {
             local,
             stop.clone(),
         ));
-        tokio::spawn(
-            cluster
-                .clone()
-                .initialize_when_ready(name.clone(), raft.clone()),
-        );
+        match &cluster.config.discovery {
+            Some(discovery) => tokio::spawn(cluster.clone().form_or_join(
+                name.clone(),
+                raft.clone(),
+                discovery.expect,
+            )),
+            None => tokio::spawn(
+                cluster
+                    .clone()
+                    .initialize_when_ready(name.clone(), raft.clone()),
+            ),
+        };
         tokio::spawn(checkpoint_periodically(raft.clone(), stop.clone()));
         tokio::spawn(crate::raft::observe::run(
             name,

@@ -253,7 +253,11 @@ impl Segments {
             }
         }
         if let Some(last) = self.segments.values().next_back() {
-            if last.next_index() <= index + 1 && !last.entries.is_empty() {
+            // An empty segment starting at or before `index` is purged too (a node that
+            // installed a snapshot far ahead of its log appends after the snapshot next).
+            if last.next_index() <= index + 1
+                && (!last.entries.is_empty() || last.first_index <= index)
+            {
                 // Everything is purged: the next append starts a fresh segment.
                 let first = last.first_index;
                 let segment = self.segments.remove(&first).expect("listed");

@@ -9,7 +9,6 @@
 //! [`Waiters`](crate::store::Waiters), as soon as the apply thread has decided it, without
 //! waiting for LMDB's commit (see `store::writer`).
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -33,7 +32,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

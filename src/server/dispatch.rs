@@ -229,10 +229,36 @@ pub async fn dispatch(
         Request::Cluster => ready(Reply::Cluster {
             body: context.cluster_json(),
         }),
+        Request::ClusterChange(change) => cluster_change(context, change),
         Request::After { position, request } => {
             Box::pin(dispatch_after(context, session, position, *request)).await
         }
     }
+}
+
+/// `CLUSTER ADD` / `CLUSTER REMOVE`: the change in every store's group, then the new view.
+fn cluster_change(
+    context: &Arc<ServerContext>,
+    change: esdb_protocol::ops::cluster::MemberChange,
+) -> Dispatched {
+    let Some(cluster) = context.cluster.clone() else {
+        return error(ProtocolError::invalid_argument(
+            "this server is not a cluster node (started without --node-id and --raft): it has \
+             no members to change",
+        ));
+    };
+    let context = context.clone();
+    Dispatched::Reply(
+        async move {
+            match cluster.change_members(change.into()).await {
+                Ok(()) => Reply::Cluster {
+                    body: context.cluster_json(),
+                },
+                Err(e) => Reply::Err(e.to_protocol_error()),
+            }
+        }
+        .boxed(),
+    )
 }
 
 /// A read or `SUB` with `after <position>`: served once this node has applied the position,

@@ -83,6 +83,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
                 cluster.clone(),
             ));
             cluster.spawn_pinger();
+            if let Some(discovery) = &cluster_config.discovery {
+                cluster.start_discovery(discovery)?;
+            }
             Some(cluster)
         }
         _ => None,
@@ -96,6 +99,12 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         };
         raft.insert(store.name().to_owned(), node.status());
         nodes.push((store.name().to_owned(), node));
+    }
+    if let Some(cluster) = &cluster {
+        // Once every store's group is registered: it asks for those not yet initialized.
+        if !cluster.config.join.is_empty() {
+            tokio::spawn(cluster.clone().join(cluster.config.join.clone()));
+        }
     }
     // Both ports are bound before either is announced: a script that read both lines can
     // connect to both. The first line's format is relied on by scripts and tests.

@@ -59,7 +59,7 @@ pub fn reply_bytes_bound(request: &Request) -> Option<usize> {
         Request::Psub(PsubOp::List | PsubOp::Parked { .. } | PsubOp::Get { .. }) => {
             MAX_READ_REPLY_BYTES
         }
-        Request::Stats | Request::Cluster => 64 * 1024,
+        Request::Stats | Request::Cluster | Request::ClusterChange(_) => 64 * 1024,
         Request::After { request, .. } => return reply_bytes_bound(request),
         _ => return None,
     };

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod command;
 pub mod committed;
 pub mod error;
+pub mod install;
 pub mod lifecycle;
 pub mod progress;
 pub mod read;
@@ -472,6 +473,30 @@ impl Applier {
     /// The store already holds every entry through `index` (read from its applied state).
     pub fn resume_at(&self, index: u64) {
         self.progress.resume_at(index);
+    }
+
+    /// A consistent copy of the whole store in `dir` (a snapshot to send to another node);
+    /// returns the Raft applied state the copy holds. Blocking.
+    pub fn copy_to(&self, dir: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        install::copy_env(&self.env, dir)
+    }
+
+    /// Replaces the store's contents with the copy in `from` (a snapshot from another node),
+    /// which holds every entry through log index `index`; returns once committed.
+    pub async fn install(
+        &self,
+        from: PathBuf,
+        index: u64,
+        applied_state: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (done, installed) = oneshot::channel();
+        self.enqueue(ApplyJob {
+            entries: Vec::new(),
+            applied_state,
+            install: Some(writer::Install { from, index, done }),
+        })
+        .await?;
+        installed.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// Makes everything committed through log index `index` durable: waits until the apply

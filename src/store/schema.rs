@@ -108,6 +108,28 @@ impl Databases {
     }
 }
 
+impl Databases {
+    /// Every database with its name, as raw bytes: for copying a whole environment's contents
+    /// (installing a snapshot received from another node, `store::install`).
+    pub fn raw(&self) -> [(&'static str, Database<'static, Bytes, Bytes>); 13] {
+        [
+            ("events", self.events.remap_types()),
+            ("streams", self.streams.remap_types()),
+            ("stream_index", self.stream_index.remap_types()),
+            ("event_ids", self.event_ids.remap_types()),
+            ("type_index", self.type_index.remap_types()),
+            ("meta", self.meta.remap_types()),
+            ("psubs", self.psubs.remap_types()),
+            ("psub_checkpoints", self.psub_checkpoints.remap_types()),
+            ("psub_parked", self.psub_parked.remap_types()),
+            ("snapshots", self.snapshots.remap_types()),
+            ("raft", self.raft.remap_types()),
+            ("stream_limits", self.stream_limits.remap_types()),
+            ("time_index", self.time_index.remap_types()),
+        ]
+    }
+}
+
 /// Number of named databases, for `max_dbs`.
 pub const DATABASE_COUNT: u32 = 13;
 

@@ -87,6 +87,16 @@ pub struct ApplyJob {
     pub entries: Vec<JobEntry>,
     /// Stored under [`RAFT_APPLIED`] in the same transaction.
     pub applied_state: Vec<u8>,
+    /// Instead of entries: replace the store's contents with a snapshot from another node.
+    pub install: Option<Install>,
+}
+
+/// A snapshot to install ([`crate::store::install`]): the copy of an environment in `from`,
+/// holding every entry through log index `index`.
+pub struct Install {
+    pub from: std::path::PathBuf,
+    pub index: u64,
+    pub done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
 pub(crate) fn channel() -> (mpsc::Sender<ApplyJob>, mpsc::Receiver<ApplyJob>) {
@@ -156,6 +166,11 @@ async fn apply_loop(applying: &Applying, mut jobs: mpsc::Receiver<ApplyJob>) {
         }
         let closed = matches!(wake, Wake::Closed);
         let result = match wake {
+            Wake::Job(ApplyJob {
+                install: Some(install),
+                applied_state,
+                ..
+            }) => install_snapshot(applying, &mut open, install, &applied_state),
             Wake::Job(job) => apply_job(applying, &mut open, &job),
             Wake::Commit | Wake::Closed => commit(applying, &mut open),
         };
@@ -278,6 +293,43 @@ fn apply_job<'env>(
         commit(applying, open)?;
     }
     Ok(())
+}
+
+/// Commits what is open, then replaces the store's contents with the snapshot (one
+/// transaction); the applied and visible marks and the head jump to the snapshot's. A failed
+/// install is answered to the state machine (openraft then stops the node) and stops the
+/// store like a failed apply.
+fn install_snapshot(
+    applying: &Applying,
+    open: &mut Option<OpenTxn<'_>>,
+    install: Install,
+    applied_state: &[u8],
+) -> Result<(), StoreError> {
+    commit(applying, open)?;
+    let replaced = crate::store::install::replace_contents(
+        &applying.env,
+        &applying.dbs,
+        &install.from,
+        applied_state,
+    );
+    let result = replaced.map(|next_position| {
+        applying.progress.set_applied(install.index);
+        applying.progress.set_visible(install.index);
+        applying.head.send_replace(next_position);
+        applying.metrics.last_position.set(next_position as i64 - 1);
+        tracing::info!(
+            store = %applying.name,
+            index = install.index,
+            next_position,
+            "installed a snapshot from the leader"
+        );
+    });
+    let answer = match &result {
+        Ok(()) => Ok(()),
+        Err(error) => Err(StoreError::Storage(error.to_string())),
+    };
+    let _ = install.done.send(answer);
+    result
 }
 
 /// Commits the open transaction, if any, and lets the reads waiting for it go on.

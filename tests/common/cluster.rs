@@ -200,6 +200,38 @@ impl Cluster {
         Cluster { nodes, _temp: temp }
     }
 
+    /// Starts one more node `id` beside the cluster's (its own ports, data in the cluster's
+    /// temp dir), with `--node-id` and `--raft` and then `extra` (no `--peers`: it joins, or
+    /// waits to be added).
+    pub fn add_node(&mut self, id: u64, extra: &[String]) -> &mut Node {
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("127.0.0.1:{}", free_port()),
+            "--node-id".to_owned(),
+            id.to_string(),
+            "--raft".to_owned(),
+            format!("127.0.0.1:{}", free_port()),
+        ];
+        if !extra.iter().any(|a| a == "--log-level") {
+            args.push("--log-level".to_owned());
+            args.push(
+                std::env::var("TEST_ESDB_LOG").unwrap_or_else(|_| "warn,openraft=error".into()),
+            );
+        }
+        args.extend(extra.iter().cloned());
+        let mut node = Node {
+            id,
+            child: None,
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            http_addr: None,
+            args,
+            data_dir: self._temp.path().join(format!("node-{id}")),
+        };
+        node.start();
+        self.nodes.push(node);
+        self.nodes.last_mut().expect("pushed")
+    }
+
     pub fn node(&mut self, id: u64) -> &mut Node {
         self.nodes.iter_mut().find(|n| n.id == id).expect("node")
     }

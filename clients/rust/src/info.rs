@@ -125,6 +125,22 @@ impl crate::Client {
             other => Err(crate::Error::unexpected("CLUSTER", &other)),
         }
     }
+
+    /// `CLUSTER ADD` / `CLUSTER REMOVE`: changes every store's membership (a node added
+    /// becomes a learner, then a voter once caught up) and returns the new `CLUSTER` view.
+    /// Safe to send again after a timeout or `unavailable`.
+    pub async fn cluster_change(
+        &self,
+        change: esdb_protocol::ops::cluster::MemberChange,
+    ) -> crate::Result<serde_json::Value> {
+        match self
+            .call(&esdb_protocol::Request::ClusterChange(change))
+            .await?
+        {
+            esdb_protocol::Reply::Cluster { body } => Ok(serde_json::from_slice(&body)?),
+            other => Err(crate::Error::unexpected("CLUSTER", &other)),
+        }
+    }
 }
 
 #[cfg(test)]
