@@ -77,3 +77,83 @@ fn a_killed_leader_then_a_partitioned_one_lose_no_acknowledged_write() {
 fn a_bridge_partition_and_delays_keep_one_order_on_every_node() {
     short_run(vec![Kind::Bridge, Kind::Delay]);
 }
+
+/// The checker is not a rubber stamp: a lost acknowledged append, an event stored twice, an
+/// expected version accepted twice, a stale `after` read and a subscriber that skipped an
+/// event are each reported.
+#[test]
+fn the_checker_reports_lost_duplicated_and_stale_events() {
+    use nemesis::check::{check, Record};
+    use nemesis::workload::{AfterRead, Attempt, Expected, Outcome, SubscriberLog};
+    let record = |position: u64, id: &str, version: u64| Record {
+        position,
+        event_id: id.into(),
+        stream: "s".into(),
+        version,
+    };
+    let acked = |id: &str, expected: Expected, version: u64, position: u64| Attempt {
+        event_id: id.into(),
+        stream: "s".into(),
+        expected,
+        node: 1,
+        invoked_ns: 0,
+        completed_ns: 1,
+        outcome: Outcome::Ok { version, position },
+    };
+    let attempts = vec![
+        acked("a", Expected::NoStream, 0, 0),
+        acked("b", Expected::Exact(0), 1, 1),
+        acked("c", Expected::Exact(0), 1, 2),
+    ];
+    let good_log = vec![record(0, "a", 0), record(1, "b", 1)];
+    let subscriber = |ids: &[(u64, &str)]| SubscriberLog {
+        seen: ids.iter().map(|(p, id)| (*p, id.to_string())).collect(),
+        ..SubscriberLog::default()
+    };
+    // The honest history (without "c") passes.
+    let sub_ok = subscriber(&[(0, "a"), (1, "b")]);
+    assert_eq!(
+        check(&good_log, &attempts[..2], &[], &sub_ok, 0),
+        Vec::<String>::new()
+    );
+    // "c" acknowledged at the same expected version as "b", and missing.
+    let violations = check(&good_log, &attempts, &[], &sub_ok, 0);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("accepted for 2 appends")),
+        "{violations:?}"
+    );
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("event c ") && v.contains("missing")),
+        "{violations:?}"
+    );
+    // An event stored twice: a position gap follows and the id repeats.
+    let doubled = vec![record(0, "a", 0), record(1, "b", 1), record(2, "b", 2)];
+    let violations = check(&doubled, &attempts[..2], &[], &sub_ok, 0);
+    assert!(
+        violations.iter().any(|v| v.contains("twice")),
+        "{violations:?}"
+    );
+    // A read after the token that found someone else's (older) event.
+    let stale = AfterRead {
+        node: 2,
+        token: 1,
+        position: 1,
+        own_event_id: "b".into(),
+        found: Some(String::new()),
+    };
+    let violations = check(&good_log, &attempts[..2], &[stale], &sub_ok, 0);
+    assert!(
+        violations.iter().any(|v| v.contains("READALL 1 after 1")),
+        "{violations:?}"
+    );
+    // A subscriber that missed "a".
+    let violations = check(&good_log, &attempts[..2], &[], &subscriber(&[(1, "b")]), 0);
+    assert!(
+        violations.iter().any(|v| v.contains("subscriber")),
+        "{violations:?}"
+    );
+}

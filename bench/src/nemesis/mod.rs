@@ -177,24 +177,41 @@ pub fn run(
 ) -> Result<Vec<RoundReport>, String> {
     assert!(!config.kinds.is_empty() && config.writers > 0 && config.streams > 0);
     let mut net = Net::make(NODES)?;
-    let delay = Arc::new(Delay::default());
-    let result = start_relays(&net, &delay).and_then(|()| {
-        let temp = tempfile::tempdir_in(&config.data_root).map_err(|e| e.to_string())?;
-        let client_ns = net.client_namespace();
-        // The clients live in their own namespace; this thread (and so `net`'s teardown)
-        // stays in the root one.
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    net::enter(&client_ns)?;
-                    rounds(config, &mut net, &delay, temp.path(), each)
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+    let delay = StopRelays(Arc::new(Delay::default()));
+    start_relays(&net, &delay.0)?;
+    let temp = tempfile::tempdir_in(&config.data_root).map_err(|e| e.to_string())?;
+    let client_ns = net.client_namespace();
+    // The clients live in their own namespace; this thread (and so `net`'s teardown) stays in
+    // the root one.
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                net::enter(&client_ns)?;
+                rounds(config, &mut net, &delay.0, temp.path(), each)
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
-    delay.stop();
+    let failed = result.as_ref().map_or(true, |reports| {
+        reports.iter().any(|r| !r.violations.is_empty())
+    });
+    if failed {
+        // The nodes' data and logs (`node-N.stderr`) are the evidence: keep them.
+        eprintln!(
+            "nemesis: data and node logs kept in {}",
+            temp.keep().display()
+        );
+    }
     result
+}
+
+/// Stops the relays when the run ends, however it ends.
+struct StopRelays(Arc<Delay>);
+
+impl Drop for StopRelays {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 fn start_relays(net: &Net, delay: &Arc<Delay>) -> Result<(), String> {
