@@ -163,6 +163,10 @@ pub struct Metrics {
     /// Whether each peer answered its last ping (1) or not (0), by `peer` node id (the
     /// cluster's members: a bounded set).
     pub cluster_peer_up: IntGaugeVec,
+    /// State-machine snapshots copied for a follower (src/raft/state_machine.rs), by store.
+    pub raft_snapshots_sent: IntCounterVec,
+    /// State-machine snapshots received and installed, by store.
+    pub raft_snapshots_installed: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -252,6 +256,17 @@ impl Metrics {
                 "cluster_peer_up",
                 "1 while a peer answers this node's pings, else 0, by peer node id.",
                 &["peer"],
+            ),
+            raft_snapshots_sent: counter(
+                "raft_snapshots_sent_total",
+                "Copies of the store made for a follower behind the purged log (snapshot \
+                 transfers started).",
+                store,
+            ),
+            raft_snapshots_installed: counter(
+                "raft_snapshots_installed_total",
+                "Snapshots of the store received from the leader and installed.",
+                store,
             ),
             http_connections_refused,
             ws_failed: counter(

@@ -241,6 +241,18 @@ fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
         log.contains("installed a snapshot from the leader"),
         "{log}"
     );
+    let (code, metrics) = common::http_get(cluster.get(4).http_addr.expect("http"), "/metrics");
+    assert_eq!(code, 200);
+    let installed = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("esdb_raft_snapshots_installed_total{store=\"default\"} ")
+        })
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(
+        installed.is_some_and(|n| n >= 1),
+        "installed: {installed:?}"
+    );
     let started = Instant::now();
     while roles(&cluster_status(fourth_addr)) != voters(&[1, 2, 3, 4]) {
         assert!(started.elapsed() < LEADER_TIMEOUT, "not promoted: {fourth}");

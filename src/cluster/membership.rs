@@ -385,6 +385,10 @@ pub async fn change_here(group: &Group, change: &Change) -> Result<(), ChangeErr
 fn refusal(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ChangeError {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ChangeError::NotLeader,
+        // Another change still being committed: this one may go through after it.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            openraft::error::ChangeMembershipError::InProgress(busy),
+        )) => ChangeError::Unavailable(format!("{busy}; retry")),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
             ChangeError::Invalid(error.to_string())
         }

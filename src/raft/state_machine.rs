@@ -204,6 +204,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| sm_error(ErrorVerb::Write, e))?;
         self.applied = installed;
+        crate::metrics::metrics()
+            .raft_snapshots_installed
+            .with_label_values(&[self.applier.store_name()])
+            .inc();
         // Durable before the log behind it is purged, like a checkpoint.
         self.applier
             .sync_through(index)
@@ -256,6 +260,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot_id: snapshot_id(applied.last_applied),
         };
         tracing::info!(snapshot = %meta.snapshot_id, "copied the state machine for a follower");
+        crate::metrics::metrics()
+            .raft_snapshots_sent
+            .with_label_values(&[self.applier.store_name()])
+            .inc();
         let file = tokio::fs::File::open(dir.join(crate::store::install::DATA_FILE))
             .await
             .map_err(|e| sm_error(ErrorVerb::Read, e))?;

@@ -251,6 +251,7 @@ impl Store {
             .clone()
             .ok_or(StoreError::ShuttingDown)?;
         Ok(Applier {
+            name: self.name.clone(),
             sender,
             env: self.env.clone(),
             dbs: self.dbs,
@@ -445,6 +446,7 @@ impl Store {
 /// read what it last applied, make what it committed durable.
 #[derive(Clone)]
 pub struct Applier {
+    name: String,
     sender: mpsc::Sender<ApplyJob>,
     env: Env<WithoutTls>,
     dbs: Databases,
@@ -473,6 +475,11 @@ impl Applier {
     /// The store already holds every entry through `index` (read from its applied state).
     pub fn resume_at(&self, index: u64) {
         self.progress.resume_at(index);
+    }
+
+    /// The store's name (for metrics).
+    pub fn store_name(&self) -> &str {
+        &self.name
     }
 
     /// A consistent copy of the whole store in `dir` (a snapshot to send to another node);
