@@ -42,6 +42,7 @@ fn log_commands_keep_their_format() {
                 event_type: "Placed".into(),
                 data: raw(r#"{"total":3}"#),
                 metadata: None,
+                tags: Vec::new(),
             }],
         })
     };

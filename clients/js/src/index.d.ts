@@ -15,6 +15,7 @@ export type ServerErrorCode =
   | 'bad_frame'
   | 'store_not_found'
   | 'duplicate_event_id'
+  | 'condition_failed'
   | 'unknown_selector_type'
   | 'invalid_selector'
   | 'subscription_not_found'
