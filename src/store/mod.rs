@@ -639,4 +639,6 @@ mod integrity_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
+mod multi_tests;
+#[cfg(test)]
 mod tests;
