@@ -224,7 +224,10 @@ fn multi_stream_appends_are_atomic_under_racing_writers() {
     let right = client.read_stream("right", 0, 100);
     assert_eq!(left.len() as u64, PAIRS);
     for (l, r) in left.iter().zip(&right) {
-        assert_eq!(l["data"], r["data"], "both halves of a pair come from one writer");
+        assert_eq!(
+            l["data"], r["data"],
+            "both halves of a pair come from one writer"
+        );
         assert_eq!(l["epoch_us"], r["epoch_us"], "one commit time per request");
     }
 }

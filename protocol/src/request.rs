@@ -12,7 +12,8 @@ use crate::ops::psub::PsubOp;
 use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
 use crate::ops::{
-    after, agg, append, append_multi, cluster, meta, psub, read, session, snap, stats, streams, subscribe,
+    after, agg, append, append_multi, cluster, meta, psub, read, session, snap, stats, streams,
+    subscribe,
 };
 
 /// Direction of a read.

@@ -24,8 +24,8 @@ use crate::store::multi::{self, AppendMultiCommand};
 use crate::store::record::{build_record, RecordPlace};
 use crate::store::retention::{load_limits, shown_on_commit};
 use crate::store::schema::{
-    snapshot_key, stream_index_key, tag_index_key, type_index_key, Databases, StreamLimits, StreamMeta,
-    META_NEXT_POSITION,
+    snapshot_key, stream_index_key, tag_index_key, type_index_key, Databases, StreamLimits,
+    StreamMeta, META_NEXT_POSITION,
 };
 use crate::store::snapshots::{self, build_snapshot_record};
 use crate::store::subscriptions::{self, ParkedEvent, SubscriptionDefinition};

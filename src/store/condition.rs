@@ -75,7 +75,10 @@ pub(crate) fn check(
                 .map(|t| (dbs.type_index, t.as_str(), false))
                 .collect(),
         };
-        assert!(!drivers.is_empty(), "the protocol refuses an item without types or tags");
+        assert!(
+            !drivers.is_empty(),
+            "the protocol refuses an item without types or tags"
+        );
         for (index, name, by_tag) in drivers {
             // Nothing at or past the best match so far can improve on it.
             let high = match best {
@@ -123,7 +126,11 @@ fn matches_rest(
     position: u64,
     by_tag: bool,
 ) -> Result<bool, StoreError> {
-    let other_tags = if by_tag { &item.tags[1..] } else { &item.tags[..] };
+    let other_tags = if by_tag {
+        &item.tags[1..]
+    } else {
+        &item.tags[..]
+    };
     for tag in other_tags {
         if dbs
             .tag_index
@@ -153,7 +160,9 @@ fn matches_rest(
         return Ok(true);
     };
     let stored = dbs.events.get(txn, &position)?.ok_or_else(|| {
-        StoreError::Corrupt(format!("an index entry points at missing position {position}"))
+        StoreError::Corrupt(format!(
+            "an index entry points at missing position {position}"
+        ))
     })?;
     // A damaged record stops the apply (a storage failure), as in the idempotency check: a
     // decision must not rest on bytes no other replica has.

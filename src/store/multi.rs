@@ -56,7 +56,10 @@ pub(crate) fn apply_append_multi(
     multi: &AppendMultiCommand,
     committed: &mut Vec<CommittedEvent>,
 ) -> Result<Result<Outcome, Rejection>, StoreError> {
-    assert!(!multi.parts.is_empty(), "the protocol refuses an empty APPENDMULTI");
+    assert!(
+        !multi.parts.is_empty(),
+        "the protocol refuses an empty APPENDMULTI"
+    );
     let mut checked = Vec::with_capacity(multi.parts.len());
     let mut failure = None;
     for (index, part) in multi.parts.iter().enumerate() {

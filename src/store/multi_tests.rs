@@ -125,7 +125,11 @@ async fn parts_are_all_or_nothing_and_report_where_they_went() {
     let written = multi(
         &store,
         vec![
-            part("a", NoStream, vec![event("A", "1", &[]), event("A", "2", &[])]),
+            part(
+                "a",
+                NoStream,
+                vec![event("A", "1", &[]), event("A", "2", &[])],
+            ),
             part("b", NoStream, vec![event("B", "3", &["x"])]),
         ],
         None,
@@ -169,7 +173,11 @@ async fn parts_are_all_or_nothing_and_report_where_they_went() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(positions(&store, &["x"]), [2], "nothing of the failed command");
+    assert_eq!(
+        positions(&store, &["x"]),
+        [2],
+        "nothing of the failed command"
+    );
     assert_eq!(
         store
             .with_read(|txn, dbs| read::stream_version(txn, dbs, "c"))
@@ -189,9 +197,17 @@ async fn conditions_match_by_tags_types_and_payload_after_a_position() {
             "s",
             Any,
             vec![
-                event("Subscribed", r#"{"student":"s1"}"#, &["course:c1", "student:s1"]),
+                event(
+                    "Subscribed",
+                    r#"{"student":"s1"}"#,
+                    &["course:c1", "student:s1"],
+                ),
                 event("Defined", r#"{"capacity":2}"#, &["course:c2"]),
-                event("Subscribed", r#"{"student":"s2"}"#, &["course:c1", "student:s2"]),
+                event(
+                    "Subscribed",
+                    r#"{"student":"s2"}"#,
+                    &["course:c1", "student:s2"],
+                ),
             ],
         )],
         None,
@@ -199,18 +215,37 @@ async fn conditions_match_by_tags_types_and_payload_after_a_position() {
     .await
     .unwrap();
     // Tags are ANDed within an item; the first match is named.
-    assert_eq!(passes(&store, vec![item(&[], &["course:c1"], None)], None).await, Err(0));
     assert_eq!(
-        passes(&store, vec![item(&[], &["course:c1", "student:s2"], None)], None).await,
+        passes(&store, vec![item(&[], &["course:c1"], None)], None).await,
+        Err(0)
+    );
+    assert_eq!(
+        passes(
+            &store,
+            vec![item(&[], &["course:c1", "student:s2"], None)],
+            None
+        )
+        .await,
         Err(2)
     );
     assert_eq!(
-        passes(&store, vec![item(&[], &["course:c2", "student:s2"], None)], None).await,
+        passes(
+            &store,
+            vec![item(&[], &["course:c2", "student:s2"], None)],
+            None
+        )
+        .await,
         Ok(())
     );
     // Types narrow a tagged item; a types-only item goes through the type index.
-    assert_eq!(passes(&store, vec![item(&["Defined"], &["course:c1"], None)], None).await, Ok(()));
-    assert_eq!(passes(&store, vec![item(&["Defined", "X"], &[], None)], None).await, Err(1));
+    assert_eq!(
+        passes(&store, vec![item(&["Defined"], &["course:c1"], None)], None).await,
+        Ok(())
+    );
+    assert_eq!(
+        passes(&store, vec![item(&["Defined", "X"], &[], None)], None).await,
+        Err(1)
+    );
     // Items are ORed: the smallest matching position across them.
     assert_eq!(
         passes(
@@ -225,8 +260,14 @@ async fn conditions_match_by_tags_types_and_payload_after_a_position() {
         Err(1)
     );
     // `after` is exclusive.
-    assert_eq!(passes(&store, vec![item(&[], &["course:c1"], None)], Some(0)).await, Err(2));
-    assert_eq!(passes(&store, vec![item(&[], &["course:c1"], None)], Some(2)).await, Ok(()));
+    assert_eq!(
+        passes(&store, vec![item(&[], &["course:c1"], None)], Some(0)).await,
+        Err(2)
+    );
+    assert_eq!(
+        passes(&store, vec![item(&[], &["course:c1"], None)], Some(2)).await,
+        Ok(())
+    );
     // The payload narrows an item, with the subscriptions' partial matcher.
     let s2 = serde_json::json!({"data": {"student": "s2"}});
     assert_eq!(
@@ -251,10 +292,17 @@ async fn a_retry_answers_the_original_even_when_its_condition_now_fails() {
         after: None,
     };
     let build = || vec![part("a", NoStream, events.clone())];
-    let first = multi(&store, build(), Some(condition.clone())).await.unwrap();
+    let first = multi(&store, build(), Some(condition.clone()))
+        .await
+        .unwrap();
     let again = multi(&store, build(), Some(condition)).await.unwrap();
-    let (Outcome::AppendedMulti { parts: p1, .. }, Outcome::AppendedMulti { parts: p2, replayed }) =
-        (first, again)
+    let (
+        Outcome::AppendedMulti { parts: p1, .. },
+        Outcome::AppendedMulti {
+            parts: p2,
+            replayed,
+        },
+    ) = (first, again)
     else {
         panic!()
     };
@@ -270,12 +318,20 @@ async fn a_retry_answers_the_original_even_when_its_condition_now_fails() {
 async fn a_format_4_store_upgrades_to_5() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    multi(&store, vec![part("a", Any, vec![event("A", "1", &[])])], None)
-        .await
-        .unwrap();
+    multi(
+        &store,
+        vec![part("a", Any, vec![event("A", "1", &[])])],
+        None,
+    )
+    .await
+    .unwrap();
     {
         let mut txn = store.env.write_txn().unwrap();
-        store.dbs.meta.put(&mut txn, META_FORMAT_VERSION, &4).unwrap();
+        store
+            .dbs
+            .meta
+            .put(&mut txn, META_FORMAT_VERSION, &4)
+            .unwrap();
         txn.commit().unwrap();
     }
     store.close().await;
@@ -285,9 +341,13 @@ async fn a_format_4_store_upgrades_to_5() {
         .unwrap();
     assert_eq!(format, Some(schema::FORMAT_VERSION));
     assert_eq!(schema::FORMAT_VERSION, 5);
-    multi(&store, vec![part("b", Any, vec![event("B", "2", &["t"])])], None)
-        .await
-        .unwrap();
+    multi(
+        &store,
+        vec![part("b", Any, vec![event("B", "2", &["t"])])],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(positions(&store, &["t"]), [1]);
     store.close().await;
 }

@@ -370,7 +370,15 @@ pub fn read_types_at(
     count: u64,
     now_us: u64,
 ) -> Result<EventsPage, StoreError> {
-    read_index_at(txn, dbs, dbs.type_index, types, from_position, count, now_us)
+    read_index_at(
+        txn,
+        dbs,
+        dbs.type_index,
+        types,
+        from_position,
+        count,
+        now_us,
+    )
 }
 
 /// `READTAGS`: the events carrying any of `tags`, in position order, but those their stream's
@@ -382,7 +390,15 @@ pub fn read_tags(
     from_position: u64,
     count: u64,
 ) -> Result<EventsPage, StoreError> {
-    read_index_at(txn, dbs, dbs.tag_index, tags, from_position, count, wall_clock_us())
+    read_index_at(
+        txn,
+        dbs,
+        dbs.tag_index,
+        tags,
+        from_position,
+        count,
+        wall_clock_us(),
+    )
 }
 
 /// The events of `index` (`type_index` or `tag_index`: keys `name ++ 0x00 ++ position`) under

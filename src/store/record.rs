@@ -97,7 +97,12 @@ mod tests {
         let tags = ["course:c1".to_owned(), "student:\"s\"".to_owned()];
         let bytes = build_record(&id, "T", "s-1", 3, 9, 12, &data, None, &tags);
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(value["tags"], serde_json::json!(["course:c1", "student:\"s\""]));
-        assert!(String::from_utf8(bytes).unwrap().ends_with(r#""metadata":{},"tags":["course:c1","student:\"s\""]}"#));
+        assert_eq!(
+            value["tags"],
+            serde_json::json!(["course:c1", "student:\"s\""])
+        );
+        assert!(String::from_utf8(bytes)
+            .unwrap()
+            .ends_with(r#""metadata":{},"tags":["course:c1","student:\"s\""]}"#));
     }
 }

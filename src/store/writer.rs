@@ -321,9 +321,9 @@ impl Tally {
                     .sum::<u64>();
                 self.bytes += command.size_bytes() as u64;
             }
-            Err(
-                Rejection::WrongExpectedVersion { .. } | Rejection::ConditionFailed { .. },
-            ) => self.conflicts += 1,
+            Err(Rejection::WrongExpectedVersion { .. } | Rejection::ConditionFailed { .. }) => {
+                self.conflicts += 1
+            }
             Err(Rejection::InPart { rejection, .. })
                 if matches!(**rejection, Rejection::WrongExpectedVersion { .. }) =>
             {

@@ -23,7 +23,11 @@ async fn append_multi_with_tags_and_a_condition() {
             AppendPart::new(
                 "course-c1",
                 ExpectedVersion::NoStream,
-                [tagged("CourseDefined", json!({"capacity": 1}), &["course:c1"])],
+                [tagged(
+                    "CourseDefined",
+                    json!({"capacity": 1}),
+                    &["course:c1"],
+                )],
             ),
             AppendPart::new(
                 "student-s1",
@@ -34,7 +38,10 @@ async fn append_multi_with_tags_and_a_condition() {
         let results = client.append_multi(&parts, None).await.unwrap();
         assert_eq!(results.len(), 2);
         assert_eq!(results[1].stream, "student-s1");
-        assert_eq!((results[1].first_position, results[1].last_position), (1, 1));
+        assert_eq!(
+            (results[1].first_position, results[1].last_position),
+            (1, 1)
+        );
         // The same request again is a retry: the original results, nothing written.
         assert_eq!(client.append_multi(&parts, None).await.unwrap(), results);
 

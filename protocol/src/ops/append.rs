@@ -28,7 +28,8 @@ use crate::error::ProtocolError;
 use crate::expected::ExpectedVersion;
 use crate::json::check_payload_value as check_json_rules;
 use crate::limits::{
-    MAX_EVENTS_PER_APPEND, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_TAGS_PER_EVENT, MAX_TAG_BYTES,
+    MAX_EVENTS_PER_APPEND, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_TAGS_PER_EVENT,
+    MAX_TAG_BYTES,
 };
 use crate::line::{snippet, Args};
 use crate::ops::streams::validate_stream_id;
@@ -127,7 +128,10 @@ pub fn parse_events(payload: &[u8]) -> Result<Vec<EventInput>, ProtocolError> {
     Ok(events)
 }
 
-pub(crate) fn validate_event(index: usize, event: EventInputWire) -> Result<EventInput, ProtocolError> {
+pub(crate) fn validate_event(
+    index: usize,
+    event: EventInputWire,
+) -> Result<EventInput, ProtocolError> {
     validate_event_type(&event.event_type)
         .map_err(|e| ProtocolError::invalid_argument(format!("event {index}: {}", e.message)))?;
     check_json_rules(&format!("event {index}: data"), &event.data)?;

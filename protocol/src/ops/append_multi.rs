@@ -201,7 +201,8 @@ pub fn parse_body(payload: Bytes) -> Result<Request, ProtocolError> {
     }
     let mut parts: Vec<AppendPart> = Vec::with_capacity(wire.parts.len());
     for (index, part) in wire.parts.into_iter().enumerate() {
-        let in_part = |e: ProtocolError| ProtocolError::new(e.code, format!("part {index}: {}", e.message));
+        let in_part =
+            |e: ProtocolError| ProtocolError::new(e.code, format!("part {index}: {}", e.message));
         let stream = validate_stream_id(&part.stream).map_err(in_part)?;
         if parts.iter().any(|p| p.stream == stream) {
             return Err(in_part(ProtocolError::invalid_argument(format!(
@@ -338,17 +339,62 @@ mod tests {
         let cases: Vec<(String, &str)> = vec![
             ("{}".into(), "invalid_json"),
             (r#"{"parts":[]}"#.into(), "invalid_argument"),
-            (r#"{"parts":[{"stream":"a","events":[]}]}"#.into(), "invalid_argument"),
-            (format!(r#"{{"parts":[{{"stream":"a","events":[{event}]}},{{"stream":"a","events":[{event}]}}]}}"#), "invalid_argument"),
-            (format!(r#"{{"parts":[{{"stream":"$a","events":[{event}]}}]}}"#), "invalid_argument"),
-            (format!(r#"{{"parts":[{{"stream":"a","expected":"sometimes","events":[{event}]}}]}}"#), "invalid_argument"),
-            (format!(r#"{{"parts":[{{"stream":"a","expected":[1],"events":[{event}]}}]}}"#), "invalid_json"),
-            (format!(r#"{{"parts":[{{"stream":"a","events":[{event}]}}],"typo":1}}"#), "invalid_json"),
-            (format!(r#"{{"parts":[{{"stream":"a","events":[{{"event_type":"A","data":1,"tags":["a b"]}}]}}]}}"#), "invalid_argument"),
-            (format!(r#"{{"parts":[{{"stream":"a","events":[{{"event_type":"A","data":1,"tags":["x","x"]}}]}}]}}"#), "invalid_argument"),
-            (format!(r#"{{"parts":[{{"stream":"a","events":[{event}]}}],"condition":{{"query":[]}}}}"#), "invalid_argument"),
-            (format!(r#"{{"parts":[{{"stream":"a","events":[{event}]}}],"condition":{{"query":[{{"payload":{{"data":1}}}}]}}}}"#), "invalid_argument"),
-            (format!(r#"{{"parts":[{{"stream":"a","events":[{event}]}}],"condition":{{"query":[{{"tags":["t"],"payload":[1]}}]}}}}"#), "invalid_selector"),
+            (
+                r#"{"parts":[{"stream":"a","events":[]}]}"#.into(),
+                "invalid_argument",
+            ),
+            (
+                format!(
+                    r#"{{"parts":[{{"stream":"a","events":[{event}]}},{{"stream":"a","events":[{event}]}}]}}"#
+                ),
+                "invalid_argument",
+            ),
+            (
+                format!(r#"{{"parts":[{{"stream":"$a","events":[{event}]}}]}}"#),
+                "invalid_argument",
+            ),
+            (
+                format!(
+                    r#"{{"parts":[{{"stream":"a","expected":"sometimes","events":[{event}]}}]}}"#
+                ),
+                "invalid_argument",
+            ),
+            (
+                format!(r#"{{"parts":[{{"stream":"a","expected":[1],"events":[{event}]}}]}}"#),
+                "invalid_json",
+            ),
+            (
+                format!(r#"{{"parts":[{{"stream":"a","events":[{event}]}}],"typo":1}}"#),
+                "invalid_json",
+            ),
+            (
+                r#"{"parts":[{"stream":"a","events":[{"event_type":"A","data":1,"tags":["a b"]}]}]}"#
+                    .to_string(),
+                "invalid_argument",
+            ),
+            (
+                r#"{"parts":[{"stream":"a","events":[{"event_type":"A","data":1,"tags":["x","x"]}]}]}"#
+                    .to_string(),
+                "invalid_argument",
+            ),
+            (
+                format!(
+                    r#"{{"parts":[{{"stream":"a","events":[{event}]}}],"condition":{{"query":[]}}}}"#
+                ),
+                "invalid_argument",
+            ),
+            (
+                format!(
+                    r#"{{"parts":[{{"stream":"a","events":[{event}]}}],"condition":{{"query":[{{"payload":{{"data":1}}}}]}}}}"#
+                ),
+                "invalid_argument",
+            ),
+            (
+                format!(
+                    r#"{{"parts":[{{"stream":"a","events":[{event}]}}],"condition":{{"query":[{{"tags":["t"],"payload":[1]}}]}}}}"#
+                ),
+                "invalid_selector",
+            ),
             (many_parts, "invalid_argument"),
         ];
         for (body, code) in cases {
