@@ -351,3 +351,40 @@ async fn a_format_4_store_upgrades_to_5() {
     assert_eq!(positions(&store, &["t"]), [1]);
     store.close().await;
 }
+
+/// `esdb verify` checks the tag index both ways: every tag of every event has its entry, and
+/// every entry points at an event.
+#[tokio::test]
+async fn verify_checks_the_tag_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let events = vec![event("A", "1", &["x", "y"]), event("B", "2", &["y"])];
+    multi(&store, vec![part("a", Any, events)], None)
+        .await
+        .unwrap();
+    store.close().await;
+    let report = verify::verify_store(dir.path()).unwrap();
+    assert_eq!(report.problem_count, 0, "{:?}", report.problems);
+    assert_eq!(
+        report.index_entries,
+        3 * 2 + 3,
+        "three indexes per event, three tags"
+    );
+    let store = open(dir.path()).await;
+    {
+        let mut txn = store.env.write_txn().unwrap();
+        let key = schema::tag_index_key("y", 1);
+        assert!(store.dbs.tag_index.delete(&mut txn, &key).unwrap());
+        let stray = schema::tag_index_key("z", 9);
+        store.dbs.tag_index.put(&mut txn, &stray, &()).unwrap();
+        txn.commit().unwrap();
+    }
+    store.close().await;
+    let report = verify::verify_store(dir.path()).unwrap();
+    let problems = report.problems.join("\n");
+    assert!(problems.contains("lacks its tag y"), "{problems}");
+    assert!(
+        problems.contains("tag_index entry z points at position 9"),
+        "{problems}"
+    );
+}
