@@ -31,6 +31,7 @@ pub fn append_unchecked(
             event_type: (*event_type).to_owned(),
             data: raw_unchecked(data),
             metadata: None,
+            tags: Vec::new(),
         })
         .collect();
     let command = Command::Append(AppendCommand {

@@ -159,7 +159,7 @@ impl LineReader {
 fn body_length(line: &str) -> Option<usize> {
     let parts: Vec<&str> = line.split(' ').collect();
     match parts.as_slice() {
-        ["EVENTS" | "STREAMS" | "SNAPSHOTS" | "SUBS", _, len] => len.parse().ok(),
+        ["EVENTS" | "STREAMS" | "SNAPSHOTS" | "SUBS" | "APPENDEDMULTI", _, len] => len.parse().ok(),
         ["SNAPSHOT" | "AGG", _, _, len] => len.parse().ok(),
         ["EVENT", _, _, _, _, len] => len.parse().ok(),
         ["HELP" | "STATS" | "SUBINFO", len] => len.parse().ok(),

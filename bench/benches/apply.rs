@@ -38,6 +38,7 @@ fn command(stream: usize, events: usize) -> Command {
                 event_type: "BenchEvent".into(),
                 data: RawValue::from_string(data.clone()).expect("json"),
                 metadata: None,
+                tags: Vec::new(),
             })
             .collect(),
     })

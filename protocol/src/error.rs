@@ -32,6 +32,9 @@ pub enum ErrorCode {
     StoreNotFound,
     /// An event id was already written somewhere other than this append's place.
     DuplicateEventId,
+    /// A conditional append found an event matching its condition after the given position
+    /// (a Dynamic Consistency Boundary conflict); the message names the first such position.
+    ConditionFailed,
     /// No snapshot of the stream (at that version).
     SnapshotNotFound,
     /// The connection is read-only (a WebSocket opened with `readonly=1`, as the web console
@@ -82,7 +85,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 30] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 31] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -94,6 +97,7 @@ pub const ALL_ERROR_CODES: [ErrorCode; 30] = [
     ErrorCode::BadFrame,
     ErrorCode::StoreNotFound,
     ErrorCode::DuplicateEventId,
+    ErrorCode::ConditionFailed,
     ErrorCode::UnknownSelectorType,
     ErrorCode::InvalidSelector,
     ErrorCode::SubscriptionNotFound,
@@ -130,6 +134,7 @@ impl ErrorCode {
             ErrorCode::BadFrame => "bad_frame",
             ErrorCode::StoreNotFound => "store_not_found",
             ErrorCode::DuplicateEventId => "duplicate_event_id",
+            ErrorCode::ConditionFailed => "condition_failed",
             ErrorCode::UnknownSelectorType => "unknown_selector_type",
             ErrorCode::InvalidSelector => "invalid_selector",
             ErrorCode::SubscriptionNotFound => "subscription_not_found",

@@ -14,13 +14,16 @@
 //! - [`request`]: [`Request`], what a client may send, and [`RequestDecoder`], which frames it.
 //! - [`ops`]: one file per operation family, each with its syntax in its doc comment:
 //!   [`ops::session`] (CONNECT, PING, PONG, USE, HELP), [`ops::append`] (APPEND and its
-//!   payload), [`ops::read`] (READ, READALL, READTYPES), [`ops::streams`] (VERSION, EXISTS,
+//!   payload, tags), [`ops::append_multi`] (APPENDMULTI: several streams, conditions),
+//!   [`ops::read`] (READ, READALL, READTYPES, READTAGS), [`ops::streams`] (VERSION, EXISTS,
 //!   STREAMS, DELETE), [`ops::subscribe`] (SUB, UNSUB, ACK, NACK, EVENT, LIVE),
 //!   [`ops::psub`] (persistent subscription management), [`ops::snap`] (SNAP
 //!   SAVE/LOAD/LIST/DELETE/EXISTS), [`ops::agg`] (AGG), [`ops::stats`] (STATS),
 //!   [`ops::meta`] (META: stream metadata, retention), and [`ops::after`] (the
 //!   `after <position>` option of the reads and SUB).
 //! - [`reply`]: [`Reply`], what the server sends, with its encoder and a client-side decoder.
+//! - [`matching`]: partial matching of a JSON pattern against a record (`event_payload`
+//!   subscriptions and append conditions).
 //! - [`line`]: the nom parsers shared by every operation (control line, tokens, numbers).
 //! - [`time`]: `from_time` values (epoch microseconds or RFC 3339).
 
@@ -30,6 +33,7 @@ pub mod expected;
 pub mod json;
 pub mod limits;
 pub mod line;
+pub mod matching;
 pub mod ops;
 pub mod reply;
 pub mod request;

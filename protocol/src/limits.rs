@@ -73,3 +73,36 @@ pub const MAX_AGGREGATE_EVENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Largest `AGG` reply body (the state JSON), like a read reply.
 pub const MAX_AGGREGATE_STATE_BYTES: usize = MAX_READ_REPLY_BYTES;
+
+/// Most parts (streams) in one `APPENDMULTI`. One multi-stream append is one atomic write
+/// checked and applied by the one apply thread; bounding its parts bounds the checks it makes.
+pub const MAX_APPEND_MULTI_PARTS: usize = 64;
+
+/// Most events in one `APPENDMULTI`, all parts together: the same bound as one `APPEND`, since
+/// both are one atomic write.
+pub const MAX_APPEND_MULTI_EVENTS: usize = MAX_EVENTS_PER_APPEND;
+
+/// Largest `APPENDMULTI` body: the payload limit, like every request.
+pub const MAX_APPEND_MULTI_BYTES: usize = MAX_PAYLOAD_BYTES;
+
+/// Most tags on one event. Each tag is one entry of the tag index, written with the event.
+pub const MAX_TAGS_PER_EVENT: usize = 16;
+
+/// Longest tag, in bytes (it is part of the tag index key, with a position: well within
+/// LMDB's 511-byte keys).
+pub const MAX_TAG_BYTES: usize = 128;
+
+/// Most tags one `READTAGS` may name.
+pub const MAX_TAGS_PER_READ: usize = 32;
+
+/// Most query items in one append condition (`APPENDMULTI`'s `condition.query`).
+pub const MAX_CONDITION_ITEMS: usize = 16;
+
+/// Most candidate events one append condition examines (index entries after its `after`
+/// position that an item's first tag or its types select, checked for the item's other
+/// criteria). The check runs on the apply thread, inside the write; past this many it refuses
+/// the append (`invalid_argument`: narrow the query or pass a later `after`) rather than hold
+/// every other write back.
+pub const MAX_CONDITION_CANDIDATES: usize = 100_000;
+
+const _: () = assert!(MAX_TAG_BYTES + 9 < 511);

@@ -7,6 +7,7 @@
 //! -ERR <code> '<message>'␍␊
 //! PING␍␊ / PONG␍␊
 //! APPENDED <stream> <last_version> <last_position>␍␊
+//! APPENDEDMULTI <parts> <#bytes>␍␊<JSON array, one object per part>␍␊
 //! EVENTS <count> <#bytes>␍␊<JSON array>␍␊
 //! VERSION <stream> <version>␍␊
 //! EXISTS <stream> 0|1␍␊
@@ -47,6 +48,11 @@ pub enum Reply {
         stream: String,
         last_version: u64,
         last_position: u64,
+    },
+    /// `APPENDMULTI`: each part's result, a JSON array in the parts' order.
+    AppendedMulti {
+        count: u64,
+        body: Bytes,
     },
     Events {
         count: u64,
@@ -163,6 +169,9 @@ impl Reply {
                 &[format!("APPENDED {stream} {last_version} {last_position}").as_bytes()],
             ),
             Reply::Events { count, body } => put_sized(dst, &format!("EVENTS {count}"), body),
+            Reply::AppendedMulti { count, body } => {
+                put_sized(dst, &format!("APPENDEDMULTI {count}"), body)
+            }
             Reply::Version { stream, version } => {
                 put_parts(dst, &[format!("VERSION {stream} {version}").as_bytes()])
             }
@@ -258,6 +267,7 @@ struct PendingBody {
 #[derive(Debug, Clone)]
 enum BodyKind {
     Events,
+    AppendedMulti,
     Streams,
     Help,
     Event {
@@ -333,6 +343,10 @@ impl ReplyDecoder {
         let body = buf.split_to(consumed).freeze().slice(..pending.len);
         Ok(Some(match pending.kind {
             BodyKind::Events => Reply::Events {
+                count: pending.count,
+                body,
+            },
+            BodyKind::AppendedMulti => Reply::AppendedMulti {
                 count: pending.count,
                 body,
             },
@@ -447,12 +461,13 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
             };
             done(Reply::Exists { stream, exists })
         }
-        "EVENTS" | "STREAMS" | "SNAPSHOTS" => {
+        "EVENTS" | "STREAMS" | "SNAPSHOTS" | "APPENDEDMULTI" => {
             let count = parse_u64(args.required("count")?, "count")?;
             let len = parse_u64(args.required("#bytes")?, "#bytes")? as usize;
             let kind = match name {
                 "EVENTS" => BodyKind::Events,
                 "STREAMS" => BodyKind::Streams,
+                "APPENDEDMULTI" => BodyKind::AppendedMulti,
                 _ => BodyKind::Snapshots,
             };
             Ok(LineReply::Body(PendingBody { kind, count, len }))

@@ -7,11 +7,13 @@ use crate::expected::ExpectedVersion;
 use crate::limits::{MAX_CONTROL_LINE_BYTES, MAX_PAYLOAD_BYTES};
 use crate::line::{self, snippet, Args};
 use crate::ops::agg::AggRequest;
+use crate::ops::append_multi::AppendMultiRequest;
 use crate::ops::psub::PsubOp;
 use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
 use crate::ops::{
-    after, agg, append, cluster, meta, psub, read, session, snap, stats, streams, subscribe,
+    after, agg, append, append_multi, cluster, meta, psub, read, session, snap, stats, streams,
+    subscribe,
 };
 
 /// Direction of a read.
@@ -63,6 +65,16 @@ pub enum Request {
         from_position: u64,
         count: u64,
     },
+    /// `READTAGS`: the events carrying any of `tags`, in position order.
+    ReadTags {
+        tags: Vec<String>,
+        from_position: u64,
+        count: u64,
+    },
+    /// `APPENDMULTI`: one atomic append to several streams, optionally conditional; parsed
+    /// whole when its body arrives (so the permissions of every stream are known before it is
+    /// dispatched).
+    AppendMulti(AppendMultiRequest),
     Version {
         stream: String,
     },
@@ -126,6 +138,8 @@ impl Request {
             Request::Read { .. } => "READ",
             Request::ReadAll { .. } => "READALL",
             Request::ReadTypes { .. } => "READTYPES",
+            Request::ReadTags { .. } => "READTAGS",
+            Request::AppendMulti(_) => "APPENDMULTI",
             Request::Version { .. } => "VERSION",
             Request::Exists { .. } => "EXISTS",
             Request::Streams { .. } => "STREAMS",
@@ -150,7 +164,7 @@ impl Request {
     /// purpose, so a new operation must be classified.
     pub fn changes_store(&self) -> bool {
         match self {
-            Request::Append { .. } | Request::Delete { .. } => true,
+            Request::Append { .. } | Request::AppendMulti(_) | Request::Delete { .. } => true,
             Request::Meta { payload, .. } => payload.is_some(),
             Request::Snap(snap) => match snap {
                 SnapRequest::Save { .. } | SnapRequest::Delete { .. } => true,
@@ -178,6 +192,7 @@ impl Request {
             | Request::Read { .. }
             | Request::ReadAll { .. }
             | Request::ReadTypes { .. }
+            | Request::ReadTags { .. }
             | Request::Version { .. }
             | Request::Exists { .. }
             | Request::Streams { .. }
@@ -201,9 +216,11 @@ impl Request {
                 expected,
                 payload,
             } => append::encode(stream, *expected, payload, dst),
-            Request::Read { .. } | Request::ReadAll { .. } | Request::ReadTypes { .. } => {
-                read::encode(self, dst)
-            }
+            Request::Read { .. }
+            | Request::ReadAll { .. }
+            | Request::ReadTypes { .. }
+            | Request::ReadTags { .. } => read::encode(self, dst),
+            Request::AppendMulti(multi) => append_multi::encode(&multi.payload, dst),
             Request::Version { .. }
             | Request::Exists { .. }
             | Request::Streams { .. }
@@ -246,6 +263,8 @@ pub(crate) enum PayloadHeader {
     Request(Request),
     /// The full form of `SUB`: its options are the payload.
     Subscribe { sid: String },
+    /// `APPENDMULTI`: the request is its payload, parsed when it arrives.
+    AppendMulti,
     /// A header with `after <position>` ([`after`]).
     After {
         position: u64,
@@ -258,6 +277,7 @@ impl PayloadHeader {
         match self {
             PayloadHeader::Request(request) => Ok(request.with_payload(payload)),
             PayloadHeader::Subscribe { sid } => subscribe::complete_full_form(sid, &payload),
+            PayloadHeader::AppendMulti => append_multi::parse_body(payload),
             PayloadHeader::After { position, header } => {
                 header.complete(payload).map(|request| Request::After {
                     position,
@@ -516,6 +536,8 @@ fn parse_operation(name: &[u8], line: &Bytes, args: Args<'_>) -> LineOutcome {
         b"READ" => done(read::parse_read(args)),
         b"READALL" => done(read::parse_read_all(args)),
         b"READTYPES" => done(read::parse_read_types(args)),
+        b"READTAGS" => done(read::parse_read_tags(args)),
+        b"APPENDMULTI" => append_multi::parse(line, args),
         b"VERSION" => done(streams::parse_version(args)),
         b"EXISTS" => done(streams::parse_exists(args)),
         b"STREAMS" => done(streams::parse_streams(args)),

@@ -16,6 +16,7 @@ fn decode(line: &str) -> Request {
 fn writes_and_persistent_subscription_changes_change_the_store() {
     let writes = [
         "APPEND s-1 any {\"event_type\":\"A\",\"data\":{}}\r\n",
+        "APPENDMULTI {\"parts\":[{\"stream\":\"s-1\",\"events\":[{\"event_type\":\"A\",\"data\":{}}]}]}\r\n",
         "DELETE s-1\r\n",
         "DELETE s-1 any hard\r\n",
         "META s-1 {\"max_count\":2}\r\n",
@@ -47,6 +48,7 @@ fn reads_catch_up_subscriptions_and_session_requests_do_not() {
         "READALL from_time 0 10\r\n",
         "META s-1\r\n",
         "READTYPES A,B 0 10\r\n",
+        "READTAGS t:1,t:2 0 10\r\n",
         "VERSION s-1\r\n",
         "EXISTS s-1\r\n",
         "STREAMS\r\n",

@@ -414,7 +414,25 @@ fn valid_cases() -> Vec<(Vec<u8>, Request)> {
                 direction: Direction::Backward,
             },
         ),
+        // READTAGS, like READTYPES.
+        (
+            b"READTAGS course:c1,student:s1,course:c1 3 20\r\n".to_vec(),
+            Request::ReadTags {
+                tags: vec![s("course:c1"), s("student:s1")],
+                from_position: 3,
+                count: 20,
+            },
+        ),
+        // APPENDMULTI, sized and inline: parsed whole, compared by its body.
+        (sized("APPENDMULTI", MULTI), append_multi(MULTI)),
+        (cat(&[b"appendmulti ", MULTI, b"\r\n"]), append_multi(MULTI)),
     ]
+}
+
+const MULTI: &[u8] = br#"{"parts":[{"stream":"a","expected":"no_stream","events":[{"event_type":"A","data":1,"tags":["t"]}]}],"condition":{"query":[{"tags":["t"]}],"after":3}}"#;
+
+fn append_multi(body: &[u8]) -> Request {
+    esdb_protocol::ops::append_multi::parse_body(Bytes::copy_from_slice(body)).unwrap()
 }
 
 /// Malformed requests the decoder consumes whole and answers with an error code, the
@@ -506,6 +524,11 @@ fn invalid_cases() -> Vec<(Vec<u8>, ErrorCode)> {
         (b"READALL 0 10 up\n".to_vec(), InvalidArgument),
         // Bad event types, store names, CONNECT JSON.
         (b"READTYPES A,,B 0 10\r\n".to_vec(), InvalidArgument),
+        (b"READTAGS a,,b 0 10\r\n".to_vec(), InvalidArgument),
+        (b"READTAGS t 0\r\n".to_vec(), InvalidArgument),
+        (b"APPENDMULTI\r\n".to_vec(), InvalidArgument),
+        (b"APPENDMULTI {\"parts\":1}\r\n".to_vec(), InvalidJson),
+        (sized("APPENDMULTI", b"[]"), InvalidJson),
         (
             format!("READTYPES {too_many_types} 0 10\r\n").into_bytes(),
             InvalidArgument,

@@ -80,6 +80,12 @@ fn every_reply() -> Vec<Reply> {
             count: 0,
             body: Bytes::new(),
         },
+        Reply::AppendedMulti {
+            count: 1,
+            body: Bytes::from_static(
+                br#"[{"stream":"a","first_version":0,"last_version":1,"first_position":4,"last_position":5}]"#,
+            ),
+        },
         Reply::Version {
             stream: "user-1".to_owned(),
             version: -1,
@@ -282,6 +288,7 @@ fn reply() -> impl Strategy<Value = Reply> {
             }
         ),
         (any::<u64>(), body()).prop_map(|(count, body)| Reply::Events { count, body }),
+        (any::<u64>(), body()).prop_map(|(count, body)| Reply::AppendedMulti { count, body }),
         (stream_id(), any::<i64>())
             .prop_map(|(stream, version)| Reply::Version { stream, version }),
         (stream_id(), any::<bool>()).prop_map(|(stream, exists)| Reply::Exists { stream, exists }),

@@ -244,6 +244,19 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
         | Request::Ack { .. }
         | Request::Nack { .. } => vec![],
         Request::Append { stream, .. } => vec![(Write, Target::Stream(stream))],
+        // Write on every stream named; a condition reads the whole store's index (its
+        // conflict names an event of any stream), so it needs what READALL needs too.
+        Request::AppendMulti(multi) => {
+            let mut needs: Vec<_> = multi
+                .parts
+                .iter()
+                .map(|part| (Write, Target::Stream(&part.stream)))
+                .collect();
+            if multi.condition.is_some() {
+                needs.push((Read, Target::Store));
+            }
+            needs
+        }
         Request::Delete { stream, .. } => vec![(Admin, Target::Stream(stream))],
         Request::Meta {
             stream,
@@ -257,7 +270,10 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
             vec![(Read, Target::Stream(stream))]
         }
         Request::Agg(agg) => vec![(Read, Target::Stream(&agg.stream))],
-        Request::ReadAll { .. } | Request::ReadTypes { .. } | Request::Streams { .. } => {
+        Request::ReadAll { .. }
+        | Request::ReadTypes { .. }
+        | Request::ReadTags { .. }
+        | Request::Streams { .. } => {
             vec![(Read, Target::Store)]
         }
         Request::Snap(snap) => match snap {

@@ -26,6 +26,7 @@ use esdb_protocol::{
     Direction, ErrorCode, ExpectedVersion, ProtocolError, ReadStart, Reply, Request,
 };
 
+use crate::server::append_multi;
 use crate::server::subscribe::{self, Subscriptions};
 use crate::server::ServerContext;
 use crate::store::read::{self, EventsPage};
@@ -192,6 +193,14 @@ pub async fn dispatch(
         } => read(context, session, move |txn, dbs| {
             read::read_types(txn, dbs, &types, from_position, count).map(events_reply)
         }),
+        Request::ReadTags {
+            tags,
+            from_position,
+            count,
+        } => read(context, session, move |txn, dbs| {
+            read::read_tags(txn, dbs, &tags, from_position, count).map(events_reply)
+        }),
+        Request::AppendMulti(multi) => append_multi::append_multi(session, multi).await,
         Request::Version { stream } => read(context, session, move |txn, dbs| {
             let version = read::stream_version(txn, dbs, &stream)?;
             Ok(Reply::Version { stream, version })
@@ -282,6 +291,7 @@ async fn dispatch_after(
         request @ (Request::Read { .. }
         | Request::ReadAll { .. }
         | Request::ReadTypes { .. }
+        | Request::ReadTags { .. }
         | Request::Agg(_)) => {
             session.read_after = Some(position);
             let dispatched = dispatch(context, session, request).await;
@@ -532,19 +542,9 @@ async fn append(
             expected_version = %expected
         );
     }
-    let events: Vec<NewEvent> = events
-        .into_iter()
-        .map(|event| NewEvent {
-            // Time-ordered (v7) rather than random (v4): consecutive events then land next to
-            // each other in the event-id index, so a commit dirties a few pages, not one per
-            // event (the index is keyed by id).
-            event_id: event.event_id.unwrap_or_else(uuid::Uuid::now_v7),
-
-            event_type: event.event_type,
-            data: event.data,
-            metadata: event.metadata,
-        })
-        .collect();
+    // Ids are time-ordered (v7) rather than random (v4): consecutive events then land next to
+    // each other in the event-id index, so a commit dirties a few pages, not one per event.
+    let events: Vec<NewEvent> = events.into_iter().map(append_multi::new_event).collect();
     // Taken here, never inside `apply`, and never before the store's last commit time.
     let epoch_us = session.store.stamp_epoch_us();
     let reply_stream = stream.clone();
@@ -620,7 +620,7 @@ fn write_telemetry(reply: &Reply, store: &str, stream: &str, duration_us: u64, e
 }
 
 /// Submits a write in request order and returns the future of its reply.
-async fn write(
+pub(crate) async fn write(
     session: &mut Session,
     command: Command,
     on_success: impl FnOnce(Outcome) -> Reply + Send + 'static,

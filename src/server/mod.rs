@@ -3,9 +3,11 @@
 //! - [`listener`]: accepts TCP connections under the connection limit (WebSocket connections
 //!   arrive through [`crate::http`] and share the limit).
 //! - [`connection`]: one task per connection: framing, pipelining, keepalive, draining.
-//! - [`dispatch`]: what each request does, as a future of its reply.
+//! - [`dispatch`]: what each request does, as a future of its reply ([`append_multi`]:
+//!   `APPENDMULTI`'s).
 //! - [`context`]: state shared by all connections.
 
+pub mod append_multi;
 pub mod connection;
 pub mod context;
 pub mod data_lock;

@@ -20,11 +20,12 @@ use crate::store::checksum;
 use crate::store::clock::{commit_time, index_commit};
 use crate::store::committed::CommittedEvent;
 use crate::store::lifecycle;
+use crate::store::multi::{self, AppendMultiCommand};
 use crate::store::record::{build_record, RecordPlace};
 use crate::store::retention::{load_limits, shown_on_commit};
 use crate::store::schema::{
-    snapshot_key, stream_index_key, type_index_key, Databases, StreamLimits, StreamMeta,
-    META_NEXT_POSITION,
+    snapshot_key, stream_index_key, tag_index_key, type_index_key, Databases, StreamLimits,
+    StreamMeta, META_NEXT_POSITION,
 };
 use crate::store::snapshots::{self, build_snapshot_record};
 use crate::store::subscriptions::{self, ParkedEvent, SubscriptionDefinition};
@@ -68,16 +69,20 @@ pub enum Command {
         stream: String,
         limits: StreamLimits,
     },
+    /// `APPENDMULTI`: several streams at once, all or nothing, optionally conditional
+    /// ([`crate::store::multi`]).
+    AppendMulti(AppendMultiCommand),
 }
 
 impl Command {
     /// Approximate size, for bounding a group-commit batch.
     pub fn size_bytes(&self) -> usize {
         match self {
-            Command::Append(append) => append
-                .events
+            Command::Append(append) => events_size_bytes(&append.events),
+            Command::AppendMulti(multi) => multi
+                .parts
                 .iter()
-                .map(|e| e.data.get().len() + e.metadata.as_ref().map_or(2, |m| m.get().len()))
+                .map(|part| events_size_bytes(&part.events))
                 .sum::<usize>(),
             Command::SaveSubscriptionState { park, unpark, .. } => {
                 let reasons: usize = park
@@ -99,6 +104,17 @@ impl Command {
             }
         }
     }
+}
+
+fn events_size_bytes(events: &[NewEvent]) -> usize {
+    events
+        .iter()
+        .map(|e| {
+            e.data.get().len()
+                + e.metadata.as_ref().map_or(2, |m| m.get().len())
+                + e.tags.iter().map(String::len).sum::<usize>()
+        })
+        .sum()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +145,10 @@ pub struct NewEvent {
     pub event_type: String,
     pub data: Box<RawValue>,
     pub metadata: Option<Box<RawValue>>,
+    /// Indexed in `tag_index`. Left out of the log entry when empty, so untagged appends keep
+    /// the shape older logs have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// What a command did when it was accepted.
@@ -159,6 +179,12 @@ pub enum Outcome {
     SnapshotsDeleted {
         count: u64,
     },
+    /// `APPENDMULTI`: each part's result, in the parts' order; `replayed`: the command was a
+    /// retry of one that succeeded, and nothing was written.
+    AppendedMulti {
+        parts: Vec<crate::store::multi::PartResult>,
+        replayed: bool,
+    },
 }
 
 /// Applies one command inside `txn`. `Ok(Err(_))` is a rejection that wrote nothing;
@@ -174,6 +200,7 @@ pub fn apply(
 ) -> Result<Result<Outcome, Rejection>, StoreError> {
     match command {
         Command::Append(append) => apply_append(txn, dbs, append, committed),
+        Command::AppendMulti(multi) => multi::apply_append_multi(txn, dbs, multi, committed),
         Command::Delete { stream, expected } => apply_delete(txn, dbs, stream, *expected),
         Command::Tombstone { stream, expected } => {
             lifecycle::apply_tombstone(txn, dbs, stream, *expected)
@@ -241,27 +268,57 @@ fn apply_append(
     append: &AppendCommand,
     committed: &mut Vec<CommittedEvent>,
 ) -> Result<Result<Outcome, Rejection>, StoreError> {
-    assert!(
-        !append.events.is_empty(),
-        "the protocol refuses empty appends"
-    );
-    let meta = load_meta(txn, dbs, &append.stream)?;
+    match check_append(txn, dbs, &append.stream, append.expected, &append.events)? {
+        Err(rejection) => Ok(Err(rejection)),
+        Ok(Checked::Retry(outcome)) => Ok(Ok(outcome)),
+        Ok(Checked::Write(meta)) => Ok(Ok(write_append(
+            txn,
+            dbs,
+            &append.stream,
+            append.epoch_us,
+            &append.events,
+            meta,
+            committed,
+        )?)),
+    }
+}
+
+/// What the checks of one append decided.
+pub(crate) enum Checked {
+    /// A retry of an append that succeeded: answer this, write nothing.
+    Retry(Outcome),
+    /// Every check passed: write, over this metadata (`None`: a new stream).
+    Write(Option<StreamMeta>),
+}
+
+/// Every check of an append to one stream, in order: tombstone, idempotency, expected
+/// version, duplicate event ids. Writes nothing.
+pub(crate) fn check_append(
+    txn: &RwTxn<'_>,
+    dbs: &Databases,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<Result<Checked, Rejection>, StoreError> {
+    assert!(!events.is_empty(), "the protocol refuses empty appends");
+    let meta = load_meta(txn, dbs, stream)?;
     if meta.is_some_and(|meta| meta.tombstoned) {
         // Before the idempotency check too: a tombstoned stream answers every write alike.
         return Ok(Err(Rejection::StreamTombstoned {
-            stream: append.stream.clone(),
+            stream: stream.to_owned(),
         }));
     }
     if let Some(meta) = meta {
-        if let Some(outcome) = earlier_identical_append(txn, dbs, append, &meta)? {
-            return Ok(Ok(outcome));
+        if let Some(outcome) = earlier_identical_append(txn, dbs, stream, expected, events, &meta)?
+        {
+            return Ok(Ok(Checked::Retry(outcome)));
         }
     }
     let current = meta.and_then(|m| m.current_version());
-    if let Err(rejection) = check_expected(&append.stream, append.expected, current) {
+    if let Err(rejection) = check_expected(stream, expected, current) {
         return Ok(Err(rejection));
     }
-    for event in &append.events {
+    for event in events {
         if let Some(position) = dbs.event_ids.get(txn, event.event_id.as_bytes())? {
             let place = record_place(txn, dbs, position)?;
             return Ok(Err(Rejection::DuplicateEventId {
@@ -271,8 +328,19 @@ fn apply_append(
             }));
         }
     }
+    Ok(Ok(Checked::Write(meta)))
+}
 
-    // Every check passed: from here on only storage failures can stop the command.
+/// Writes an append that passed [`check_append`]: the records and every index.
+pub(crate) fn write_append(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    stream_id: &str,
+    proposed_epoch_us: u64,
+    events: &[NewEvent],
+    meta: Option<StreamMeta>,
+    committed: &mut Vec<CommittedEvent>,
+) -> Result<Outcome, StoreError> {
     let mut meta = match meta {
         Some(meta) => meta,
         None => lifecycle::new_stream_meta(txn, dbs)?,
@@ -280,25 +348,23 @@ fn apply_append(
     meta.deleted = false;
     let mut position = dbs.meta.get(txn, META_NEXT_POSITION)?.unwrap_or(0);
     // Never before the store's last commit, whoever built the command (see `clock`).
-    let epoch_us = commit_time(txn, dbs, append.epoch_us)?;
+    let epoch_us = commit_time(txn, dbs, proposed_epoch_us)?;
     index_commit(txn, dbs, epoch_us, position)?;
-    let limits = load_limits(txn, dbs, &append.stream)?;
-    let first_shown = shown_on_commit(
-        limits.as_ref(),
-        meta.next_version + append.events.len() as u64,
-    );
-    let stream: Arc<str> = Arc::from(append.stream.as_str());
-    for event in &append.events {
+    let limits = load_limits(txn, dbs, stream_id)?;
+    let first_shown = shown_on_commit(limits.as_ref(), meta.next_version + events.len() as u64);
+    let stream: Arc<str> = Arc::from(stream_id);
+    for event in events {
         let version = meta.next_version;
         let record = build_record(
             &event.event_id,
             &event.event_type,
-            &append.stream,
+            stream_id,
             version,
             position,
             epoch_us,
             &event.data,
             event.metadata.as_deref(),
+            &event.tags,
         );
         let json_len = record.len();
         let record = checksum::seal(&position.to_be_bytes(), record);
@@ -315,6 +381,9 @@ fn apply_append(
             .put(txn, event.event_id.as_bytes(), &position)?;
         dbs.type_index
             .put(txn, &type_index_key(&event.event_type, position), &())?;
+        for tag in &event.tags {
+            dbs.tag_index.put(txn, &tag_index_key(tag, position), &())?;
+        }
         committed.push(CommittedEvent {
             position,
             version,
@@ -328,12 +397,12 @@ fn apply_append(
         position += 1;
     }
     dbs.meta.put(txn, META_NEXT_POSITION, &position)?;
-    dbs.streams.put(txn, &append.stream, &meta.encode())?;
-    Ok(Ok(Outcome::Appended {
+    dbs.streams.put(txn, stream_id, &meta.encode())?;
+    Ok(Outcome::Appended {
         last_version: meta.next_version - 1,
         last_position: position - 1,
-        event_count: append.events.len() as u64,
-    }))
+        event_count: events.len() as u64,
+    })
 }
 
 /// Idempotency: when every event id of the append is already stored, in this stream, at
@@ -342,17 +411,19 @@ fn apply_append(
 fn earlier_identical_append(
     txn: &RwTxn<'_>,
     dbs: &Databases,
-    append: &AppendCommand,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
     meta: &StreamMeta,
 ) -> Result<Option<Outcome>, StoreError> {
     let mut first_version = None;
     let mut last = (0, 0);
-    for (index, event) in append.events.iter().enumerate() {
+    for (index, event) in events.iter().enumerate() {
         let Some(position) = dbs.event_ids.get(txn, event.event_id.as_bytes())? else {
             return Ok(None);
         };
         let place = record_place(txn, dbs, position)?;
-        if place.stream_id != append.stream {
+        if place.stream_id != stream {
             return Ok(None);
         }
         let first = *first_version.get_or_insert(place.version);
@@ -364,7 +435,7 @@ fn earlier_identical_append(
     let Some(first) = first_version else {
         return Ok(None);
     };
-    let held_there = match append.expected {
+    let held_there = match expected {
         ExpectedVersion::Any => true,
         ExpectedVersion::NoStream => first == meta.first_visible_version,
         ExpectedVersion::Exists => first > meta.first_visible_version,
@@ -379,7 +450,7 @@ fn earlier_identical_append(
     }))
 }
 
-fn record_place(
+pub(crate) fn record_place(
     txn: &RwTxn<'_>,
     dbs: &Databases,
     position: u64,

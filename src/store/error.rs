@@ -56,6 +56,60 @@ pub enum Rejection {
     /// `AGG` would go past one of its limits; the message says which and what to do.
     #[error("AGG {stream}: {reason}")]
     AggregateTooLarge { stream: String, reason: String },
+    /// An append condition found a matching event after its position (`store::condition`).
+    /// The message starts with the first matching position, for clients to read.
+    #[error(
+        "position {position} (stream {stream}, version {version}) matches the condition{}",
+        after_text(.after)
+    )]
+    ConditionFailed {
+        position: u64,
+        stream: String,
+        version: u64,
+        after: Option<u64>,
+    },
+    /// An append condition would examine more candidates than the check may.
+    #[error(
+        "the condition selects more than {candidates} candidate events after its position: \
+         give its items more tags or pass a later after"
+    )]
+    ConditionTooBroad { candidates: usize },
+    /// One part of an `APPENDMULTI` failed (the first failing part), so nothing was written.
+    #[error("part {part}: {rejection}")]
+    InPart {
+        part: usize,
+        rejection: Box<Rejection>,
+    },
+}
+
+fn after_text(after: &Option<u64>) -> String {
+    match after {
+        Some(after) => format!(" and comes after position {after}"),
+        None => " (no after position: every event counts)".to_owned(),
+    }
+}
+
+impl Rejection {
+    /// The wire code this rejection is answered with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Rejection::WrongExpectedVersion { .. } => ErrorCode::WrongExpectedVersion,
+            Rejection::StreamNotFound { .. } => ErrorCode::StreamNotFound,
+            Rejection::StreamDeleted { .. } | Rejection::StreamTombstoned { .. } => {
+                ErrorCode::StreamDeleted
+            }
+            Rejection::DuplicateEventId { .. } => ErrorCode::DuplicateEventId,
+            Rejection::SubscriptionNotFound { .. } => ErrorCode::SubscriptionNotFound,
+            Rejection::SubscriptionConflict { .. } => ErrorCode::SubscriptionConflict,
+            Rejection::SnapshotNotFound { .. } => ErrorCode::SnapshotNotFound,
+            Rejection::SnapshotBeyondStream { .. }
+            | Rejection::SnapshotBeforeStream { .. }
+            | Rejection::AggregateTooLarge { .. }
+            | Rejection::ConditionTooBroad { .. } => ErrorCode::InvalidArgument,
+            Rejection::ConditionFailed { .. } => ErrorCode::ConditionFailed,
+            Rejection::InPart { rejection, .. } => rejection.code(),
+        }
+    }
 }
 
 fn at_version(version: &Option<u64>) -> String {
@@ -112,26 +166,7 @@ impl StoreError {
     /// The `-ERR` this error is answered with.
     pub fn to_protocol_error(&self) -> ProtocolError {
         let code = match self {
-            StoreError::Rejected(Rejection::WrongExpectedVersion { .. }) => {
-                ErrorCode::WrongExpectedVersion
-            }
-            StoreError::Rejected(Rejection::StreamNotFound { .. }) => ErrorCode::StreamNotFound,
-            StoreError::Rejected(
-                Rejection::StreamDeleted { .. } | Rejection::StreamTombstoned { .. },
-            ) => ErrorCode::StreamDeleted,
-            StoreError::Rejected(Rejection::DuplicateEventId { .. }) => ErrorCode::DuplicateEventId,
-            StoreError::Rejected(Rejection::SubscriptionNotFound { .. }) => {
-                ErrorCode::SubscriptionNotFound
-            }
-            StoreError::Rejected(Rejection::SubscriptionConflict { .. }) => {
-                ErrorCode::SubscriptionConflict
-            }
-            StoreError::Rejected(Rejection::SnapshotNotFound { .. }) => ErrorCode::SnapshotNotFound,
-            StoreError::Rejected(
-                Rejection::SnapshotBeyondStream { .. }
-                | Rejection::SnapshotBeforeStream { .. }
-                | Rejection::AggregateTooLarge { .. },
-            ) => ErrorCode::InvalidArgument,
+            StoreError::Rejected(rejection) => rejection.code(),
             StoreError::Storage(_) => ErrorCode::StorageError,
             StoreError::Full(_) => ErrorCode::StoreFull,
             StoreError::Corrupt(_) => ErrorCode::Internal,

@@ -42,6 +42,7 @@ fn log_commands_keep_their_format() {
                 event_type: "Placed".into(),
                 data: raw(r#"{"total":3}"#),
                 metadata: None,
+                tags: Vec::new(),
             }],
         })
     };
@@ -138,4 +139,70 @@ fn subscription_definitions_keep_their_format() {
         let read: SubscriptionDefinition = serde_json::from_str(&pinned).unwrap();
         assert_eq!(read, definition);
     }
+}
+
+/// Format 5's commands: tagged events (an untagged event keeps the older shape, pinned above)
+/// and `APPENDMULTI` with its condition.
+#[test]
+fn multi_append_and_tagged_commands_keep_their_format() {
+    use crate::store::condition::{AppendCondition, ConditionItem};
+    use crate::store::multi::{AppendMultiCommand, AppendPart};
+    let id = Uuid::from_str("0190f6b2-7c3e-7a55-8d2e-1f0a9b8c7d6e").unwrap();
+    let event = |tags: Vec<String>| NewEvent {
+        event_id: id,
+        event_type: "Placed".into(),
+        data: raw("1"),
+        metadata: None,
+        tags,
+    };
+    roundtrip(
+        &Command::AppendMulti(AppendMultiCommand {
+            epoch_us: 7,
+            parts: vec![
+                AppendPart {
+                    stream: "a".into(),
+                    expected: ExpectedVersion::NoStream,
+                    events: vec![event(vec!["course:c1".into()])],
+                },
+                AppendPart {
+                    stream: "b".into(),
+                    expected: ExpectedVersion::Exact(2),
+                    events: vec![event(vec![])],
+                },
+            ],
+            condition: Some(AppendCondition {
+                query: vec![
+                    ConditionItem {
+                        types: vec!["Placed".into()],
+                        tags: vec!["course:c1".into()],
+                        payload: Some(serde_json::json!({"data": 1})),
+                    },
+                    ConditionItem {
+                        types: vec![],
+                        tags: vec!["t".into()],
+                        payload: None,
+                    },
+                ],
+                after: Some(41),
+            }),
+        }),
+        concat!(
+            r#"{"AppendMulti":{"epoch_us":7,"parts":["#,
+            r#"{"stream":"a","expected":"NoStream","events":[{"event_id":"0190f6b2-7c3e-7a55-8d2e-1f0a9b8c7d6e","event_type":"Placed","data":1,"metadata":null,"tags":["course:c1"]}]},"#,
+            r#"{"stream":"b","expected":{"Exact":2},"events":[{"event_id":"0190f6b2-7c3e-7a55-8d2e-1f0a9b8c7d6e","event_type":"Placed","data":1,"metadata":null}]}],"#,
+            r#""condition":{"query":[{"types":["Placed"],"tags":["course:c1"],"payload":{"data":1}},{"tags":["t"]}],"after":41}}}"#
+        ),
+    );
+    roundtrip(
+        &Command::AppendMulti(AppendMultiCommand {
+            epoch_us: 7,
+            parts: vec![AppendPart {
+                stream: "a".into(),
+                expected: ExpectedVersion::Any,
+                events: vec![event(vec![])],
+            }],
+            condition: None,
+        }),
+        r#"{"AppendMulti":{"epoch_us":7,"parts":[{"stream":"a","expected":"Any","events":[{"event_id":"0190f6b2-7c3e-7a55-8d2e-1f0a9b8c7d6e","event_type":"Placed","data":1,"metadata":null}]}]}}"#,
+    );
 }

@@ -46,6 +46,7 @@ fn event(data: &str) -> NewEvent {
         event_type: "T".into(),
         data: RawValue::from_string(data.to_owned()).unwrap(),
         metadata: None,
+        tags: Vec::new(),
     }
 }
 

@@ -71,6 +71,7 @@ fn event(data: &str) -> NewEvent {
         event_type: "Happened".to_owned(),
         data: RawValue::from_string(data.to_owned()).expect("valid JSON"),
         metadata: None,
+        tags: Vec::new(),
     }
 }
 

@@ -14,6 +14,9 @@
 //!   [`scrub`]: the background scrubber; [`verify`]: `esdb verify`'s offline check.
 //! - [`error`]: [`StoreError`], [`Rejection`] and their wire codes.
 //! - [`clock`]: commit times that never go backwards, and the commit-time index (`from_time`).
+//! - [`multi`]: `APPENDMULTI`, one command over several streams; [`condition`]: its
+//!   condition (Dynamic Consistency Boundary), checked inside `apply` through the tag and
+//!   type indexes.
 //! - [`retention`]: which events a stream's limits (`META`) still show; [`lifecycle`]: the
 //!   commands that set those limits and hard-delete (tombstone) streams.
 
@@ -22,9 +25,11 @@ pub mod checksum;
 pub mod clock;
 pub mod command;
 pub mod committed;
+pub mod condition;
 pub mod error;
 pub mod install;
 pub mod lifecycle;
+pub mod multi;
 pub mod progress;
 pub mod read;
 pub mod record;
@@ -281,7 +286,8 @@ impl Store {
     /// holds an entry it must be applied, and an apply that hits `MDB_MAP_FULL` stops the node.
     /// Conservative: it counts LMDB's high-water mark, not pages free for reuse.
     fn check_room(&self, command: &Command) -> Result<(), StoreError> {
-        let (Command::Append(_) | Command::SaveSnapshot(_)) = command else {
+        let (Command::Append(_) | Command::AppendMulti(_) | Command::SaveSnapshot(_)) = command
+        else {
             return Ok(());
         };
         let info = self.env.info();
@@ -582,7 +588,9 @@ fn check_format(env: &Env<WithoutTls>, dbs: &Databases, dir: &Path) -> Result<()
                 );
                 found = Some(TIME_INDEX_FORMAT);
             }
-            // Format 4 seals every record with a checksum, resumably ([`upgrade`]).
+            // Format 4 seals every record with a checksum, resumably ([`upgrade`]). Format 5
+            // adds the tag index: no older store has a tagged event, so the empty index that
+            // `Databases::create` made is already right and only the version key moves.
             let upgraded = upgrade::upgrade(env, dbs, found)?;
             if upgraded != upgrade::Upgraded::default() {
                 tracing::info!(
@@ -662,5 +670,7 @@ mod format_tests;
 mod integrity_tests;
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(test)]
+mod multi_tests;
 #[cfg(test)]
 mod tests;

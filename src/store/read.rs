@@ -370,6 +370,48 @@ pub fn read_types_at(
     count: u64,
     now_us: u64,
 ) -> Result<EventsPage, StoreError> {
+    read_index_at(
+        txn,
+        dbs,
+        dbs.type_index,
+        types,
+        from_position,
+        count,
+        now_us,
+    )
+}
+
+/// `READTAGS`: the events carrying any of `tags`, in position order, but those their stream's
+/// limits hide (as `READTYPES`).
+pub fn read_tags(
+    txn: &RoTxn,
+    dbs: &Databases,
+    tags: &[String],
+    from_position: u64,
+    count: u64,
+) -> Result<EventsPage, StoreError> {
+    read_index_at(
+        txn,
+        dbs,
+        dbs.tag_index,
+        tags,
+        from_position,
+        count,
+        wall_clock_us(),
+    )
+}
+
+/// The events of `index` (`type_index` or `tag_index`: keys `name ++ 0x00 ++ position`) under
+/// any of `names`, in position order. An event under several names (tags) is returned once.
+fn read_index_at(
+    txn: &RoTxn,
+    dbs: &Databases,
+    index: heed::Database<heed::types::Bytes, heed::types::Unit>,
+    names: &[String],
+    from_position: u64,
+    count: u64,
+    now_us: u64,
+) -> Result<EventsPage, StoreError> {
     let mut shown = Shown::new(txn, dbs, now_us)?;
     let mut page = PageBuilder::new(count);
     let mut from_position = from_position;
@@ -381,12 +423,11 @@ pub fn read_types_at(
         // `count` of the union are among them.
         let mut positions = Vec::new();
         let mut exhausted = true;
-        for event_type in types {
-            let low = type_index_key(event_type, from_position);
-            let high = type_index_key(event_type, u64::MAX);
+        for name in names {
+            let low = type_index_key(name, from_position);
+            let high = type_index_key(name, u64::MAX);
             let before = positions.len();
-            for entry in dbs
-                .type_index
+            for entry in index
                 .range(txn, &inclusive(&low, &high))?
                 .take(count as usize)
             {
@@ -397,6 +438,7 @@ pub fn read_types_at(
             }
         }
         positions.sort_unstable();
+        positions.dedup();
         positions.truncate(count as usize);
         let Some(&last) = positions.last() else {
             break;

@@ -1,7 +1,8 @@
 //! The event record: the JSON every read returns, built once at append and stored as is.
 //!
 //! Field order is fixed: `event_id`, `event_type`, `stream_id`, `version`, `position`,
-//! `epoch_us`, `data`, `metadata`. `data` and `metadata` are the client's own bytes.
+//! `epoch_us`, `data`, `metadata`, then `tags` only when the event has any (format 5; records
+//! without tags are as before). `data` and `metadata` are the client's own bytes.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -18,6 +19,7 @@ pub fn build_record(
     epoch_us: u64,
     data: &RawValue,
     metadata: Option<&RawValue>,
+    tags: &[String],
 ) -> Vec<u8> {
     let metadata = metadata.map(RawValue::get).unwrap_or("{}");
     let mut out = Vec::with_capacity(
@@ -25,7 +27,9 @@ pub fn build_record(
             + event_type.len()
             + stream.len()
             + data.get().len()
-            + metadata.len(),
+            + metadata.len()
+            + tags.iter().map(|tag| tag.len() + 3).sum::<usize>()
+            + 10,
     );
     out.extend_from_slice(b"{\"event_id\":\"");
     out.extend_from_slice(
@@ -45,6 +49,16 @@ pub fn build_record(
     out.extend_from_slice(data.get().as_bytes());
     out.extend_from_slice(b",\"metadata\":");
     out.extend_from_slice(metadata.as_bytes());
+    if !tags.is_empty() {
+        out.extend_from_slice(b",\"tags\":[");
+        for (index, tag) in tags.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_json_string(&mut out, tag);
+        }
+        out.push(b']');
+    }
     out.push(b'}');
     out
 }
@@ -68,7 +82,7 @@ mod tests {
     fn record_is_valid_json_with_fields_in_order() {
         let data = RawValue::from_string(r#"{"a":[1,"x"]}"#.into()).unwrap();
         let id = Uuid::nil();
-        let bytes = build_record(&id, "T\"q", "s-1", 3, 9, 12, &data, None);
+        let bytes = build_record(&id, "T\"q", "s-1", 3, 9, 12, &data, None, &[]);
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(value["event_type"], "T\"q");
         assert_eq!(value["stream_id"], "s-1");
@@ -79,5 +93,16 @@ mod tests {
         assert_eq!(value["metadata"], serde_json::json!({}));
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"event_id":"00000000-0000-0000-0000-000000000000","#));
+        assert!(!text.contains("tags"), "no tags field without tags");
+        let tags = ["course:c1".to_owned(), "student:\"s\"".to_owned()];
+        let bytes = build_record(&id, "T", "s-1", 3, 9, 12, &data, None, &tags);
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            value["tags"],
+            serde_json::json!(["course:c1", "student:\"s\""])
+        );
+        assert!(String::from_utf8(bytes)
+            .unwrap()
+            .ends_with(r#""metadata":{},"tags":["course:c1","student:\"s\""]}"#));
     }
 }

@@ -15,6 +15,7 @@
 //! | `raft`         | `applied`                             | the Raft state machine's applied state (opaque bytes from `raft`) |
 //! | `stream_limits` | stream id (UTF-8)                    | [`StreamLimits`] (25 bytes): the retention of `META` |
 //! | `time_index`   | commit time, µs since the epoch (u64 BE) | the first position committed at that time (u64 BE) |
+//! | `tag_index`    | tag ++ `0x00` ++ position (u64 BE)    | nothing (format 5: event tags, for `READTAGS` and append conditions) |
 //!
 //! Sealed: the JSON followed by `crc32c(key ++ JSON)` as u32 LE (format 3,
 //! [`crate::store::checksum`]), checked on every read.
@@ -56,6 +57,7 @@ pub struct Databases {
     pub raft: Database<'static, Str, Bytes>,
     pub stream_limits: Database<'static, Str, Bytes>,
     pub time_index: Database<'static, PositionCodec, PositionCodec>,
+    pub tag_index: Database<'static, Bytes, Unit>,
 }
 
 impl Databases {
@@ -82,6 +84,7 @@ impl Databases {
                 let lifecycle = (
                     opener.create_database(wtxn, Some("stream_limits"))?,
                     opener.create_database(wtxn, Some("time_index"))?,
+                    opener.create_database(wtxn, Some("tag_index"))?,
                 );
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     core,
@@ -104,6 +107,7 @@ impl Databases {
             raft: subscriptions.4,
             stream_limits: lifecycle.0,
             time_index: lifecycle.1,
+            tag_index: lifecycle.2,
         })
     }
 }
@@ -131,7 +135,7 @@ impl Databases {
 }
 
 /// Number of named databases, for `max_dbs`.
-pub const DATABASE_COUNT: u32 = 13;
+pub const DATABASE_COUNT: u32 = 14;
 
 /// `raft` key: the applied state blob.
 pub const RAFT_APPLIED: &str = "applied";
@@ -141,8 +145,9 @@ pub const META_FORMAT_VERSION: &str = "format_version";
 /// 2: applied behind the Raft log, parked values may carry a reason; 3: stream limits
 /// (`META`), tombstones (hard delete) in [`StreamMeta`], the commit-time index; 4: every
 /// event and snapshot record sealed with a checksum (older stores are rewritten on open,
-/// [`crate::store::upgrade`]).
-pub const FORMAT_VERSION: u64 = 4;
+/// [`crate::store::upgrade`]); 5: event tags, in the records and the `tag_index` (older
+/// stores have no tagged events, so their upgrade creates the empty index).
+pub const FORMAT_VERSION: u64 = 5;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";
@@ -316,7 +321,13 @@ pub fn type_index_key(event_type: &str, position: u64) -> Vec<u8> {
     key
 }
 
-/// The position in a `type_index` key.
+/// `tag_index` key of (tag, position): the `type_index` layout (tags cannot contain `0x00`
+/// either, so the keys are prefix-free).
+pub fn tag_index_key(tag: &str, position: u64) -> Vec<u8> {
+    type_index_key(tag, position)
+}
+
+/// The position in a `type_index` (or `tag_index`) key.
 pub fn type_index_position(key: &[u8]) -> Result<u64, StoreError> {
     let tail = key
         .len()

@@ -72,6 +72,7 @@ fn event_with_id(event_id: Uuid, event_type: &str, data: &str) -> NewEvent {
         event_type: event_type.to_owned(),
         data: RawValue::from_string(data.to_owned()).expect("valid JSON"),
         metadata: None,
+        tags: Vec::new(),
     }
 }
 

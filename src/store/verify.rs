@@ -2,10 +2,10 @@
 //!
 //! Opens the environment read-only (it changes nothing, not even an old format) and walks it:
 //! every event record's checksum, that it parses as an event record at its own position, and
-//! that each index (`stream_index`, `event_ids`, `type_index`) has its entry for it; then each
-//! index from its side, that every entry points at an event (no dangling entries) and that no
-//! index holds more entries than there are events; every stream's metadata; every snapshot's
-//! checksum. The caller holds the data directory's lock, so no server writes meanwhile.
+//! that each index (`stream_index`, `event_ids`, `type_index`, and `tag_index` for each of its
+//! tags) has its entry for it; then each index from its side, that every entry points at an
+//! event (no dangling entries) and that no index holds more entries than there are events (tag
+//! entries than there are tags); every stream's metadata; every snapshot's checksum. The caller holds the data directory's lock, so no server writes meanwhile.
 
 use std::path::Path;
 
@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::store::checksum::{self, RecordKind};
 use crate::store::schema::{
-    stream_index_key, type_index_key, type_index_position, StreamMeta, DATABASE_COUNT,
-    FORMAT_VERSION, META_FORMAT_VERSION, META_NEXT_POSITION,
+    stream_index_key, tag_index_key, type_index_key, type_index_position, StreamMeta,
+    DATABASE_COUNT, FORMAT_VERSION, META_FORMAT_VERSION, META_NEXT_POSITION,
 };
 use crate::store::upgrade::FIRST_SEALED_FORMAT;
 
@@ -64,6 +64,8 @@ struct Head {
     stream_id: String,
     version: u64,
     position: u64,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// Checks the store whose environment is in `dir`. `Err` only when it cannot be read at all.
@@ -98,6 +100,8 @@ type Opened = (
     Option<Db<Bytes, Position>>,
     Option<Db<Bytes, Unit>>,
     Option<Db<Bytes, Bytes>>,
+    // `tag_index`: absent before format 5.
+    Option<Db<Bytes, Unit>>,
 );
 
 fn open_and_check(env: &Env) -> heed::Result<StoreReport> {
@@ -112,6 +116,7 @@ fn open_and_check(env: &Env) -> heed::Result<StoreReport> {
                 opener.open_database(rtxn, Some("event_ids"))?,
                 opener.open_database(rtxn, Some("type_index"))?,
                 opener.open_database(rtxn, Some("snapshots"))?,
+                opener.open_database(rtxn, Some("tag_index"))?,
             )))
         })?
         .unwrap_commit();
@@ -121,7 +126,8 @@ fn open_and_check(env: &Env) -> heed::Result<StoreReport> {
 
 fn check(txn: &RoTxn, opened: Opened) -> heed::Result<StoreReport> {
     let mut report = StoreReport::default();
-    let (meta, events, streams, stream_index, event_ids, type_index, snapshots) = opened;
+    let (meta, events, streams, stream_index, event_ids, type_index, snapshots, tag_index) = opened;
+    let mut tags_seen = 0u64;
     let (
         Some(meta),
         Some(events),
@@ -212,6 +218,16 @@ fn check(txn: &RoTxn, opened: Opened) -> heed::Result<StoreReport> {
         {
             report.problem(format!("{place}: the type index lacks it"));
         }
+        for tag in &head.tags {
+            tags_seen += 1;
+            let indexed = match tag_index {
+                Some(tag_index) => tag_index.get(txn, &tag_index_key(tag, position))?.is_some(),
+                None => false,
+            };
+            if !indexed {
+                report.problem(format!("{place}: the tag index lacks its tag {tag}"));
+            }
+        }
     }
 
     // Each index from its side: nothing dangling, nothing extra.
@@ -248,6 +264,28 @@ fn check(txn: &RoTxn, opened: Opened) -> heed::Result<StoreReport> {
                 dangling(&mut report, "type_index", event_type, position)
             }
             Err(error) => report.problem(format!("type_index: {error}")),
+        }
+    }
+    if let Some(tag_index) = tag_index {
+        let mut count = 0u64;
+        for entry in tag_index.iter(txn)? {
+            let (key, ()) = entry?;
+            count += 1;
+            match type_index_position(key) {
+                Ok(position) if events.get(txn, &position)?.is_some() => {}
+                Ok(position) => {
+                    let tag = key.get(..key.len().saturating_sub(9)).unwrap_or_default();
+                    let tag = String::from_utf8_lossy(tag).into_owned();
+                    dangling(&mut report, "tag_index", tag, position)
+                }
+                Err(error) => report.problem(format!("tag_index: {error}")),
+            }
+        }
+        report.index_entries += count;
+        if count != tags_seen {
+            report.problem(format!(
+                "tag_index has {count} entries for {tags_seen} tags of events"
+            ));
         }
     }
     for (name, count) in ["stream_index", "event_ids", "type_index"]

@@ -355,7 +355,7 @@ struct Tally {
 
 impl Tally {
     fn count(&mut self, command: &Command, outcome: &Result<Outcome, Rejection>) {
-        let Command::Append(_) = command else {
+        let (Command::Append(_) | Command::AppendMulti(_)) = command else {
             return;
         };
         match outcome {
@@ -363,7 +363,24 @@ impl Tally {
                 self.events += event_count;
                 self.bytes += command.size_bytes() as u64;
             }
-            Err(Rejection::WrongExpectedVersion { .. }) => self.conflicts += 1,
+            Ok(Outcome::AppendedMulti {
+                parts,
+                replayed: false,
+            }) => {
+                self.events += parts
+                    .iter()
+                    .map(|part| part.last_position + 1 - part.first_position)
+                    .sum::<u64>();
+                self.bytes += command.size_bytes() as u64;
+            }
+            Err(Rejection::WrongExpectedVersion { .. } | Rejection::ConditionFailed { .. }) => {
+                self.conflicts += 1
+            }
+            Err(Rejection::InPart { rejection, .. })
+                if matches!(**rejection, Rejection::WrongExpectedVersion { .. }) =>
+            {
+                self.conflicts += 1
+            }
             _ => {}
         }
     }

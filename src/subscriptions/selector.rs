@@ -184,25 +184,8 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     pattern[p..].iter().all(|&b| b == b'*')
 }
 
-/// Whether `pattern` partially matches `value` (see the module doc).
-pub fn partial_match(pattern: &Value, value: &Value) -> bool {
-    match (pattern, value) {
-        (Value::Object(wanted), Value::Object(actual)) => wanted
-            .iter()
-            .all(|(key, sub)| actual.get(key).is_some_and(|v| partial_match(sub, v))),
-        (Value::Array(wanted), Value::Array(actual)) => {
-            wanted.len() == actual.len()
-                && wanted.iter().zip(actual).all(|(w, a)| partial_match(w, a))
-        }
-        (Value::Number(wanted), Value::Number(actual)) => {
-            match (wanted.as_i64(), actual.as_i64()) {
-                (Some(w), Some(a)) => w == a,
-                _ => wanted.as_f64() == actual.as_f64(),
-            }
-        }
-        (wanted, actual) => wanted == actual,
-    }
-}
+/// The one partial matcher, shared with append conditions (`esdb_protocol::matching`).
+pub use esdb_protocol::matching::partial_match;
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ import { backoffDelayMs, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAUL
 import { Connection } from './connection.js';
 import { EsdbError, invalidArgument } from './errors.js';
 import { PagedIterable } from './iterables.js';
-import { Encoder, Limits, word } from './protocol/encoder.js';
+import { Encoder, expectedVersion as expectedVersionWord, Limits, word } from './protocol/encoder.js';
 import * as replies from './protocol/replies.js';
 import { DEFAULT_MAX_READ_COUNT, MAX_SNAPSHOT_LIST_COUNT } from './protocol/limits.js';
 import { Subscription, wireSelector } from './subscription.js';
@@ -26,18 +26,18 @@ export const DEFAULT_READ_PAGE_SIZE = 1000;
 /** Ids per page of an iterating stream listing. */
 export const DEFAULT_STREAMS_PAGE_SIZE = 10000;
 
-const EVENT_FIELDS = new Set(['eventType', 'data', 'metadata', 'eventId']);
+const EVENT_FIELDS = new Set(['eventType', 'data', 'metadata', 'eventId', 'tags']);
 
 function isPlainObject(value) {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-/** An event to append (`{eventType, data, metadata?, eventId?}`) in its wire form, with an id. */
+/** An event to append (`{eventType, data, metadata?, eventId?, tags?}`) in its wire form, with an id. */
 function toWireEvent(event, index) {
   if (!isPlainObject(event)) throw invalidArgument(`event ${index} must be an object {eventType, data, metadata?, eventId?}`);
   for (const key of Object.keys(event)) {
     if (!EVENT_FIELDS.has(key)) {
-      throw invalidArgument(`event ${index}: unknown field ${key} (use eventType, data, metadata, eventId)`);
+      throw invalidArgument(`event ${index}: unknown field ${key} (use eventType, data, metadata, eventId, tags)`);
     }
   }
   if (typeof event.eventType !== 'string') throw invalidArgument(`event ${index}: eventType must be a string`);
@@ -51,6 +51,12 @@ function toWireEvent(event, index) {
   const wire = { event_type: event.eventType, data: event.data };
   if (event.metadata !== undefined) wire.metadata = event.metadata;
   wire.event_id = event.eventId ?? uuidv7();
+  if (event.tags !== undefined) {
+    if (!Array.isArray(event.tags) || event.tags.some((tag) => typeof tag !== 'string')) {
+      throw invalidArgument(`event ${index}: tags must be an array of strings`);
+    }
+    if (event.tags.length > 0) wire.tags = event.tags;
+  }
   return wire;
 }
 
@@ -441,6 +447,34 @@ export class Client extends EventTarget {
     if (list.length === 0) throw invalidArgument('append at least one event');
     const wire = list.map(toWireEvent);
     return this._call(this._encoder.append(stream, expectedVersion, batch ? wire : wire[0]), replies.appended);
+  }
+
+  /**
+   * Appends to several streams atomically: every part (`{stream, events, expectedVersion?}`)
+   * or none. With `condition` (`{query: [{types?, tags?, payload?}], after?}`, as on the wire),
+   * only if no event matching the query came after `after`: else it rejects with
+   * `condition_failed`, whose message starts with the first matching position.
+   */
+  async appendMulti(parts, { condition } = {}) {
+    if (!Array.isArray(parts) || parts.length === 0) throw invalidArgument('appendMulti needs at least one part');
+    const wireParts = parts.map((part, index) => {
+      if (!isPlainObject(part) || !Array.isArray(part.events) || part.events.length === 0) {
+        throw invalidArgument(`part ${index} must be {stream, events: [at least one], expectedVersion?}`);
+      }
+      return {
+        stream: word('stream', part.stream),
+        expected: expectedVersionWord(part.expectedVersion ?? 'any'),
+        events: part.events.map(toWireEvent),
+      };
+    });
+    const body = { parts: wireParts };
+    if (condition !== undefined) body.condition = condition;
+    return this._call(this._encoder.appendMulti(body), replies.appendedMulti);
+  }
+
+  /** One page of the events carrying any of `tags`, in commit order. */
+  async readTagsPage(tags, { from = 0, count = DEFAULT_READ_PAGE_SIZE } = {}) {
+    return this._call(this._encoder.readTags(tags, from, count), replies.events);
   }
 
   /** One page of a stream's events. */

@@ -18,6 +18,7 @@ export const SERVER_ERROR_CODES = Object.freeze({
   bad_frame: { closes: true, retryable: false },
   store_not_found: { closes: false, retryable: false },
   duplicate_event_id: { closes: false, retryable: false },
+  condition_failed: { closes: false, retryable: false },
   unknown_selector_type: { closes: false, retryable: false },
   invalid_selector: { closes: false, retryable: false },
   subscription_not_found: { closes: false, retryable: false },

@@ -15,6 +15,7 @@ export type ServerErrorCode =
   | 'bad_frame'
   | 'store_not_found'
   | 'duplicate_event_id'
+  | 'condition_failed'
   | 'unknown_selector_type'
   | 'invalid_selector'
   | 'subscription_not_found'
@@ -96,6 +97,8 @@ export interface RecordedEvent<Data = Json> {
    * (`'unreadable: …'`: its record breaks the JSON rules and is shown as stored).
    */
   parkedReason?: string;
+  /** The event's tags; absent when it has none. */
+  tags?: string[];
 }
 
 /** An event to append. */
@@ -105,6 +108,30 @@ export interface NewEvent<Data = Json> {
   metadata?: Record<string, Json>;
   /** A UUID; the client assigns a v7 when absent, so retries are idempotent. */
   eventId?: string;
+  /** Tags, indexed for `readTagsPage` and append conditions (at most 16). */
+  tags?: string[];
+}
+
+/** One stream's share of `appendMulti`. */
+export interface AppendPart {
+  stream: string;
+  events: NewEvent[];
+  expectedVersion?: ExpectedVersion;
+}
+
+/** An append condition, as on the wire: no event matching `query` after `after`. */
+export interface AppendCondition {
+  query: { types?: string[]; tags?: string[]; payload?: Record<string, Json> }[];
+  after?: number | null;
+}
+
+/** Where one part of `appendMulti` went. */
+export interface PartResult {
+  streamId: string;
+  firstVersion: number;
+  lastVersion: number;
+  firstPosition: number;
+  lastPosition: number;
 }
 
 /** `'any'`, `'no_stream'`, `'exists'`, a version ≥ 0, or the seed's -1 (no_stream), -2 (any), -4 (exists). */
@@ -340,6 +367,8 @@ export class Client extends EventTarget {
   close(): void;
 
   append(stream: string, events: NewEvent | NewEvent[], options?: { expectedVersion?: ExpectedVersion }): Promise<AppendResult>;
+  appendMulti(parts: AppendPart[], options?: { condition?: AppendCondition }): Promise<PartResult[]>;
+  readTagsPage<Data = Json>(tags: string | string[], options?: { from?: number; count?: number }): Promise<RecordedEvent<Data>[]>;
   read<Data = Json>(stream: string, options?: ReadOptions): PagedIterable<RecordedEvent<Data>>;
   readPage<Data = Json>(stream: string, options?: PageOptions): Promise<RecordedEvent<Data>[]>;
   readAll<Data = Json>(options?: ReadOptions): PagedIterable<RecordedEvent<Data>>;

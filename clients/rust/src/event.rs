@@ -19,6 +19,9 @@ pub struct EventData {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Box<RawValue>>,
     pub event_id: Uuid,
+    /// Tags, indexed by the server for `READTAGS` and append conditions (at most 16).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl EventData {
@@ -47,7 +50,18 @@ impl EventData {
             data,
             metadata: None,
             event_id: Uuid::now_v7(),
+            tags: Vec::new(),
         }
+    }
+
+    /// The same event with these tags.
+    pub fn with_tags<I, T>(mut self, tags: I) -> EventData
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
     }
 
     /// The same event with this id (to make retries across processes idempotent, or to copy an
@@ -95,6 +109,9 @@ pub struct RecordedEvent {
     pub data: Box<RawValue>,
     /// A JSON object, `{}` if none was sent.
     pub metadata: Box<RawValue>,
+    /// The event's tags; empty (and absent from the record) when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl RecordedEvent {
@@ -120,6 +137,7 @@ impl RecordedEvent {
             data: self.data.clone(),
             metadata: Some(self.metadata.clone()),
             event_id: self.event_id,
+            tags: self.tags.clone(),
         }
     }
 }

@@ -146,6 +146,7 @@ fn parked_records(body: &[u8]) -> Result<Vec<RecordedEvent>> {
                     epoch_us: 0,
                     data: serde_json::value::to_raw_value(&shown.record)?,
                     metadata: RawValue::from_string("{}".to_owned())?,
+                    tags: Vec::new(),
                 })
             })
         })

@@ -1,10 +1,12 @@
-//! The `after <position>` option of `READ`, `READALL`, `READTYPES`, `AGG` and `SUB`.
+//! The `after <position>` option of `READ`, `READALL`, `READTYPES`, `READTAGS`, `AGG` and
+//! `SUB`.
 //!
 //! # Syntax
 //! ```text
 //! READ <stream> <from_version> <count> [forward|backward] after <position>␍␊
 //! READALL <from_position> <count> [forward|backward] after <position>␍␊
 //! READTYPES <types> <from_position> <count> after <position>␍␊
+//! READTAGS <tags> <from_position> <count> after <position>␍␊
 //! AGG <stream> [options] after <position>␍␊
 //! SUB <sid> <type> <selector> [<name>] after <position>␍␊
 //! SUB <sid> <#bytes> after <position>␍␊<json options>␍␊
@@ -33,7 +35,7 @@ const KEYWORD: &str = "after";
 /// operation takes no `after`.
 fn required_args(operation: &[u8], tokens: &[&[u8]]) -> Option<usize> {
     match operation {
-        b"READ" | b"READTYPES" => Some(3),
+        b"READ" | b"READTYPES" | b"READTAGS" => Some(3),
         b"READALL" => Some(2),
         b"AGG" => Some(1),
         // The full form's second argument is the payload's byte count.

@@ -7,7 +7,8 @@
 //! ```
 //! `<expected>` is `any`, `no_stream`, `exists` or a version `n ≥ 0` (the seed's `-2`, `-1`
 //! and `-4` are accepted too). The payload is one event object or a JSON array of them:
-//! `{"event_type": "...", "data": <json>, "metadata": {...}?, "event_id": "<uuid>"?}`.
+//! `{"event_type": "...", "data": <json>, "metadata": {...}?, "event_id": "<uuid>"?,
+//! "tags": ["..."]?}`.
 //!
 //! # Reply
 //! `APPENDED <stream> <last_version> <last_position>`
@@ -26,7 +27,10 @@ use uuid::Uuid;
 use crate::error::ProtocolError;
 use crate::expected::ExpectedVersion;
 use crate::json::check_payload_value as check_json_rules;
-use crate::limits::{MAX_EVENTS_PER_APPEND, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES};
+use crate::limits::{
+    MAX_EVENTS_PER_APPEND, MAX_EVENT_TYPE_BYTES, MAX_PAYLOAD_BYTES, MAX_TAGS_PER_EVENT,
+    MAX_TAG_BYTES,
+};
 use crate::line::{snippet, Args};
 use crate::ops::streams::validate_stream_id;
 use crate::request::{sized_or_inline, LineOutcome, Request};
@@ -59,13 +63,15 @@ pub fn encode(stream: &str, expected: ExpectedVersion, payload: &[u8], dst: &mut
 /// One event as a client submits it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EventInputWire {
+pub(crate) struct EventInputWire {
     event_type: String,
     data: Box<RawValue>,
     #[serde(default)]
     metadata: Option<Box<RawValue>>,
     #[serde(default)]
     event_id: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// One validated event of an `APPEND` payload.
@@ -78,6 +84,8 @@ pub struct EventInput {
     pub data: Box<RawValue>,
     /// A JSON object, kept as the client's bytes; `None` means `{}`.
     pub metadata: Option<Box<RawValue>>,
+    /// Tags (`"tags": [..]`), indexed for `READTAGS` and append conditions; empty when absent.
+    pub tags: Vec<String>,
 }
 
 /// Parses and validates an `APPEND` payload: one event object or an array of them.
@@ -120,7 +128,10 @@ pub fn parse_events(payload: &[u8]) -> Result<Vec<EventInput>, ProtocolError> {
     Ok(events)
 }
 
-fn validate_event(index: usize, event: EventInputWire) -> Result<EventInput, ProtocolError> {
+pub(crate) fn validate_event(
+    index: usize,
+    event: EventInputWire,
+) -> Result<EventInput, ProtocolError> {
     validate_event_type(&event.event_type)
         .map_err(|e| ProtocolError::invalid_argument(format!("event {index}: {}", e.message)))?;
     check_json_rules(&format!("event {index}: data"), &event.data)?;
@@ -141,12 +152,55 @@ fn validate_event(index: usize, event: EventInputWire) -> Result<EventInput, Pro
             ))
         })?),
     };
+    validate_tags(&event.tags)
+        .map_err(|e| ProtocolError::invalid_argument(format!("event {index}: {}", e.message)))?;
     Ok(EventInput {
         event_id,
         event_type: event.event_type,
         data: event.data,
         metadata: event.metadata,
+        tags: event.tags,
     })
+}
+
+/// Checks an event's tags: at most [`MAX_TAGS_PER_EVENT`], each a valid tag, none twice.
+pub fn validate_tags(tags: &[String]) -> Result<(), ProtocolError> {
+    if tags.len() > MAX_TAGS_PER_EVENT {
+        return Err(ProtocolError::invalid_argument(format!(
+            "{} tags exceed the limit of {MAX_TAGS_PER_EVENT} per event",
+            tags.len()
+        )));
+    }
+    for (index, tag) in tags.iter().enumerate() {
+        validate_tag(tag)?;
+        if tags[..index].contains(tag) {
+            return Err(ProtocolError::invalid_argument(format!(
+                "tag {} appears twice",
+                snippet(tag.as_bytes())
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a tag: 1 to [`MAX_TAG_BYTES`] bytes, no whitespace, commas, control or format
+/// characters (commas separate tags in `READTAGS`), as event types.
+pub fn validate_tag(tag: &str) -> Result<(), ProtocolError> {
+    if tag.is_empty() || tag.len() > MAX_TAG_BYTES {
+        return Err(ProtocolError::invalid_argument(format!(
+            "a tag must be 1 to {MAX_TAG_BYTES} bytes"
+        )));
+    }
+    if tag
+        .chars()
+        .any(|c| crate::line::is_forbidden_in_name(c) || c == ',')
+    {
+        return Err(ProtocolError::invalid_argument(format!(
+            "tag {} contains whitespace, a comma, a control or a format character",
+            snippet(tag.as_bytes())
+        )));
+    }
+    Ok(())
 }
 
 /// Checks an event type: 1 to 255 bytes, no whitespace, commas, control or format characters
@@ -169,7 +223,7 @@ pub fn validate_event_type(event_type: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-fn json_error(error: serde_json::Error) -> ProtocolError {
+pub(crate) fn json_error(error: serde_json::Error) -> ProtocolError {
     ProtocolError::invalid_json(format!("bad event JSON: {error}"))
 }
 

@@ -3,6 +3,7 @@
 pub mod after;
 pub mod agg;
 pub mod append;
+pub mod append_multi;
 pub mod cluster;
 pub mod meta;
 pub mod psub;

@@ -7,7 +7,10 @@
 //! READALL <from_position> <count> [forward|backward]␍␊
 //! READALL from_time <time> <count> [forward|backward]␍␊
 //! READTYPES <type>[,<type>…] <from_position> <count>␍␊
+//! READTAGS <tag>[,<tag>…] <from_position> <count>␍␊
 //! ```
+//! `READTAGS` returns the events carrying any of the tags (as `READTYPES` the events of any
+//! of the types), in position order.
 //! `<from_version>` / `<from_position>` is inclusive; `end` (or `-1`) starts at the newest
 //! event, for reading backward. `from_time <time>` (epoch microseconds or RFC 3339, see
 //! [`crate::time`]) starts at the first event committed at or after it (backward: the last
@@ -26,9 +29,9 @@
 use bytes::BytesMut;
 
 use crate::error::ProtocolError;
-use crate::limits::{MAX_READ_COUNT, MAX_TYPES_PER_READ};
+use crate::limits::{MAX_READ_COUNT, MAX_TAGS_PER_READ, MAX_TYPES_PER_READ};
 use crate::line::{parse_u64, Args};
-use crate::ops::append::validate_event_type;
+use crate::ops::append::{validate_event_type, validate_tag};
 use crate::ops::streams::validate_stream_id;
 use crate::request::{put_line, Direction, ReadStart, Request};
 use crate::time::parse_time;
@@ -78,6 +81,30 @@ pub(crate) fn parse_read_types(mut args: Args<'_>) -> Result<Request, ProtocolEr
     args.finish("READTYPES")?;
     Ok(Request::ReadTypes {
         types,
+        from_position,
+        count,
+    })
+}
+
+pub(crate) fn parse_read_tags(mut args: Args<'_>) -> Result<Request, ProtocolError> {
+    let list = args.required("tags")?;
+    let mut tags: Vec<String> = Vec::new();
+    for tag in list.split(',') {
+        validate_tag(tag)?;
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    if tags.len() > MAX_TAGS_PER_READ {
+        return Err(ProtocolError::invalid_argument(format!(
+            "READTAGS takes at most {MAX_TAGS_PER_READ} tags"
+        )));
+    }
+    let from_position = parse_u64(args.required("from_position")?, "from_position")?;
+    let count = parse_count(args.required("count")?)?;
+    args.finish("READTAGS")?;
+    Ok(Request::ReadTags {
+        tags,
         from_position,
         count,
     })
@@ -155,6 +182,13 @@ pub(crate) fn encode(request: &Request, dst: &mut BytesMut) {
             count,
         } => {
             format!("READTYPES {} {from_position} {count}", types.join(","))
+        }
+        Request::ReadTags {
+            tags,
+            from_position,
+            count,
+        } => {
+            format!("READTAGS {} {from_position} {count}", tags.join(","))
         }
         other => unreachable!("read::encode called with {}", other.operation()),
     };

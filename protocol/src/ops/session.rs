@@ -114,11 +114,12 @@ esdb commands (full spec: protocol/PROTOCOL.md)
   APPEND <stream> <expected> <json>        append events (JSON on the same line)
   APPEND <stream> <expected> <#bytes>      append events (payload on the next line)
       <expected>: any | no_stream | exists | <version>
-      payload: {\"event_type\":\"T\",\"data\":{...}} or an array of them
+      payload: {\"event_type\":\"T\",\"data\":{...},\"tags\":[...]} or an array of them
+  APPENDMULTI <json>|<#bytes>  {\"parts\":[{\"stream\",\"expected\",\"events\"}...],\"condition\":{...}}
   READ <stream> <from_version> <count> [forward|backward]
   READALL <from_position> <count> [forward|backward]
       from_time <RFC 3339 | epoch_us> in place of a version or position
-  READTYPES <type>[,<type>...] <from_position> <count>
+  READTYPES <type>[,<type>...] <from_position> <count>    READTAGS <tag>[,<tag>...] <from> <count>
   VERSION <stream>        EXISTS <stream>        DELETE <stream> [<expected>] [hard]
   META <stream> [<json>]  get or set {\"max_count\":n,\"max_age_ms\":n,\"truncate_before\":v}
   STREAMS [<after>] [<count>]

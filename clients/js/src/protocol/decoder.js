@@ -15,6 +15,7 @@ const INITIAL_BUFFER_BYTES = 64 * 1024;
  */
 const SIZED_REPLIES = Object.freeze({
   EVENTS: { args: 2, sizeAt: 1 },
+  APPENDEDMULTI: { args: 2, sizeAt: 1 },
   STREAMS: { args: 2, sizeAt: 1 },
   SNAPSHOTS: { args: 2, sizeAt: 1 },
   SUBS: { args: 2, sizeAt: 1 },

@@ -153,6 +153,14 @@ export class Encoder {
     return this.line('READTYPES', typeList(types), natural('from', from), natural('count', count));
   }
 
+  readTags(tags, from, count) {
+    return this.line('READTAGS', tagList(tags), natural('from', from), natural('count', count));
+  }
+
+  appendMulti(body) {
+    return this.sized(json('APPENDMULTI body', body), 'APPENDMULTI');
+  }
+
   version(stream) {
     return this.line('VERSION', word('stream', stream));
   }
@@ -257,6 +265,18 @@ export function typeList(types) {
   for (const type of list) {
     word('event type', type);
     if (type.includes(',')) throw invalidArgument(`event types cannot contain commas: ${JSON.stringify(type)}`);
+  }
+  return list.join(',');
+}
+
+export function tagList(tags) {
+  const list = typeof tags === 'string' ? [tags] : tags;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw invalidArgument('tags must be a tag or a non-empty array of tags');
+  }
+  for (const tag of list) {
+    word('tag', tag);
+    if (tag.includes(',')) throw invalidArgument(`tags cannot contain commas: ${JSON.stringify(tag)}`);
   }
   return list.join(',');
 }

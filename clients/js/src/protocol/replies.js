@@ -62,6 +62,7 @@ export function toEvent(raw) {
     metadata: raw.metadata,
   };
   if (typeof raw.parked_reason === 'string') event.parkedReason = raw.parked_reason;
+  if (Array.isArray(raw.tags)) event.tags = raw.tags;
   return event;
 }
 
@@ -123,6 +124,19 @@ export function events(frame) {
 export function appended(frame) {
   expect(frame, 'APPENDED');
   return { streamId: frame.args[0], version: int(frame, 1), position: int(frame, 2) };
+}
+
+/** `APPENDEDMULTI <parts> <#bytes>`: each part's result, in the parts' order. */
+export function appendedMulti(frame) {
+  const body = expect(frame, 'APPENDEDMULTI').bodyJson();
+  if (!Array.isArray(body)) throw bad('APPENDEDMULTI body is not an array');
+  return body.map((part) => ({
+    streamId: part.stream,
+    firstVersion: part.first_version,
+    lastVersion: part.last_version,
+    firstPosition: part.first_position,
+    lastPosition: part.last_position,
+  }));
 }
 
 export function ok(frame) {

@@ -32,11 +32,13 @@ from .records import (
     ANY,
     ORIGIN,
     Aggregate,
+    AppendPart,
     AppendResult,
     ExpectedVersion,
     JsonObject,
     JsonValue,
     NewEvent,
+    PartResult,
     RecordedEvent,
     Selector,
     ServerInfo,
@@ -422,6 +424,16 @@ class AsyncClient:
             for event in page:
                 yield event
             start = next_position(page, backward)
+
+    async def append_multi(
+        self, parts: Sequence[AppendPart], condition: Optional[JsonObject] = None
+    ) -> List[PartResult]:
+        return await self._call(commands.append_multi(parts, condition))
+
+    async def read_tags(
+        self, tags: Sequence[str], from_position: int = 0, count: int = DEFAULT_PAGE_SIZE
+    ) -> List[RecordedEvent]:
+        return await self._call(commands.read_tags(tags, from_position, count))
 
     async def read_types(
         self, event_types: Sequence[str], from_position: int = 0, count: int = DEFAULT_PAGE_SIZE

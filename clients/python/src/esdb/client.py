@@ -36,11 +36,13 @@ from .records import (
     ANY,
     ORIGIN,
     Aggregate,
+    AppendPart,
     AppendResult,
     ExpectedVersion,
     JsonObject,
     JsonValue,
     NewEvent,
+    PartResult,
     RecordedEvent,
     Selector,
     ServerInfo,
@@ -453,6 +455,20 @@ class Client:
             page = self.read_all(start, count, backward)
             yield from page
             start = next_position(page, backward)
+
+    def append_multi(
+        self, parts: Sequence[AppendPart], condition: Optional[JsonObject] = None
+    ) -> List[PartResult]:
+        """Appends to several streams atomically (every part or none), optionally only if
+        ``condition`` holds (a failing one raises :class:`ConditionFailed`, whose message starts
+        with the first matching position)."""
+        return self._call(commands.append_multi(parts, condition))
+
+    def read_tags(
+        self, tags: Sequence[str], from_position: int = 0, count: int = DEFAULT_PAGE_SIZE
+    ) -> List[RecordedEvent]:
+        """One page of the events carrying any of these tags, in commit order."""
+        return self._call(commands.read_tags(tags, from_position, count))
 
     def read_types(
         self, event_types: Sequence[str], from_position: int = 0, count: int = DEFAULT_PAGE_SIZE

@@ -13,11 +13,13 @@ from .protocol import Frame, check_word, encode_line, encode_sized
 from .records import (
     ALL_STREAMS,
     Aggregate,
+    AppendPart,
     AppendResult,
     ExpectedVersion,
     JsonObject,
     JsonValue,
     NewEvent,
+    PartResult,
     RecordedEvent,
     Selector,
     Snapshot,
@@ -153,6 +155,8 @@ def _event_object(event: NewEvent) -> Tuple[JsonObject, str]:
     if event.metadata is not None:
         obj["metadata"] = event.metadata
     obj["event_id"] = event_id
+    if event.tags:
+        obj["tags"] = list(event.tags)
     return obj, event_id
 
 
@@ -169,6 +173,53 @@ def append(stream: str, events: Sequence[NewEvent], expected: ExpectedVersion) -
 
     words = ["APPEND", stream_word(stream), expected_word(expected)]
     return Request(encode_sized(words, payload), parse)
+
+
+def append_multi(parts: Sequence[AppendPart], condition: Optional[JsonObject]) -> Request[List[PartResult]]:
+    """``APPENDMULTI``: every part or none; ``condition`` is the wire's object
+    (``{"query": [{"types": [..], "tags": [..], "payload": {..}}], "after": <position>}``)."""
+    if not parts:
+        raise ValueError("append_multi needs at least one part")
+    wire_parts = []
+    for part in parts:
+        if not part.events:
+            raise ValueError(f"part for {part.stream!r} needs at least one event")
+        objects = [_event_object(event)[0] for event in part.events]
+        wire_parts.append(
+            {"stream": stream_word(part.stream), "expected": expected_word(part.expected), "events": objects}
+        )
+    body: JsonObject = {"parts": wire_parts}
+    if condition is not None:
+        body["condition"] = condition
+
+    def parse(frame: Frame) -> List[PartResult]:
+        results = json.loads(_body(_expect(frame, "APPENDEDMULTI")))
+        return [
+            PartResult(
+                str(r["stream"]),
+                int(r["first_version"]),
+                int(r["last_version"]),
+                int(r["first_position"]),
+                int(r["last_position"]),
+            )
+            for r in results
+        ]
+
+    # Every event carries an id, so resending after a lost connection is a retry.
+    return Request(encode_sized(["APPENDMULTI"], _compact(body)), parse)
+
+
+def read_tags(tags: Sequence[str], from_position: int, count: int) -> Request[List[RecordedEvent]]:
+    if isinstance(tags, str):
+        tags = [tags]
+    if not tags:
+        raise ValueError("at least one tag is needed")
+    for tag in tags:
+        check_word(tag, "tag")
+        if "," in tag:
+            raise ValueError(f"a tag must not contain a comma: {tag!r}")
+    words = ["READTAGS", ",".join(tags), _from_word(from_position, "from_position")]
+    return Request(encode_line([*words, _count_word(count)]), parse_events)
 
 
 def _direction(backward: bool) -> str:

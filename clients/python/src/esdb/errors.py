@@ -40,6 +40,7 @@ ERROR_TABLE: Mapping[str, ErrorSpec] = {
         _spec("bad_frame", True, False),
         _spec("store_not_found", False, False),
         _spec("duplicate_event_id", False, False),
+        _spec("condition_failed", False, False),
         _spec("unknown_selector_type", False, False),
         _spec("invalid_selector", False, False),
         _spec("subscription_not_found", False, False),
@@ -147,6 +148,11 @@ class StoreNotFound(ServerError):
 
 class DuplicateEventId(ServerError):
     """An ``event_id`` is already stored elsewhere."""
+
+
+class ConditionFailed(ServerError):
+    """An ``APPENDMULTI`` condition found a matching event after its position; the message
+    starts with the first such position."""
 
 
 class UnknownSelectorType(ServerError):
@@ -278,6 +284,7 @@ _CLASS_BY_CODE: Dict[str, Type[ServerError]] = {
     "bad_frame": BadFrame,
     "store_not_found": StoreNotFound,
     "duplicate_event_id": DuplicateEventId,
+    "condition_failed": ConditionFailed,
     "unknown_selector_type": UnknownSelectorType,
     "invalid_selector": InvalidSelector,
     "subscription_not_found": SubscriptionNotFound,

@@ -26,6 +26,7 @@ MAX_REPLY_LINE_BYTES = 64 * 1024
 #: For each sized reply: the index, among the arguments after its name, of its ``#bytes``.
 SIZED_REPLIES: Mapping[str, int] = {
     "EVENTS": 1,
+    "APPENDEDMULTI": 1,
     "STREAMS": 1,
     "SNAPSHOTS": 1,
     "SUBS": 1,

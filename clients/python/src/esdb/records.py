@@ -72,6 +72,8 @@ class NewEvent:
     data: JsonValue
     metadata: Optional[JsonObject] = None
     event_id: Optional[str] = None
+    #: Tags, indexed by the server for ``READTAGS`` and append conditions (at most 16).
+    tags: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,13 @@ class RecordedEvent:
     #: not for failed deliveries (``"unreadable: …"``: its record breaks the JSON rules, so it
     #: is shown as stored), else ``None``.
     parked_reason: Optional[str] = None
+    #: The event's tags, ``()`` when it has none.
+    tags: Tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "RecordedEvent":
         reason = obj.get("parked_reason")
+        tags = obj.get("tags")
         return cls(
             event_id=_str(obj, "event_id"),
             event_type=_str(obj, "event_type"),
@@ -104,7 +109,28 @@ class RecordedEvent:
             data=obj.get("data"),
             metadata=_object(obj, "metadata"),
             parked_reason=reason if isinstance(reason, str) else None,
+            tags=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
         )
+
+
+@dataclass(frozen=True)
+class AppendPart:
+    """One stream's share of an ``APPENDMULTI``."""
+
+    stream: str
+    events: Tuple[NewEvent, ...]
+    expected: ExpectedVersion = ANY
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """Where one part of an ``APPENDMULTI`` went."""
+
+    stream: str
+    first_version: int
+    last_version: int
+    first_position: int
+    last_position: int
 
 
 @dataclass(frozen=True)
