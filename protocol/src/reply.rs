@@ -128,6 +128,10 @@ pub enum Reply {
         stream: String,
         body: Bytes,
     },
+    /// `SCAVENGE`, `SCAVENGE STATUS`: the store's scavenge state, a JSON object on the line.
+    Scavenge {
+        body: Bytes,
+    },
 }
 
 impl Reply {
@@ -220,6 +224,7 @@ impl Reply {
             Reply::Meta { stream, body } => {
                 put_parts(dst, &[b"META ", stream.as_bytes(), b" ", body])
             }
+            Reply::Scavenge { body } => put_parts(dst, &[b"SCAVENGE ", body]),
         }
     }
 
@@ -508,6 +513,9 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
             let body = Bytes::copy_from_slice(args.remainder());
             done(Reply::Meta { stream, body })
         }
+        "SCAVENGE" => done(Reply::Scavenge {
+            body: Bytes::copy_from_slice(args.remainder()),
+        }),
         "LIVE" => done(Reply::Live {
             sid: args.required("sid")?.to_owned(),
         }),

@@ -11,7 +11,8 @@ use crate::ops::psub::PsubOp;
 use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
 use crate::ops::{
-    after, agg, append, cluster, meta, psub, read, session, snap, stats, streams, subscribe,
+    after, agg, append, cluster, meta, psub, read, scavenge, session, snap, stats, streams,
+    subscribe,
 };
 
 /// Direction of a read.
@@ -103,6 +104,10 @@ pub enum Request {
     Cluster,
     Snap(SnapRequest),
     Agg(AggRequest),
+    /// `SCAVENGE` (start one, `status` false) or `SCAVENGE STATUS` ([`crate::ops::scavenge`]).
+    Scavenge {
+        status: bool,
+    },
     /// A read (`READ`, `READALL`, `READTYPES`, `AGG`) or `SUB` with `after <position>`: served
     /// once the node has applied that `$all` position ([`crate::ops::after`]).
     After {
@@ -138,6 +143,7 @@ impl Request {
             Request::Cluster => "CLUSTER",
             Request::Snap(_) => "SNAP",
             Request::Agg(_) => "AGG",
+            Request::Scavenge { .. } => "SCAVENGE",
             Request::After { request, .. } => request.operation(),
         }
     }
@@ -150,6 +156,7 @@ impl Request {
         match self {
             Request::Append { .. } | Request::Delete { .. } => true,
             Request::Meta { payload, .. } => payload.is_some(),
+            Request::Scavenge { status } => !status,
             Request::Snap(snap) => match snap {
                 SnapRequest::Save { .. } | SnapRequest::Delete { .. } => true,
                 SnapRequest::Load { .. }
@@ -214,6 +221,7 @@ impl Request {
             Request::Snap(snap) => snap.encode(dst),
             Request::Meta { stream, payload } => meta::encode(stream, payload.as_deref(), dst),
             Request::Agg(agg) => agg.encode(dst),
+            Request::Scavenge { status } => scavenge::encode(*status, dst),
             Request::After { position, request } => after::encode(*position, request, dst),
         }
     }
@@ -525,6 +533,7 @@ fn parse_operation(name: &[u8], line: &Bytes, args: Args<'_>) -> LineOutcome {
         b"CLUSTER" => done(cluster::parse_cluster(args)),
         b"SNAP" => snap::parse(line, args),
         b"AGG" => done(agg::parse(args)),
+        b"SCAVENGE" => done(scavenge::parse(args)),
         _ => done(Err(ProtocolError::new(
             ErrorCode::UnknownCommand,
             format!("unknown command {} (try HELP)", snippet(name)),

@@ -283,6 +283,7 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
             PsubOp::Delete { .. } | PsubOp::Replay { .. } => vec![(Admin, Target::Store)],
         },
         Request::Stats | Request::Cluster => vec![(Admin, Target::Everywhere)],
+        Request::Scavenge { .. } => vec![(Admin, Target::Store)],
         Request::After { request, .. } => needs(request),
     }
 }

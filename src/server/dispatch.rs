@@ -95,7 +95,7 @@ pub enum Dispatched {
     NoReply,
 }
 
-fn ready(reply: Reply) -> Dispatched {
+pub(crate) fn ready(reply: Reply) -> Dispatched {
     Dispatched::Reply(futures::future::ready(reply).boxed())
 }
 
@@ -226,6 +226,8 @@ pub async fn dispatch(
             })
         }),
         Request::Stats => stats(context, session),
+        Request::Scavenge { status: true } => crate::server::scavenge::status(context, session),
+        Request::Scavenge { status: false } => crate::server::scavenge::start(session).await,
         Request::Cluster => ready(Reply::Cluster {
             body: context.cluster_json(),
         }),
@@ -594,7 +596,7 @@ fn write_telemetry(reply: &Reply, store: &str, stream: &str, duration_us: u64, e
 }
 
 /// Submits a write in request order and returns the future of its reply.
-async fn write(
+pub(crate) async fn write(
     session: &mut Session,
     command: Command,
     on_success: impl FnOnce(Outcome) -> Reply + Send + 'static,
@@ -622,7 +624,7 @@ async fn write(
 /// Runs a read on the blocking pool (LMDB page faults block), after the connection's earlier
 /// writes are answered, under the server-wide read limit. The read runs in its own task so it
 /// progresses while the connection task waits on it (see the module doc).
-fn read(
+pub(crate) fn read(
     context: &Arc<ServerContext>,
     session: &mut Session,
     f: impl FnOnce(&heed::RoTxn, &crate::store::schema::Databases) -> Result<Reply, StoreError>

@@ -5,6 +5,7 @@
 //! - [`connection`]: one task per connection: framing, pipelining, keepalive, draining.
 //! - [`dispatch`]: what each request does, as a future of its reply.
 //! - [`context`]: state shared by all connections.
+//! - [`scavenge`]: `SCAVENGE` and `SCAVENGE STATUS` (the job itself: `crate::raft::scavenger`).
 
 pub mod connection;
 pub mod context;
@@ -13,6 +14,7 @@ pub mod dispatch;
 pub mod fd_limit;
 pub mod listener;
 pub mod outbound;
+pub mod scavenge;
 pub mod subscribe;
 
 use std::collections::BTreeMap;
@@ -95,6 +97,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             None => crate::raft::Node::start(store).await?,
         };
         raft.insert(store.name().to_owned(), node.status());
+        crate::raft::scavenger::spawn(store, node.status(), config.scavenge_events_per_sec);
         nodes.push((store.name().to_owned(), node));
     }
     // Both ports are bound before either is announced: a script that read both lines can

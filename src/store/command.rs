@@ -20,6 +20,7 @@ use crate::store::checksum;
 use crate::store::clock::{commit_time, index_commit};
 use crate::store::committed::CommittedEvent;
 use crate::store::lifecycle;
+use crate::store::scavenge;
 use crate::store::record::{build_record, RecordPlace};
 use crate::store::retention::{load_limits, shown_on_commit};
 use crate::store::schema::{
@@ -68,6 +69,15 @@ pub enum Command {
         stream: String,
         limits: StreamLimits,
     },
+    /// `SCAVENGE`: starts a scavenge of every position before the head (see [`scavenge`]).
+    ScavengeStart { epoch_us: u64 },
+    /// One slice of the running scavenge, proposed by its job (see [`scavenge`]).
+    ScavengeSlice {
+        from_position: u64,
+        to_position: u64,
+        /// The time limits are judged at (`max_age_ms`), taken by the proposing node.
+        now_us: u64,
+    },
 }
 
 impl Command {
@@ -92,7 +102,9 @@ impl Command {
             | Command::SetStreamLimits { .. }
             | Command::CreateSubscription(_)
             | Command::DeleteSubscription { .. }
-            | Command::RequestReplay { .. } => 64,
+            | Command::RequestReplay { .. }
+            | Command::ScavengeStart { .. }
+            | Command::ScavengeSlice { .. } => 64,
             Command::DeleteSnapshots { .. } => 64,
             Command::SaveSnapshot(save) => {
                 save.data.get().len() + save.metadata.as_ref().map_or(2, |m| m.get().len())
@@ -159,6 +171,17 @@ pub enum Outcome {
     SnapshotsDeleted {
         count: u64,
     },
+    /// `started`: false when a scavenge was already running (nothing changed).
+    ScavengeStarted {
+        started: bool,
+    },
+    /// A scavenge slice removed `removed` events (`bytes` of keys and values); `done`: this
+    /// slice ended the walk. A slice that did not start where the walk stood did nothing.
+    ScavengeSliced {
+        removed: u64,
+        bytes: u64,
+        done: bool,
+    },
 }
 
 /// Applies one command inside `txn`. `Ok(Err(_))` is a rejection that wrote nothing;
@@ -181,6 +204,12 @@ pub fn apply(
         Command::SetStreamLimits { stream, limits } => {
             lifecycle::apply_set_limits(txn, dbs, stream, limits)
         }
+        Command::ScavengeStart { epoch_us } => scavenge::apply_start(txn, dbs, *epoch_us),
+        Command::ScavengeSlice {
+            from_position,
+            to_position,
+            now_us,
+        } => scavenge::apply_slice(txn, dbs, *from_position, *to_position, *now_us),
         Command::CreateSubscription(definition) => {
             subscriptions::apply_create(txn, dbs, definition)
         }

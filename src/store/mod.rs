@@ -16,6 +16,8 @@
 //! - [`clock`]: commit times that never go backwards, and the commit-time index (`from_time`).
 //! - [`retention`]: which events a stream's limits (`META`) still show; [`lifecycle`]: the
 //!   commands that set those limits and hard-delete (tombstone) streams.
+//! - [`scavenge`]: the commands that remove what deletes and limits hide, slice by slice, and
+//!   the scavenge's state (the job that proposes the slices is `crate::raft::scavenger`).
 
 pub mod aggregate;
 pub mod checksum;
@@ -28,6 +30,7 @@ pub mod progress;
 pub mod read;
 pub mod record;
 pub mod retention;
+pub mod scavenge;
 pub mod schema;
 pub mod scrub;
 pub mod snapshots;
@@ -106,6 +109,8 @@ pub struct Store {
     clock: clock::CommitClock,
     /// The background scrubber, once started ([`Store::start_scrubber`]).
     scrubber: Mutex<Option<scrub::Scrubber>>,
+    /// Wakes the scavenge job (`crate::raft::scavenger`) when a scavenge was started here.
+    scavenge_kick: Arc<tokio::sync::Notify>,
 }
 
 /// Per-store counts for `STATS` and `/stats`.
@@ -196,6 +201,7 @@ impl Store {
             page_size_bytes,
             clock: clock::CommitClock::starting_at(last_commit_us),
             scrubber: Mutex::new(None),
+            scavenge_kick: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -227,6 +233,11 @@ impl Store {
             old.stop();
         }
         Ok(())
+    }
+
+    /// What wakes this store's scavenge job ([`scavenge`]): notified once a `SCAVENGE` started.
+    pub fn scavenge_kick(&self) -> Arc<tokio::sync::Notify> {
+        self.scavenge_kick.clone()
     }
 
     /// The queue of submitted writes, once: the Raft proposer drains it.
@@ -266,13 +277,31 @@ impl Store {
         &self.metrics
     }
 
-    /// Sets the LMDB size gauges (map size, bytes in use). Cheap: no transaction; called when
+    /// Sets the LMDB size gauges (map size, high-water mark, pages the data holds); called when
     /// `/metrics` is scraped.
     pub fn refresh_storage_gauges(&self) {
         let info = self.env.info();
-        let used = (info.last_page_number as u64 + 1) * self.page_size_bytes;
         self.metrics.map_size_bytes.set(info.map_size as i64);
+        let (used, live) = self.storage_bytes();
         self.metrics.used_bytes.set(used as i64);
+        if let Some(live) = live {
+            self.metrics.live_bytes.set(live as i64);
+        }
+    }
+
+    /// The file's high-water mark ((last page + 1) × page size: it never goes down) and the
+    /// bytes of the pages the databases hold ([`scavenge::live_bytes`]; `None` if the read
+    /// transaction could not be had). What lies between is free, reused by later writes.
+    pub fn storage_bytes(&self) -> (u64, Option<u64>) {
+        let info = self.env.info();
+        let used = (info.last_page_number as u64 + 1) * self.page_size_bytes;
+        let live = self
+            .env
+            .read_txn()
+            .map_err(StoreError::from)
+            .and_then(|txn| scavenge::live_bytes(&txn, &self.dbs))
+            .ok();
+        (used, live)
     }
 
     /// Refuses a write that could fill the LMDB map before it enters the log: once the log
@@ -630,5 +659,7 @@ mod format_tests;
 mod integrity_tests;
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(test)]
+mod scavenge_tests;
 #[cfg(test)]
 mod tests;
