@@ -42,7 +42,10 @@ fn wait_for(client: &mut Client, what: &str, done: impl Fn(&Value) -> bool) -> V
         if done(&state) {
             return state;
         }
-        assert!(Instant::now() < deadline, "no {what} by the deadline: {state}");
+        assert!(
+            Instant::now() < deadline,
+            "no {what} by the deadline: {state}"
+        );
         std::thread::sleep(Duration::from_millis(POLL_MS));
     }
 }
@@ -114,7 +117,10 @@ fn a_scavenge_killed_midway_resumes_where_it_stood_after_the_restart() {
     let midway = wait_for(&mut client, "progress", |state| {
         state["position"].as_u64().unwrap() > 0
     });
-    assert_eq!(midway["state"], "running", "too fast to kill midway: {midway}");
+    assert_eq!(
+        midway["state"], "running",
+        "too fast to kill midway: {midway}"
+    );
     let sent = Instant::now();
     let reply = client.append("during", "any", &common::event("Counted", json!(1)));
     assert!(matches!(reply, Reply::Appended { .. }), "{reply:?}");
@@ -171,7 +177,13 @@ fn bad_scavenge_requests_get_errors_and_the_cli_waits_for_the_end() {
     assert_eq!(limits, Reply::Ok);
 
     let output = Command::new(env!("CARGO_BIN_EXE_esdb"))
-        .args(["scavenge", "--wait", "--json", "--server", &server.addr.to_string()])
+        .args([
+            "scavenge",
+            "--wait",
+            "--json",
+            "--server",
+            &server.addr.to_string(),
+        ])
         .env_remove("ESDB_SERVER")
         .env_remove("ESDB_CONTEXT")
         .env("XDG_CONFIG_HOME", server.data_dir.join("no-config"))

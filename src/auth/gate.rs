@@ -16,6 +16,7 @@
 //! | `PSUB DELETE/REPLAY` | `admin` on every stream |
 //! | `UNSUB`, `ACK`, `NACK` | nothing more (the subscription was checked by its `SUB`) |
 //! | `STATS` | `admin` on every store (a `"*"` grant) |
+//! | `SCAVENGE` (start or `STATUS`) | `admin` on every stream of the store |
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -20,9 +20,9 @@ use crate::store::checksum;
 use crate::store::clock::{commit_time, index_commit};
 use crate::store::committed::CommittedEvent;
 use crate::store::lifecycle;
-use crate::store::scavenge;
 use crate::store::record::{build_record, RecordPlace};
 use crate::store::retention::{load_limits, shown_on_commit};
+use crate::store::scavenge;
 use crate::store::schema::{
     snapshot_key, stream_index_key, type_index_key, Databases, StreamLimits, StreamMeta,
     META_NEXT_POSITION,
@@ -70,7 +70,9 @@ pub enum Command {
         limits: StreamLimits,
     },
     /// `SCAVENGE`: starts a scavenge of every position before the head (see [`scavenge`]).
-    ScavengeStart { epoch_us: u64 },
+    ScavengeStart {
+        epoch_us: u64,
+    },
     /// One slice of the running scavenge, proposed by its job (see [`scavenge`]).
     ScavengeSlice {
         from_position: u64,

@@ -192,14 +192,19 @@ async fn a_scavenge_removes_exactly_what_deletes_and_limits_hide() {
         .iter()
         .map(|stream| stream_versions(&store, stream, ReadStart::At(0), now))
         .collect();
-    assert_eq!(reads_after, reads_before, "stream reads show the same events");
+    assert_eq!(
+        reads_after, reads_before,
+        "stream reads show the same events"
+    );
     // $all: what limits hid is gone, and so are the deleted streams' events it used to show.
     let all_after = all_positions(&store, now);
     assert_eq!(all_after, [3, 4, 8, 12, 13, 16, 17, 18]);
     assert!(all_after.iter().all(|p| all_before.contains(p)));
     // Versions and the head are unchanged: an append continues after them.
     assert_eq!(
-        store.with_read(|t, d| read::stream_version(t, d, "counted")).unwrap(),
+        store
+            .with_read(|t, d| read::stream_version(t, d, "counted"))
+            .unwrap(),
         4
     );
     append_n(&store, "counted", 1, now).await;
@@ -224,7 +229,10 @@ async fn reads_step_over_the_gaps_a_scavenge_leaves() {
     scavenge_at(&store, T0 + 10 * SECOND_US).await;
     set_limits(&store, "s", limits(None, None, None)).await;
     let now = T0 + 10 * SECOND_US;
-    assert_eq!(stream_versions(&store, "s", ReadStart::At(0), now), [3, 4, 5]);
+    assert_eq!(
+        stream_versions(&store, "s", ReadStart::At(0), now),
+        [3, 4, 5]
+    );
     // from_time lands in the removed range: the read starts at the first event left.
     let from = ReadStart::Time(T0 + SECOND_US);
     assert_eq!(stream_versions(&store, "s", from, now), [3, 4, 5]);
@@ -359,7 +367,10 @@ async fn the_walk_survives_a_restart_where_it_stood() {
     };
     execute(&store, first).await;
     let midway = status(&store);
-    assert_eq!((midway.state, midway.position), (ScavengeState::Running, 512));
+    assert_eq!(
+        (midway.state, midway.position),
+        (ScavengeState::Running, 512)
+    );
     close(store, node).await;
 
     let (store, node) = open(dir.path()).await;

@@ -40,7 +40,14 @@ pub(crate) fn parse(mut args: Args<'_>) -> Result<Request, ProtocolError> {
 }
 
 pub(crate) fn encode(status: bool, dst: &mut BytesMut) {
-    put_line(dst, if status { "SCAVENGE STATUS" } else { "SCAVENGE" });
+    put_line(
+        dst,
+        if status {
+            "SCAVENGE STATUS"
+        } else {
+            "SCAVENGE"
+        },
+    );
 }
 
 #[cfg(test)]
