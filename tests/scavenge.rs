@@ -196,3 +196,46 @@ fn bad_scavenge_requests_get_errors_and_the_cli_waits_for_the_end() {
     assert_eq!(state["events_removed"], 3);
     assert_eq!(all_positions(&mut client), [3, 4]);
 }
+
+/// The removals are commands in the Raft log: every node of a cluster removes the same events
+/// and ends in the same state, byte counts included, and only the leader's job proposed them.
+#[test]
+fn every_node_of_a_cluster_removes_the_same_events() {
+    let cluster = common::cluster::Cluster::start(3);
+    let leader = cluster.wait_for_leader(None);
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != leader)
+        .expect("a follower");
+    let mut client = Client::connect(follower.addr);
+    append_many(&mut client, "gone", 1200);
+    append_many(&mut client, "counted", 10);
+    assert_eq!(client.request("META counted {\"max_count\":3}"), Reply::Ok);
+    assert_eq!(client.request("DELETE gone any hard"), Reply::Ok);
+    assert_eq!(scavenge(&mut client, "SCAVENGE")["up_to_position"], 1210);
+
+    let mut states = Vec::new();
+    let mut all = Vec::new();
+    for node in &cluster.nodes {
+        let mut client = Client::connect(node.addr);
+        let done = wait_for(&mut client, "end", |state| state["state"] == "done");
+        assert_eq!(done["events_removed"], 1200 + 7, "node {}: {done}", node.id);
+        states.push(done);
+        all.push(all_positions(&mut client));
+    }
+    assert!(states.windows(2).all(|w| w[0] == w[1]), "{states:?}");
+    assert!(all.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(all[0], (1207..1210).collect::<Vec<u64>>());
+    for node in &cluster.nodes {
+        let http = node.http_addr.expect("announced");
+        let (_, body) = http_get(http, "/metrics");
+        let removed = body
+            .lines()
+            .find(|line| line.starts_with("esdb_scavenge_events_removed_total"))
+            .and_then(|line| line.rsplit(' ').next())
+            .map_or(0, |value| value.parse::<u64>().unwrap_or(0));
+        let expected = if node.id == leader { 1207 } else { 0 };
+        assert_eq!(removed, expected, "node {} (leader {leader})", node.id);
+    }
+}

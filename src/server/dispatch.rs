@@ -227,7 +227,9 @@ pub async fn dispatch(
         }),
         Request::Stats => stats(context, session),
         Request::Scavenge { status: true } => crate::server::scavenge::status(context, session),
-        Request::Scavenge { status: false } => crate::server::scavenge::start(session).await,
+        Request::Scavenge { status: false } => {
+            crate::server::scavenge::start(context, session).await
+        }
         Request::Cluster => ready(Reply::Cluster {
             body: context.cluster_json(),
         }),

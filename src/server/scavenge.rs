@@ -7,12 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::FutureExt;
 
-use esdb_protocol::{ErrorCode, Reply};
+use esdb_protocol::Reply;
 
 use crate::server::dispatch::{read, write, Dispatched, Session};
 use crate::server::ServerContext;
 use crate::store::scavenge::{self, ScavengeStatus};
-use crate::store::{Command, Outcome, StoreError};
+use crate::store::{Command, Outcome};
 
 fn status_reply(status: &ScavengeStatus) -> Reply {
     Reply::Scavenge {
@@ -28,8 +28,9 @@ pub fn status(context: &Arc<ServerContext>, session: &mut Session) -> Dispatched
 }
 
 /// `SCAVENGE`: commits the start (a no-op while one runs), wakes this node's job, and answers
-/// the state the start left.
-pub async fn start(session: &mut Session) -> Dispatched {
+/// the state the start left, read as any read after the connection's write is (so a follower
+/// answers once it has applied the start too).
+pub async fn start(context: &Arc<ServerContext>, session: &mut Session) -> Dispatched {
     let store = session.store.clone();
     let command = Command::ScavengeStart {
         epoch_us: store.stamp_epoch_us(),
@@ -43,35 +44,28 @@ pub async fn start(session: &mut Session) -> Dispatched {
         Reply::Ok
     })
     .await;
-    let Dispatched::Reply(reply) = written else {
+    let Dispatched::Reply(written) = written else {
         return written;
+    };
+    let name = store.name().to_owned();
+    let state = read(context, session, move |txn, dbs| {
+        let state = scavenge::status(txn, dbs)?;
+        if started.load(Ordering::Acquire) {
+            crate::telemetry::scavenge_started(&name, state.up_to_position);
+        }
+        Ok(status_reply(&state))
+    });
+    let Dispatched::Reply(state) = state else {
+        return state;
     };
     Dispatched::Reply(
         async move {
-            match reply.await {
+            match written.await {
                 Reply::Ok => {}
                 other => return other,
             }
             store.scavenge_kick().notify_one();
-            let reader = store.clone();
-            let state = tokio::task::spawn_blocking(move || reader.with_read(scavenge::status))
-                .await
-                .unwrap_or(Err(StoreError::ShuttingDown));
-            match state {
-                Ok(state) => {
-                    if started.load(Ordering::Acquire) {
-                        crate::telemetry::scavenge_started(store.name(), state.up_to_position);
-                    }
-                    status_reply(&state)
-                }
-                Err(StoreError::ShuttingDown) => {
-                    Reply::Err(StoreError::ShuttingDown.to_protocol_error())
-                }
-                Err(error) => {
-                    tracing::error!(%error, "reading the scavenge state");
-                    Reply::error(ErrorCode::Internal, "reading the scavenge state failed")
-                }
-            }
+            state.await
         }
         .boxed(),
     )
