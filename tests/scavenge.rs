@@ -15,11 +15,11 @@ use esdb_protocol::{ErrorCode, Reply};
 
 /// How long a test waits for a scavenge to reach a state before it fails.
 const SCAVENGE_DEADLINE: Duration = Duration::from_secs(30);
-/// Between two `SCAVENGE STATUS` polls (the state changes once per slice, every ~0.5 s here).
+/// Between two `SCAVENGE STATUS` polls (the state changes once per slice, every ~1 s here).
 const POLL_MS: u64 = 25;
-/// The rate the tests run scavenges at: 512-event slices about twice a second, so a walk of a
+/// The rate the tests run scavenges at: a 512-event slice about once a second, so a walk of a
 /// few thousand events takes seconds and can be killed midway.
-const SLOW_RATE: &str = "1000";
+const SLOW_RATE: &str = "500";
 /// An append answered later than this while a scavenge runs would mean the scavenge blocks it.
 const APPEND_DURING_SCAVENGE_MAX: Duration = Duration::from_secs(2);
 
