@@ -182,6 +182,10 @@ pub struct ServeArgs {
     /// 0 turns it off [default: 1000; 0 under --small].
     #[arg(long, env = "ESDB_SCRUB_RECORDS_PER_SEC")]
     pub scrub_records_per_sec: Option<u64>,
+    /// Events per second a scavenge (`SCAVENGE`) examines in each store; 0: scavenges are
+    /// started but never run [default: 50000].
+    #[arg(long, env = "ESDB_SCAVENGE_EVENTS_PER_SEC")]
+    pub scavenge_events_per_sec: Option<u64>,
     /// Emitter tasks per store fanning events out to subscribers [default: number of cores].
     #[arg(long, env = "ESDB_EMITTERS")]
     pub emitters: Option<usize>,
@@ -304,6 +308,7 @@ struct FileConfig {
     max_read_bytes_in_flight: Option<u64>,
     listen_backlog: Option<u32>,
     scrub_records_per_sec: Option<u64>,
+    scavenge_events_per_sec: Option<u64>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     console_writes: Option<bool>,
@@ -355,6 +360,8 @@ pub struct Config {
     pub listen_backlog: u32,
     /// `--scrub-records-per-sec` (src/store/scrub.rs); 0: no scrubber.
     pub scrub_records_per_sec: u64,
+    /// `--scavenge-events-per-sec` (src/raft/scavenger.rs).
+    pub scavenge_events_per_sec: u64,
     pub log_level: Option<String>,
     pub log_format: LogFormat,
     /// Whether the web console may offer writes (`--console-writes`).
@@ -508,6 +515,10 @@ impl Config {
                     small::SCRUB_RECORDS_PER_SEC,
                     crate::store::scrub::DEFAULT_SCRUB_RECORDS_PER_SEC,
                 )),
+            scavenge_events_per_sec: args
+                .scavenge_events_per_sec
+                .or(file.scavenge_events_per_sec)
+                .unwrap_or(crate::raft::scavenger::DEFAULT_SCAVENGE_EVENTS_PER_SEC),
             emitters: args.emitters.or(file.emitters).unwrap_or_else(|| {
                 if small {
                     self::small::EMITTERS

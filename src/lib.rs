@@ -18,6 +18,8 @@
 //!    [`store::snapshots`], `AGG` in [`store::aggregate`], around the pure fold in
 //!    `esdb_protocol::aggregate`). Every stored record carries a CRC32C, checked on each
 //!    read ([`store::checksum`]); [`store::scrub`] walks the records in the background.
+//!    [`store::scavenge`] removes what deletes and limits hide, in slices that are commands
+//!    too, proposed by the leader's [`raft::scavenger`].
 //! 5. **Answered** in [`server::connection`]: replies go out in request order.
 //!
 //! # Modules

@@ -142,7 +142,10 @@ pub struct Metrics {
     snapshot_size: HistogramVec,
     storage_map_size: IntGaugeVec,
     storage_used: IntGaugeVec,
+    storage_live: IntGaugeVec,
     storage_last_position: IntGaugeVec,
+    scavenge_events: IntCounterVec,
+    scavenge_bytes: IntCounterVec,
     /// `esdb_error_sent_total` handles, in the order of `ALL_ERROR_CODES`.
     errors_by_code: Vec<IntCounter>,
     /// Failed authentications (`CONNECT`, HTTP bearer tokens), by transport (src/auth).
@@ -437,6 +440,22 @@ impl Metrics {
                 "Bytes of the LMDB map in use (pages not on the free list).",
                 store,
             ),
+            storage_live: gauge(
+                "storage_live_bytes",
+                "Bytes of the pages the store's databases hold; pages below the used high-water \
+                 mark but not live are free, reused by later writes (a scavenge frees them).",
+                store,
+            ),
+            scavenge_events: counter(
+                "scavenge_events_removed_total",
+                "Events removed by scavenges this node's job ran.",
+                store,
+            ),
+            scavenge_bytes: counter(
+                "scavenge_reclaimed_bytes_total",
+                "Bytes of records and index entries removed by scavenges this node's job ran.",
+                store,
+            ),
             storage_last_position: gauge(
                 "storage_last_position",
                 "Position of the newest event in $all (-1 when the store is empty).",
@@ -474,6 +493,9 @@ impl Metrics {
             },
             map_size_bytes: self.storage_map_size.with_label_values(s),
             used_bytes: self.storage_used.with_label_values(s),
+            live_bytes: self.storage_live.with_label_values(s),
+            scavenged_events: self.scavenge_events.with_label_values(s),
+            scavenged_bytes: self.scavenge_bytes.with_label_values(s),
             last_position: self.storage_last_position.with_label_values(s),
             subscriptions: SubscriptionMetrics {
                 active: SUBSCRIPTION_TYPES
@@ -559,6 +581,11 @@ pub struct StoreMetrics {
     pub read_latency: Histogram,
     pub map_size_bytes: IntGauge,
     pub used_bytes: IntGauge,
+    /// Bytes of the pages the databases hold (`crate::store::scavenge::live_bytes`).
+    pub live_bytes: IntGauge,
+    /// Events and bytes removed by the scavenge slices this node proposed.
+    pub scavenged_events: IntCounter,
+    pub scavenged_bytes: IntCounter,
     pub last_position: IntGauge,
     pub subscriptions: SubscriptionMetrics,
     pub snapshots: SnapshotMetrics,

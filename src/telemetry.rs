@@ -90,3 +90,27 @@ pub fn cluster_node_down(node: u64, member_count: u64, reason: &str) {
 pub fn cluster_leader_elected(leader: u64, previous_leader: Option<u64>) {
     telemetry!("cluster.leader.elected", leader, previous_leader = ?previous_leader);
 }
+
+/// `scavenge.started`: a `SCAVENGE` started a scavenge of the positions before `up_to_position`.
+pub fn scavenge_started(store: &str, up_to_position: u64) {
+    telemetry!(
+        "scavenge.started",
+        system_time = system_time_us(),
+        store_id = store,
+        up_to_position
+    );
+}
+
+/// `scavenge.completed`: the scavenge's walk reached its end (the seed's `deleted_count`, and
+/// the bytes of records and index entries removed).
+pub fn scavenge_completed(store: &str, status: &crate::store::scavenge::ScavengeStatus) {
+    telemetry!(
+        "scavenge.completed",
+        system_time = system_time_us(),
+        store_id = store,
+        deleted_count = status.events_removed,
+        bytes_reclaimed = status.bytes_reclaimed,
+        duration_us = system_time_us().saturating_sub(status.started_us),
+        up_to_position = status.up_to_position
+    );
+}

@@ -339,6 +339,9 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
         // Interleaved: each workload runs on every backend before the next workload, so
         // drift in the machine's load hits both sides alike.
         for &backend in &backends {
+            if backend != Backend::Esdb && spec.kind.esdb_only() {
+                continue;
+            }
             eprint!("{:<45} {:<26} ", spec.id, backend.label());
             let figures = run::run_one(&setup, &spec, backend).await?;
             eprintln!(

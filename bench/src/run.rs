@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::esdb::server::EsdbServer;
 use crate::measure::{Figures, Tally};
-use crate::workloads::{append, occ, read, subscribe, Kind, Params, Spec};
+use crate::workloads::{append, occ, read, scavenge, subscribe, Kind, Params, Spec};
 
 /// What a workload runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,6 +119,7 @@ pub async fn run_esdb(
             };
             subscribe::esdb(addr, &load, params).await
         }
+        Kind::Scavenge => scavenge::esdb(addr, spec.event_bytes, params).await,
     }
 }
 
@@ -165,5 +166,6 @@ pub async fn run_jetstream(
             };
             subscribe::jetstream(server, &load, params).await
         }
+        Kind::Scavenge => anyhow::bail!("{} has no JetStream counterpart", spec.id),
     }
 }

@@ -134,6 +134,10 @@ pub enum Reply {
         stream: String,
         body: Bytes,
     },
+    /// `SCAVENGE`, `SCAVENGE STATUS`: the store's scavenge state, a JSON object on the line.
+    Scavenge {
+        body: Bytes,
+    },
 }
 
 impl Reply {
@@ -229,6 +233,7 @@ impl Reply {
             Reply::Meta { stream, body } => {
                 put_parts(dst, &[b"META ", stream.as_bytes(), b" ", body])
             }
+            Reply::Scavenge { body } => put_parts(dst, &[b"SCAVENGE ", body]),
         }
     }
 
@@ -523,6 +528,9 @@ fn parse_reply_line(text: &str) -> Result<LineReply, ProtocolError> {
             let body = Bytes::copy_from_slice(args.remainder());
             done(Reply::Meta { stream, body })
         }
+        "SCAVENGE" => done(Reply::Scavenge {
+            body: Bytes::copy_from_slice(args.remainder()),
+        }),
         "LIVE" => done(Reply::Live {
             sid: args.required("sid")?.to_owned(),
         }),

@@ -12,8 +12,8 @@ use crate::ops::psub::PsubOp;
 use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
 use crate::ops::{
-    after, agg, append, append_multi, cluster, meta, psub, read, session, snap, stats, streams,
-    subscribe,
+    after, agg, append, append_multi, cluster, meta, psub, read, scavenge, session, snap, stats,
+    streams, subscribe,
 };
 
 /// Direction of a read.
@@ -117,6 +117,10 @@ pub enum Request {
     ClusterChange(crate::ops::cluster::MemberChange),
     Snap(SnapRequest),
     Agg(AggRequest),
+    /// `SCAVENGE` (start one, `status` false) or `SCAVENGE STATUS` ([`crate::ops::scavenge`]).
+    Scavenge {
+        status: bool,
+    },
     /// A read (`READ`, `READALL`, `READTYPES`, `AGG`) or `SUB` with `after <position>`: served
     /// once the node has applied that `$all` position ([`crate::ops::after`]).
     After {
@@ -154,6 +158,7 @@ impl Request {
             Request::Cluster | Request::ClusterChange(_) => "CLUSTER",
             Request::Snap(_) => "SNAP",
             Request::Agg(_) => "AGG",
+            Request::Scavenge { .. } => "SCAVENGE",
             Request::After { request, .. } => request.operation(),
         }
     }
@@ -166,6 +171,7 @@ impl Request {
         match self {
             Request::Append { .. } | Request::AppendMulti(_) | Request::Delete { .. } => true,
             Request::Meta { payload, .. } => payload.is_some(),
+            Request::Scavenge { status } => !status,
             Request::Snap(snap) => match snap {
                 SnapRequest::Save { .. } | SnapRequest::Delete { .. } => true,
                 SnapRequest::Load { .. }
@@ -236,6 +242,7 @@ impl Request {
             Request::Snap(snap) => snap.encode(dst),
             Request::Meta { stream, payload } => meta::encode(stream, payload.as_deref(), dst),
             Request::Agg(agg) => agg.encode(dst),
+            Request::Scavenge { status } => scavenge::encode(*status, dst),
             Request::After { position, request } => after::encode(*position, request, dst),
         }
     }
@@ -552,6 +559,7 @@ fn parse_operation(name: &[u8], line: &Bytes, args: Args<'_>) -> LineOutcome {
         b"CLUSTER" => done(cluster::parse_cluster(args)),
         b"SNAP" => snap::parse(line, args),
         b"AGG" => done(agg::parse(args)),
+        b"SCAVENGE" => done(scavenge::parse(args)),
         _ => done(Err(ProtocolError::new(
             ErrorCode::UnknownCommand,
             format!("unknown command {} (try HELP)", snippet(name)),

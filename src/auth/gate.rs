@@ -17,6 +17,7 @@
 //! | `UNSUB`, `ACK`, `NACK` | nothing more (the subscription was checked by its `SUB`) |
 //! | `STATS` | `admin` on every store (a `"*"` grant) |
 //! | `CLUSTER`, `CLUSTER ADD/REMOVE` | `admin` on every store (a `"*"` grant) |
+//! | `SCAVENGE` (start or `STATUS`) | `admin` on every stream of the store |
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -302,6 +303,7 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
         Request::Stats | Request::Cluster | Request::ClusterChange(_) => {
             vec![(Admin, Target::Everywhere)]
         }
+        Request::Scavenge { .. } => vec![(Admin, Target::Store)],
         Request::After { request, .. } => needs(request),
     }
 }

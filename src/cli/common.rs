@@ -196,10 +196,39 @@ pub fn parse_start(text: &str) -> Result<StartFrom, String> {
     match text {
         "start" | "origin" => Ok(StartFrom::Origin),
         "end" => Ok(StartFrom::End),
-        _ => text
-            .parse::<u64>()
-            .map(StartFrom::Position)
-            .map_err(|_| format!("--from takes start, end or a position, not {text:?}")),
+        _ => match text.parse::<u64>() {
+            Ok(position) => Ok(StartFrom::Position(position)),
+            Err(_) => parse_from_time(text).map(StartFrom::Time).map_err(|_| {
+                format!(
+                    "--from takes start, end, a position or a time (RFC 3339, or @epoch_us), \
+                     not {text:?}"
+                )
+            }),
+        },
+    }
+}
+
+/// A `--from` time: RFC 3339 (`2026-12-02T17:00:00Z`), or `@` and microseconds since the
+/// epoch (a bare number is a version or position). The server's `from_time` finds the first
+/// event committed at or after it.
+pub fn parse_from_time(text: &str) -> Result<u64, String> {
+    let time = text.strip_prefix('@').unwrap_or(text);
+    if time.len() == text.len() && time.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{text:?} is a number, not a time (write @{text})"));
+    }
+    esdb_protocol::time::parse_time(time).map_err(|e| e.message.clone())
+}
+
+/// A `--from` of `read` and `read-all`: a version or position, or a time (see
+/// [`parse_from_time`]).
+pub fn parse_read_start(text: &str) -> Result<esdb_protocol::ReadStart, String> {
+    match text.parse::<u64>() {
+        Ok(at) => Ok(esdb_protocol::ReadStart::At(at)),
+        Err(_) => parse_from_time(text)
+            .map(esdb_protocol::ReadStart::Time)
+            .map_err(|_| {
+                format!("--from takes a number or a time (RFC 3339, or @epoch_us), not {text:?}")
+            }),
     }
 }
 

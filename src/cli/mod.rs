@@ -4,7 +4,7 @@
 //! - [`streams`]: `append`, `read`, `read-all`, `read-types`, `streams`, `version`, `exists`,
 //!   `delete`;
 //! - [`snap`], [`agg`], [`stats`], [`psub`]: snapshots, `AGG`, `STATS`, persistent
-//!   subscription management;
+//!   subscription management; [`scavenge`]: `SCAVENGE`;
 //! - [`tail`] (catch-up, following live) and [`sub`] (a persistent consumer, `--exec`);
 //! - [`backup`]: `export` and `import`; [`bench`]: `bench quick`;
 //! - [`context`]: saved connection settings; [`completions`]: shell completions;
@@ -24,6 +24,7 @@ pub mod completions;
 pub mod context;
 pub mod output;
 pub mod psub;
+pub mod scavenge;
 pub mod selector;
 pub mod snap;
 pub mod stats;
@@ -68,6 +69,8 @@ pub enum ClientCommand {
     Agg(agg::AggArgs),
     /// Print counts per store.
     Stats(stats::StatsArgs),
+    /// Start a scavenge (remove what deletes and limits hide), or show its progress.
+    Scavenge(scavenge::ScavengeArgs),
     /// Cluster state: members, roles, leader, lag.
     #[command(subcommand, after_help = "Example:\n  esdb cluster status")]
     Cluster(cluster::ClusterCommand),
@@ -130,6 +133,7 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Snap(command) => snap::run(command).await,
         ClientCommand::Agg(args) => agg::run(args).await,
         ClientCommand::Stats(args) => stats::run(args).await,
+        ClientCommand::Scavenge(args) => scavenge::run(args).await,
         ClientCommand::Cluster(command) => cluster::run(command).await,
         ClientCommand::Psub(command) => psub::run(command).await,
         ClientCommand::Tail(args) => tail::run(args).await,

@@ -3,13 +3,16 @@
 use std::path::PathBuf;
 
 use esdb_client::protocol::limits::{MAX_EVENTS_PER_APPEND, MAX_PAYLOAD_BYTES};
+use esdb_client::protocol::ReadStart;
 use esdb_client::{EventData, EventStream, ExpectedVersion, ReadOptions};
 use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::cli::common::{parse_expected, parse_json_arg, read_input, CliError, Common};
+use crate::cli::common::{
+    parse_expected, parse_json_arg, parse_read_start, read_input, CliError, Common,
+};
 use crate::cli::output::Printer;
 
 /// Payload bytes of one append the CLI builds: under the protocol's limit, with room for the
@@ -179,15 +182,18 @@ pub async fn append(args: AppendArgs) -> Result<(), CliError> {
 #[command(after_help = "Examples:
   esdb read user-1
   esdb read user-1 --from 10 --count 5
+  esdb read user-1 --from 2026-12-02T17:00:00Z   # the first event committed at or after it
   esdb read user-1 --backward --count 1     # the newest event
   esdb read user-1 --json | jq .data")]
 pub struct ReadArgs {
     #[command(flatten)]
     pub common: Common,
     pub stream: String,
-    /// First version to read [default: 0, or the newest with --backward]
-    #[arg(long)]
-    pub from: Option<u64>,
+    /// First version to read, or a time: RFC 3339 or @epoch_us (forward, the first event at
+    /// or after it; backward, the last at or before it) [default: 0, or the newest with
+    /// --backward]
+    #[arg(long, value_parser = parse_read_start, value_name = "VERSION|TIME")]
+    pub from: Option<ReadStart>,
     /// Most events to print [default: all]
     #[arg(long)]
     pub count: Option<u64>,
@@ -196,14 +202,14 @@ pub struct ReadArgs {
     pub backward: bool,
 }
 
-fn read_options(from: Option<u64>, count: Option<u64>, backward: bool) -> ReadOptions {
+fn read_options(from: Option<ReadStart>, count: Option<u64>, backward: bool) -> ReadOptions {
     let mut options = if backward {
         ReadOptions::backward()
     } else {
         ReadOptions::forward()
     };
     if let Some(from) = from {
-        options = options.from(from);
+        options.from = from;
     }
     options.limit = count;
     options
@@ -228,13 +234,15 @@ pub async fn read(args: ReadArgs) -> Result<(), CliError> {
 #[command(after_help = "Examples:
   esdb read-all
   esdb read-all --from 1000 --count 100
+  esdb read-all --from @1764694800000000 --count 10
   esdb read-all --backward --count 10")]
 pub struct ReadAllArgs {
     #[command(flatten)]
     pub common: Common,
-    /// First position to read [default: 0, or the newest with --backward]
-    #[arg(long)]
-    pub from: Option<u64>,
+    /// First position to read, or a time: RFC 3339 or @epoch_us [default: 0, or the newest
+    /// with --backward]
+    #[arg(long, value_parser = parse_read_start, value_name = "POSITION|TIME")]
+    pub from: Option<ReadStart>,
     /// Most events to print [default: all]
     #[arg(long)]
     pub count: Option<u64>,

@@ -32,8 +32,9 @@ pub struct SubArgs {
     pub name: String,
     #[command(flatten)]
     pub selector: SelectorArgs,
-    /// Where a new subscription starts: start, end or a position
-    #[arg(long, default_value = "start", value_parser = parse_start, value_name = "start|end|N")]
+    /// Where a new subscription starts: start, end, a position, or a time (RFC 3339 or
+    /// @epoch_us: the first event committed at or after it)
+    #[arg(long, default_value = "start", value_parser = parse_start, value_name = "start|end|N|TIME")]
     pub from: StartFrom,
     /// Run this shell command per event instead of printing it
     #[arg(long, value_name = "CMD")]

@@ -25,8 +25,9 @@ pub struct TailArgs {
     pub common: Common,
     #[command(flatten)]
     pub selector: SelectorArgs,
-    /// Where to start: start, end or a position
-    #[arg(long, default_value = "end", value_parser = parse_start, value_name = "start|end|N")]
+    /// Where to start: start, end, a position, or a time (RFC 3339 or @epoch_us: the first
+    /// event committed at or after it)
+    #[arg(long, default_value = "end", value_parser = parse_start, value_name = "start|end|N|TIME")]
     pub from: StartFrom,
     /// Stop after this many events
     #[arg(long)]

@@ -13,6 +13,7 @@
 //! - [`node`]: starting a store's group, its status (`INFO`, `STATS`), shutdown.
 //! - [`observe`]: the group's metrics on `/metrics` and its `cluster.leader.elected` events.
 //! - [`log_check`]: the read-only check of a log's segments, for `esdb verify`.
+//! - [`scavenger`]: the job that proposes a running scavenge's slices while this node leads.
 
 pub mod log_check;
 pub mod log_store;
@@ -20,6 +21,7 @@ pub mod network;
 pub mod node;
 pub mod observe;
 pub mod proposer;
+pub mod scavenger;
 pub mod segments;
 pub mod state_machine;
 pub mod types;

@@ -96,7 +96,7 @@ pub enum Dispatched {
     NoReply,
 }
 
-fn ready(reply: Reply) -> Dispatched {
+pub(crate) fn ready(reply: Reply) -> Dispatched {
     Dispatched::Reply(futures::future::ready(reply).boxed())
 }
 
@@ -235,6 +235,10 @@ pub async fn dispatch(
             })
         }),
         Request::Stats => stats(context, session),
+        Request::Scavenge { status: true } => crate::server::scavenge::status(context, session),
+        Request::Scavenge { status: false } => {
+            crate::server::scavenge::start(context, session).await
+        }
         Request::Cluster => ready(Reply::Cluster {
             body: context.cluster_json(),
         }),
@@ -648,7 +652,7 @@ pub(crate) async fn write(
 /// Runs a read on the blocking pool (LMDB page faults block), after the connection's earlier
 /// writes are answered, under the server-wide read limit. The read runs in its own task so it
 /// progresses while the connection task waits on it (see the module doc).
-fn read(
+pub(crate) fn read(
     context: &Arc<ServerContext>,
     session: &mut Session,
     f: impl FnOnce(&heed::RoTxn, &crate::store::schema::Databases) -> Result<Reply, StoreError>

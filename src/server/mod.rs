@@ -6,6 +6,7 @@
 //! - [`dispatch`]: what each request does, as a future of its reply ([`append_multi`]:
 //!   `APPENDMULTI`'s).
 //! - [`context`]: state shared by all connections.
+//! - [`scavenge`]: `SCAVENGE` and `SCAVENGE STATUS` (the job itself: `crate::raft::scavenger`).
 
 pub mod append_multi;
 pub mod connection;
@@ -15,6 +16,7 @@ pub mod dispatch;
 pub mod fd_limit;
 pub mod listener;
 pub mod outbound;
+pub mod scavenge;
 pub mod subscribe;
 
 use std::collections::BTreeMap;
@@ -100,6 +102,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             None => crate::raft::Node::start(store).await?,
         };
         raft.insert(store.name().to_owned(), node.status());
+        crate::raft::scavenger::spawn(store, node.status(), config.scavenge_events_per_sec);
         nodes.push((store.name().to_owned(), node));
     }
     if let Some(cluster) = &cluster {

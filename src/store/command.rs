@@ -23,6 +23,7 @@ use crate::store::lifecycle;
 use crate::store::multi::{self, AppendMultiCommand};
 use crate::store::record::{build_record, RecordPlace};
 use crate::store::retention::{load_limits, shown_on_commit};
+use crate::store::scavenge;
 use crate::store::schema::{
     snapshot_key, stream_index_key, tag_index_key, type_index_key, Databases, StreamLimits,
     StreamMeta, META_NEXT_POSITION,
@@ -72,6 +73,17 @@ pub enum Command {
     /// `APPENDMULTI`: several streams at once, all or nothing, optionally conditional
     /// ([`crate::store::multi`]).
     AppendMulti(AppendMultiCommand),
+    /// `SCAVENGE`: starts a scavenge of every position before the head (see [`scavenge`]).
+    ScavengeStart {
+        epoch_us: u64,
+    },
+    /// One slice of the running scavenge, proposed by its job (see [`scavenge`]).
+    ScavengeSlice {
+        from_position: u64,
+        to_position: u64,
+        /// The time limits are judged at (`max_age_ms`), taken by the proposing node.
+        now_us: u64,
+    },
 }
 
 impl Command {
@@ -97,7 +109,9 @@ impl Command {
             | Command::SetStreamLimits { .. }
             | Command::CreateSubscription(_)
             | Command::DeleteSubscription { .. }
-            | Command::RequestReplay { .. } => 64,
+            | Command::RequestReplay { .. }
+            | Command::ScavengeStart { .. }
+            | Command::ScavengeSlice { .. } => 64,
             Command::DeleteSnapshots { .. } => 64,
             Command::SaveSnapshot(save) => {
                 save.data.get().len() + save.metadata.as_ref().map_or(2, |m| m.get().len())
@@ -185,6 +199,17 @@ pub enum Outcome {
         parts: Vec<crate::store::multi::PartResult>,
         replayed: bool,
     },
+    /// `started`: false when a scavenge was already running (nothing changed).
+    ScavengeStarted {
+        started: bool,
+    },
+    /// A scavenge slice removed `removed` events (`bytes` of keys and values); `done`: this
+    /// slice ended the walk. A slice that did not start where the walk stood did nothing.
+    ScavengeSliced {
+        removed: u64,
+        bytes: u64,
+        done: bool,
+    },
 }
 
 /// Applies one command inside `txn`. `Ok(Err(_))` is a rejection that wrote nothing;
@@ -208,6 +233,12 @@ pub fn apply(
         Command::SetStreamLimits { stream, limits } => {
             lifecycle::apply_set_limits(txn, dbs, stream, limits)
         }
+        Command::ScavengeStart { epoch_us } => scavenge::apply_start(txn, dbs, *epoch_us),
+        Command::ScavengeSlice {
+            from_position,
+            to_position,
+            now_us,
+        } => scavenge::apply_slice(txn, dbs, *from_position, *to_position, *now_us),
         Command::CreateSubscription(definition) => {
             subscriptions::apply_create(txn, dbs, definition)
         }

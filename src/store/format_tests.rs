@@ -97,6 +97,18 @@ fn log_commands_keep_their_format() {
         },
         r#"{"SetStreamLimits":{"stream":"order-1","limits":{"max_count":3,"max_age_ms":null,"truncate_before":2}}}"#,
     );
+    roundtrip(
+        &Command::ScavengeStart { epoch_us: 7 },
+        r#"{"ScavengeStart":{"epoch_us":7}}"#,
+    );
+    roundtrip(
+        &Command::ScavengeSlice {
+            from_position: 0,
+            to_position: 512,
+            now_us: 9,
+        },
+        r#"{"ScavengeSlice":{"from_position":0,"to_position":512,"now_us":9}}"#,
+    );
 }
 
 #[test]

@@ -19,6 +19,8 @@
 //!   type indexes.
 //! - [`retention`]: which events a stream's limits (`META`) still show; [`lifecycle`]: the
 //!   commands that set those limits and hard-delete (tombstone) streams.
+//! - [`scavenge`]: the commands that remove what deletes and limits hide, slice by slice, and
+//!   the scavenge's state (the job that proposes the slices is `crate::raft::scavenger`).
 
 pub mod aggregate;
 pub mod checksum;
@@ -34,6 +36,7 @@ pub mod progress;
 pub mod read;
 pub mod record;
 pub mod retention;
+pub mod scavenge;
 pub mod schema;
 pub mod scrub;
 pub mod snapshots;
@@ -112,6 +115,8 @@ pub struct Store {
     clock: clock::CommitClock,
     /// The background scrubber, once started ([`Store::start_scrubber`]).
     scrubber: Mutex<Option<scrub::Scrubber>>,
+    /// Wakes the scavenge job (`crate::raft::scavenger`) when a scavenge was started here.
+    scavenge_kick: Arc<tokio::sync::Notify>,
 }
 
 /// Per-store counts for `STATS` and `/stats`.
@@ -202,6 +207,7 @@ impl Store {
             page_size_bytes,
             clock: clock::CommitClock::starting_at(last_commit_us),
             scrubber: Mutex::new(None),
+            scavenge_kick: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -233,6 +239,11 @@ impl Store {
             old.stop();
         }
         Ok(())
+    }
+
+    /// What wakes this store's scavenge job ([`scavenge`]): notified once a `SCAVENGE` started.
+    pub fn scavenge_kick(&self) -> Arc<tokio::sync::Notify> {
+        self.scavenge_kick.clone()
     }
 
     /// The queue of submitted writes, once: the Raft proposer drains it.
@@ -273,13 +284,31 @@ impl Store {
         &self.metrics
     }
 
-    /// Sets the LMDB size gauges (map size, bytes in use). Cheap: no transaction; called when
+    /// Sets the LMDB size gauges (map size, high-water mark, pages the data holds); called when
     /// `/metrics` is scraped.
     pub fn refresh_storage_gauges(&self) {
         let info = self.env.info();
-        let used = (info.last_page_number as u64 + 1) * self.page_size_bytes;
         self.metrics.map_size_bytes.set(info.map_size as i64);
+        let (used, live) = self.storage_bytes();
         self.metrics.used_bytes.set(used as i64);
+        if let Some(live) = live {
+            self.metrics.live_bytes.set(live as i64);
+        }
+    }
+
+    /// The file's high-water mark ((last page + 1) × page size: it never goes down) and the
+    /// bytes of the pages the databases hold ([`scavenge::live_bytes`]; `None` if the read
+    /// transaction could not be had). What lies between is free, reused by later writes.
+    pub fn storage_bytes(&self) -> (u64, Option<u64>) {
+        let info = self.env.info();
+        let used = (info.last_page_number as u64 + 1) * self.page_size_bytes;
+        let live = self
+            .env
+            .read_txn()
+            .map_err(StoreError::from)
+            .and_then(|txn| scavenge::live_bytes(&txn, &self.dbs))
+            .ok();
+        (used, live)
     }
 
     /// Refuses a write that could fill the LMDB map before it enters the log: once the log
@@ -590,7 +619,8 @@ fn check_format(env: &Env<WithoutTls>, dbs: &Databases, dir: &Path) -> Result<()
             }
             // Format 4 seals every record with a checksum, resumably ([`upgrade`]). Format 5
             // adds the tag index: no older store has a tagged event, so the empty index that
-            // `Databases::create` made is already right and only the version key moves.
+            // `Databases::create` made is already right and only the version key moves. Format
+            // 6 allows scavenged gaps: an older store has none, so again only the key moves.
             let upgraded = upgrade::upgrade(env, dbs, found)?;
             if upgraded != upgrade::Upgraded::default() {
                 tracing::info!(
@@ -672,5 +702,7 @@ mod integrity_tests;
 mod lifecycle_tests;
 #[cfg(test)]
 mod multi_tests;
+#[cfg(test)]
+mod scavenge_tests;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,9 @@
 //! Retention: which of a stream's events reads still show, under its limits (`META`:
 //! `max_count`, `max_age_ms`, `truncate_before`).
 //!
-//! Limits hide events, they do not remove them (scavenging would) nor renumber anything: a
-//! stream's versions and current version, and every position in `$all`, stay as they were.
-//! Because a stream's events have growing versions, positions and commit times, every limit
+//! Limits hide events, they do not remove them (a scavenge does, [`crate::store::scavenge`])
+//! nor renumber anything: a stream's versions and current version, and every position in
+//! `$all`, stay as they were. Because a stream's events have growing versions, positions and commit times, every limit
 //! hides a prefix of the stream: what is shown is every version from [`retained_from`] on. The
 //! age limit is turned into that boundary through the commit-time index (the first position
 //! committed within the age, then the first version at or after that position), so no record
@@ -68,33 +68,57 @@ pub fn first_shown(
 }
 
 /// The first version of the stream at or after `position` in `$all` (`next_version` when
-/// none is). Positions grow with versions: a binary search over the stream index.
+/// none is). Positions grow with versions: a binary search over the stream index. A scavenge
+/// leaves gaps in the index (not always a prefix: it removes what was hidden when each slice
+/// ran), so a probed version stands for the first stored version at or after it: that is still
+/// monotone, and the answer is the version after the last stored one before `position`.
 pub fn first_version_at_or_after(
     txn: &RoTxn,
     dbs: &Databases,
     meta: &StreamMeta,
     position: u64,
 ) -> Result<u64, StoreError> {
-    let position_of = |version: u64| -> Result<u64, StoreError> {
-        dbs.stream_index
-            .get(txn, &stream_index_key(meta.stream_number, version))?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "stream number {} lacks version {version}",
-                    meta.stream_number
-                ))
-            })
-    };
     let (mut low, mut high) = (0, meta.next_version);
     while low < high {
         let middle = low + (high - low) / 2;
-        if position_of(middle)? < position {
-            low = middle + 1;
-        } else {
-            high = middle;
+        match stored_at_or_after(txn, dbs, meta, middle)? {
+            Some((_, found)) if found < position => low = middle + 1,
+            _ => high = middle,
         }
     }
     Ok(low)
+}
+
+/// The first version of the stream still stored at or after `version`, with its position
+/// (`None`: none is).
+pub fn stored_at_or_after(
+    txn: &RoTxn,
+    dbs: &Databases,
+    meta: &StreamMeta,
+    version: u64,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let low = stream_index_key(meta.stream_number, version);
+    let high = stream_index_key(meta.stream_number, u64::MAX);
+    let range = (
+        std::ops::Bound::Included(&low[..]),
+        std::ops::Bound::Included(&high[..]),
+    );
+    let Some(entry) = dbs.stream_index.range(txn, &range)?.next() else {
+        return Ok(None);
+    };
+    let (key, position) = entry?;
+    let found = key
+        .get(8..16)
+        .and_then(|bytes| bytes.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "stream index key of {} bytes for stream number {}",
+                key.len(),
+                meta.stream_number
+            ))
+        })?;
+    Ok(Some((found, position)))
 }
 
 /// Most streams one [`RetentionFilter`] remembers; past it, it forgets them all and looks

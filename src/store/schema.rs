@@ -7,7 +7,7 @@
 //! | `stream_index` | stream number (u64 BE) ++ version (u64 BE) | global position (u64 BE)  |
 //! | `event_ids`    | event id (16 bytes)                   | global position (u64 BE)       |
 //! | `type_index`   | event type ++ `0x00` ++ position (u64 BE) | nothing                    |
-//! | `meta`         | a name (`next_position`, …)           | u64 BE                         |
+//! | `meta`         | a name (`next_position`, `scavenge_position`, …) | u64 BE              |
 //! | `psubs`        | persistent subscription name          | its definition (JSON)          |
 //! | `psub_checkpoints` | subscription name                 | next position to deliver (u64 BE) |
 //! | `psub_parked`  | name ++ `0x00` ++ position (u64 BE)   | 0 parked, 1 replay requested   |
@@ -147,7 +147,11 @@ pub const META_FORMAT_VERSION: &str = "format_version";
 /// event and snapshot record sealed with a checksum (older stores are rewritten on open,
 /// [`crate::store::upgrade`]); 5: event tags, in the records and the `tag_index` (older
 /// stores have no tagged events, so their upgrade creates the empty index).
-pub const FORMAT_VERSION: u64 = 5;
+/// 6: scavenging ([`crate::store::scavenge`]): `events` and its
+/// indexes may have gaps (positions and versions that no longer hold an event, which an older
+/// build would take for corruption), and `meta` holds the scavenge's state. A format 5 store
+/// is a format 6 store that was never scavenged: its upgrade only writes the new version.
+pub const FORMAT_VERSION: u64 = 6;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::store::checksum;
 use crate::store::clock::wall_clock_us;
-use crate::store::retention::RetentionFilter;
+use crate::store::retention::{first_version_at_or_after, RetentionFilter};
 use crate::store::schema::{
     stream_index_key, type_index_key, type_index_position, Databases, StreamMeta,
     META_NEXT_POSITION,
@@ -132,24 +132,22 @@ fn by_stream(
     else {
         return Ok((Vec::new(), limit));
     };
-    let position_of = |version: u64| -> Result<u64, StoreError> {
-        dbs.stream_index
-            .get(txn, &stream_index_key(meta.stream_number, version))?
-            .ok_or_else(|| StoreError::Corrupt(format!("stream {stream} lacks version {version}")))
-    };
-    // Positions grow with versions: binary-search the first version at or after `from`.
-    let (mut low, mut high) = (meta.first_visible_version, meta.next_version);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        if position_of(middle)? < from {
-            low = middle + 1;
-        } else {
-            high = middle;
-        }
-    }
+    // Positions grow with versions: the first version at or after `from` (a scavenge may have
+    // left gaps in the index: see `retention::first_version_at_or_after`).
+    let low = meta
+        .first_visible_version
+        .max(first_version_at_or_after(txn, dbs, &meta, from)?);
+    let (low_key, high_key) = (
+        stream_index_key(meta.stream_number, low),
+        stream_index_key(meta.stream_number, u64::MAX),
+    );
+    let range = (
+        std::ops::Bound::Included(&low_key[..]),
+        std::ops::Bound::Included(&high_key[..]),
+    );
     let mut events = Vec::new();
-    for version in low..meta.next_version {
-        let position = position_of(version)?;
+    for entry in dbs.stream_index.range(txn, &range)? {
+        let (_, position) = entry?;
         if position >= limit {
             break;
         }

@@ -4,10 +4,12 @@
 //! - [`occ`]: appends with exact expected versions over Zipf-distributed streams.
 //! - [`read`]: one stream forward in pages, and `$all`.
 //! - [`subscribe`]: append-to-delivery latency at a paced rate, to one or many subscribers.
+//! - [`scavenge`]: appends while a scavenge reclaims a deleted stream (esdb only).
 
 pub mod append;
 pub mod occ;
 pub mod read;
+pub mod scavenge;
 pub mod subscribe;
 
 use std::time::Duration;
@@ -35,6 +37,28 @@ pub enum Kind {
     /// `subscribers` subscriptions to `$all` from the end; one writer appending single events
     /// at `rate_per_s` (paced); latency from append sent to event received.
     Subscribe { rate_per_s: u64, subscribers: usize },
+    /// `read_prefill_events` events of `event_bytes` written to a stream that is then
+    /// hard-deleted; `SCAVENGE`, while one connection appends single 100 B events.
+    Scavenge,
+}
+
+impl Kind {
+    /// Workloads without a JetStream counterpart.
+    pub fn esdb_only(&self) -> bool {
+        matches!(self, Kind::Scavenge)
+    }
+}
+
+fn scavenge(event_bytes: usize) -> Spec {
+    Spec {
+        id: format!("scavenge-s{event_bytes}"),
+        title: format!(
+            "scavenge a deleted stream of {}-events while appending 1 event, 1 conn",
+            size_label(event_bytes)
+        ),
+        kind: Kind::Scavenge,
+        event_bytes,
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,6 +187,7 @@ pub fn full_suite() -> Vec<Spec> {
     });
     specs.push(subscribe(SUBSCRIBE_RATE_PER_S, 1));
     specs.push(subscribe(SUBSCRIBE_RATE_PER_S, FAN_OUT_SUBSCRIBERS));
+    specs.push(scavenge(1024));
     specs
 }
 
@@ -196,5 +221,6 @@ pub fn smoke_suite() -> Vec<Spec> {
     // A few hundred events to two subscribers: every one must arrive, in order (a gap, a
     // duplicate, a reordering or a missing event is an error, and errors fail the smoke run).
     specs.push(subscribe(1000, 2));
+    specs.push(scavenge(1024));
     specs
 }

@@ -29,7 +29,7 @@ PROTOCOL_WORDS = {
     "INFO", "CONNECT", "PING", "PONG", "USE", "APPEND", "APPENDED", "READ", "READALL", "READTYPES",
     "EVENTS", "VERSION", "EXISTS", "STREAMS", "DELETE", "SNAP", "SNAPSHOT", "SNAPSHOTS", "AGG",
     "HELP", "SUB", "EVENT", "LIVE", "UNSUB", "ACK", "NACK", "PSUB", "SUBS", "SUBINFO", "SUBEXISTS",
-    "STATS", "+OK", "-ERR",
+    "STATS", "SCAVENGE", "+OK", "-ERR",
 }
 Example = Tuple[str, int, List[str]]
 

@@ -117,6 +117,18 @@ impl crate::Client {
         }
     }
 
+    /// `SCAVENGE`: starts a scavenge of the current store unless one runs, and returns its
+    /// state (PROTOCOL.md lists the fields); `SCAVENGE STATUS` with `status_only`.
+    pub async fn scavenge(&self, status_only: bool) -> crate::Result<serde_json::Value> {
+        let request = esdb_protocol::Request::Scavenge {
+            status: status_only,
+        };
+        match self.call(&request).await? {
+            esdb_protocol::Reply::Scavenge { body } => Ok(serde_json::from_slice(&body)?),
+            other => Err(crate::Error::unexpected("SCAVENGE", &other)),
+        }
+    }
+
     /// `CLUSTER`: how the server sees each store's Raft group (members, roles, leader, term,
     /// applied index and replication lag per member); PROTOCOL.md lists the fields.
     pub async fn cluster(&self) -> crate::Result<serde_json::Value> {

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod meta;
 pub mod psub;
 pub mod read;
+pub mod scavenge;
 pub mod session;
 pub mod snap;
 pub mod stats;

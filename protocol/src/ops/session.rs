@@ -129,4 +129,4 @@ esdb commands (full spec: protocol/PROTOCOL.md)
   SUB <sid> stream|event_type|event_pattern|event_payload <selector> [<name>]
   UNSUB <sid>    ACK <sid> <positions>    NACK <sid> retry|skip|park <positions>
   PSUB LIST|GET|EXISTS|DELETE|PARKED|REPLAY [<name>]
-  USE <store>    CONNECT <json>    PING    HELP    STATS    CLUSTER";
+  USE <store>    CONNECT <json>    PING    HELP    STATS    CLUSTER    SCAVENGE [STATUS]";
