@@ -19,6 +19,14 @@ if [ "${FUZZ_ENGINE:-0}" = 1 ]; then
   targets+=(engine_sequence)
 fi
 for target in "${targets[@]}"; do
+  # Inputs that once failed (regressions/<target>/) run first, each once.
+  if compgen -G "regressions/$target/*" >/dev/null; then
+    echo "-- fuzz $target: the regression inputs"
+    cargo fuzz run -s none "$target" regressions/"$target"/* -- -runs=1 >/dev/null 2>&1 || {
+      cargo fuzz run -s none "$target" regressions/"$target"/* -- -runs=1 2>&1 | tail -40
+      exit 1
+    }
+  fi
   echo "-- fuzz $target (${seconds}s)"
   # -rss_limit_mb: a leak or unbounded buffer fails the run instead of filling the machine.
   log="$(mktemp)"
