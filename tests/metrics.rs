@@ -310,6 +310,10 @@ fn every_metric_has_help_text_and_follows_the_naming_rule() {
     let _ = metrics.store("naming_test");
     let _ = metrics.connections(esdb::metrics::Transport::Tcp);
     let _ = metrics.connections(esdb::metrics::Transport::Ws);
+    // The Raft and cluster families too: other tests in this binary may create them first, so
+    // the rule must hold for them whatever order the tests run in.
+    metrics.raft("naming_test").set_replication_lag(2, 0);
+    metrics.cluster_peer_up.with_label_values(&["2"]).set(0);
     let name_rule = regex::Regex::new(r"^esdb_[a-z]+_[a-z_]+$").unwrap();
     let families = metrics.registry.gather();
     assert!(families.len() >= 25, "only {} families", families.len());
@@ -324,7 +328,19 @@ fn every_metric_has_help_text_and_follows_the_naming_rule() {
         let units: &[&str] = match family.get_field_type() {
             MetricType::COUNTER => &["_total"],
             MetricType::HISTOGRAM => &["_seconds", "_bytes", "_events", "_commands"],
-            _ => &["_bytes", "_position", "_connections", "_subscriptions"],
+            // Raft's own units (entries, log indexes, terms) and Prometheus's 0/1 conventions
+            // (`_up`, `_is_leader`) are units too.
+            _ => &[
+                "_bytes",
+                "_position",
+                "_connections",
+                "_subscriptions",
+                "_entries",
+                "_index",
+                "_term",
+                "_is_leader",
+                "_up",
+            ],
         };
         assert!(
             units.iter().any(|unit| name.ends_with(unit)),
