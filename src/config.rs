@@ -332,6 +332,8 @@ struct FileConfig {
     dns_name: Option<String>,
     /// Users, tokens and permissions (src/auth/users.rs).
     auth: Option<crate::auth::AuthSection>,
+    /// Per-store quotas (src/store/quota.rs).
+    quotas: Option<crate::store::quota::QuotaSection>,
 }
 
 /// The server's resolved configuration.
@@ -374,6 +376,8 @@ pub struct Config {
     /// Whether `/metrics` is served without a token when authentication is on.
     pub metrics_open: bool,
     pub auth: crate::auth::AuthSection,
+    /// `[quotas]`: per-store limits, re-read on SIGHUP (src/store/quota.rs).
+    pub quotas: crate::store::quota::QuotaSection,
     /// `--node-id`, `--raft`, `--peers`, `--cluster-secret`; `None`: a single node.
     pub cluster: Option<crate::cluster::ClusterConfig>,
 }
@@ -538,6 +542,7 @@ impl Config {
             tls_client_ca: args.tls_client_ca.or(file.tls_client_ca),
             metrics_open: args.metrics_open.or(file.metrics_open).unwrap_or(false),
             auth: file.auth.unwrap_or_default(),
+            quotas: file.quotas.unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)
@@ -554,6 +559,7 @@ impl Config {
         if self.stores.is_empty() {
             return Err("at least one store is needed".into());
         }
+        crate::store::quota::validate(&self.quotas, &self.stores)?;
         if self.emitters == 0 || self.emitters > MAX_EMITTERS {
             return Err(format!("emitters must be 1 to {MAX_EMITTERS}"));
         }

@@ -152,6 +152,8 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Requests refused with `permission_denied`, by the missing permission (src/auth).
     pub permission_denied: IntCounterVec,
+    /// Requests refused by a store's quota, by store and limit (src/store/quota.rs).
+    quota_refusals: IntCounterVec,
     /// HTTP connections refused at `--max-http-connections` (src/http).
     pub http_connections_refused: IntCounter,
     /// WebSockets the server failed for a bad frame or message, by close code (src/http/ws.rs).
@@ -287,6 +289,12 @@ impl Metrics {
                 "permission_denied_total",
                 "Requests refused for a missing permission, by permission.",
                 &["permission"],
+            ),
+            quota_refusals: counter(
+                "quota_refusals_total",
+                "Requests refused by a store's quota (quota_exceeded, rate_limited), by store \
+                 and limit.",
+                &["store", "limit"],
             ),
             append_requests: counter(
                 "append_requests_total",
@@ -539,6 +547,12 @@ impl Metrics {
                     .with_label_values(&[t, reason.as_str()])
             }),
         }
+    }
+
+    /// Counts one request refused by `store`'s quota `limit` (one of
+    /// `crate::store::quota::LIMIT_NAMES`: a bounded label set).
+    pub fn quota_refused(&self, store: &str, limit: &str) {
+        self.quota_refusals.with_label_values(&[store, limit]).inc();
     }
 
     /// Counts one `-ERR` sent. No allocation, no lock: a scan of the 16 codes.

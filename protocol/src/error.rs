@@ -60,6 +60,13 @@ pub enum ErrorCode {
     /// The store has no room (its LMDB map is full, or the disk answered ENOSPC or EIO on a
     /// write); nothing was written. Retryable once space is freed or the map is raised.
     StoreFull,
+    /// The store is at one of its quotas (bytes, streams, connections, subscriptions; the
+    /// message names it): nothing was done. Not retryable as is: delete and scavenge, close
+    /// something, or have the quota raised.
+    QuotaExceeded,
+    /// The store is at its write rate (events or bytes per second): nothing was written.
+    /// Retryable after the wait the message names.
+    RateLimited,
     /// A cluster node cannot serve the request now: no leader was known within the wait
     /// (an election, a partition), or the leader changed while a write was in flight, so its
     /// outcome is unknown. Retry (an append with the same event ids, or an exact expected
@@ -85,7 +92,7 @@ pub enum ErrorCode {
 }
 
 /// Every code, in the order PROTOCOL.md lists them.
-pub const ALL_ERROR_CODES: [ErrorCode; 31] = [
+pub const ALL_ERROR_CODES: [ErrorCode; 33] = [
     ErrorCode::WrongExpectedVersion,
     ErrorCode::StreamNotFound,
     ErrorCode::StreamDeleted,
@@ -109,6 +116,8 @@ pub const ALL_ERROR_CODES: [ErrorCode; 31] = [
     ErrorCode::ShuttingDown,
     ErrorCode::StorageError,
     ErrorCode::StoreFull,
+    ErrorCode::QuotaExceeded,
+    ErrorCode::RateLimited,
     ErrorCode::Unavailable,
     ErrorCode::UnreadableEvent,
     ErrorCode::Corrupt,
@@ -146,6 +155,8 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::StorageError => "storage_error",
             ErrorCode::StoreFull => "store_full",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::UnreadableEvent => "unreadable_event",
             ErrorCode::Corrupt => "corrupt",
@@ -181,6 +192,7 @@ impl ErrorCode {
                 | ErrorCode::ShuttingDown
                 | ErrorCode::StorageError
                 | ErrorCode::StoreFull
+                | ErrorCode::RateLimited
                 | ErrorCode::Unavailable
         )
     }

@@ -1,5 +1,5 @@
-//! SIGHUP: re-reads the config file's `[auth]` section (users, tokens, permissions) and the
-//! TLS certificate and key, without dropping connections. A connection whose principal was
+//! SIGHUP: re-reads the config file's `[auth]` section (users, tokens, permissions), its
+//! `[quotas]` and the TLS certificate and key, without dropping connections. A connection whose principal was
 //! removed or whose credential changed is closed (see `Gate::revoked`); a file that does not
 //! parse changes nothing and is logged.
 
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, AuthSection};
+use crate::store::quota::{self, Quota, QuotaSection};
 use crate::tls::CertificateReloader;
 
 /// Listens for SIGHUP until `cancel`. `config_path`: the file the server was started with
@@ -17,6 +18,7 @@ pub fn spawn_on_sighup(
     config_path: Option<PathBuf>,
     auth: Arc<Auth>,
     certificates: Option<Arc<CertificateReloader>>,
+    quotas: Vec<Arc<Quota>>,
     cancel: CancellationToken,
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -28,6 +30,9 @@ pub fn spawn_on_sighup(
                 received = hangups.recv() => if received.is_none() { return },
             }
             reload(config_path.as_deref(), &auth, certificates.as_deref());
+            if let Some(path) = config_path.as_deref() {
+                reload_quotas(path, &quotas);
+            }
         }
     });
     Ok(())
@@ -48,16 +53,47 @@ fn reload(config_path: Option<&Path>, auth: &Auth, certificates: Option<&Certifi
     }
 }
 
+/// Re-reads `[quotas]` and applies it to every store; a section that does not parse or names
+/// an unknown store changes nothing.
+fn reload_quotas(path: &Path, quotas: &[Arc<Quota>]) {
+    let stores: Vec<String> = quotas.iter().map(|q| q.store().to_owned()).collect();
+    let section = read_quota_section(path)
+        .and_then(|section| quota::validate(&section, &stores).map(|()| section));
+    match section {
+        Ok(section) => {
+            for store_quota in quotas {
+                store_quota.set_limits(quota::limits_for(&section, store_quota.store()));
+            }
+            tracing::info!(config = %path.display(), "reloaded quotas");
+        }
+        Err(error) => tracing::error!(%error, "quota reload refused; keeping the old quotas"),
+    }
+}
+
+/// The `[quotas]` section of a config file (empty if it has none).
+pub fn read_quota_section(path: &Path) -> Result<QuotaSection, String> {
+    read_section(path, "quotas")
+}
+
 /// The `[auth]` section of a config file (empty if it has none).
 pub fn read_auth_section(path: &Path) -> Result<AuthSection, String> {
-    #[derive(serde::Deserialize)]
-    struct OnlyAuth {
-        #[serde(default)]
-        auth: AuthSection,
-    }
+    read_section(path, "auth")
+}
+
+/// One top-level table of a config file, the rest ignored (it was checked at start, and only
+/// these sections are re-read).
+fn read_section<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    key: &str,
+) -> Result<T, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("reading config {}: {e}", path.display()))?;
-    let parsed: OnlyAuth =
+    let mut table: toml::Table =
         toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
-    Ok(parsed.auth)
+    match table.remove(key) {
+        None => Ok(T::default()),
+        Some(section) => section
+            .try_into()
+            .map_err(|e| format!("config {} [{key}]: {e}", path.display())),
+    }
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::raft::types::{NodeId, TypeConfig};
+use crate::store::quota::QuotaRefusal;
 use crate::store::{Command, Outcome, Rejection, StoreError};
 
 /// The handshake's magic, with the wire version.
@@ -124,6 +125,12 @@ pub enum WireError {
     Unreadable(String),
     ShuttingDown,
     Unavailable(String),
+    /// A store quota's refusal (`exceeded`: a limit, else a rate). Not sent by today's
+    /// leaders, which check quotas only for writes they receive from clients.
+    Quota {
+        exceeded: bool,
+        message: String,
+    },
 }
 
 impl From<StoreError> for WireError {
@@ -141,6 +148,14 @@ impl From<StoreError> for WireError {
             // whose own node is not shutting down.
             StoreError::ShuttingDown => WireError::ShuttingDown,
             StoreError::Unavailable(message) => WireError::Unavailable(message),
+            StoreError::Quota(QuotaRefusal::Exceeded(message)) => WireError::Quota {
+                exceeded: true,
+                message,
+            },
+            StoreError::Quota(QuotaRefusal::RateLimited(message)) => WireError::Quota {
+                exceeded: false,
+                message,
+            },
         }
     }
 }
@@ -159,6 +174,11 @@ impl From<WireError> for StoreError {
                     .into(),
             ),
             WireError::Unavailable(message) => StoreError::Unavailable(message),
+            WireError::Quota { exceeded, message } => StoreError::Quota(if exceeded {
+                QuotaRefusal::Exceeded(message)
+            } else {
+                QuotaRefusal::RateLimited(message)
+            }),
         }
     }
 }

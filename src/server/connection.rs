@@ -167,7 +167,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let hub = context
         .hub(context.config.default_store())
         .expect("default store is open");
-    let mut session = Session::new(hub, outbound.clone());
+    // A store at its connection quota refuses new connections as the server's own limit
+    // does (after INFO, closing); a later USE of a full store only refuses the USE.
+    let connection_slot = match hub.store.quota().connect() {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            let message = crate::store::StoreError::Quota(refusal).to_string();
+            let _ = outbound.send(Reply::Info(context.info_json())).await;
+            let error = ProtocolError::new(ErrorCode::TooManyConnections, message);
+            metrics().error_sent(ErrorCode::TooManyConnections);
+            let _ = outbound.send(Reply::Err(error)).await;
+            return CloseReason::ProtocolError;
+        }
+    };
+    let mut session = Session::new(hub, connection_slot, outbound.clone());
     let mut decoder = RequestDecoder::new();
     let mut buffer = BytesMut::with_capacity(IDLE_READ_BUFFER_BYTES);
     let mut in_flight: FuturesOrdered<BoxFuture<'static, Outgoing>> = FuturesOrdered::new();

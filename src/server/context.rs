@@ -148,6 +148,10 @@ impl ServerContext {
         for store in stores {
             let stats: StoreStats = store.stats()?;
             let mut value = serde_json::to_value(stats).expect("stats serialise");
+            // Only a store with a quota shows one (no key: unlimited).
+            if store.quota().limits() != crate::store::quota::QuotaLimits::default() {
+                value["quota"] = store.quota().stats_json();
+            }
             if let Some(watch) = self.raft.get(store.name()) {
                 value["raft"] = serde_json::to_value(RaftStatus::of(&watch.borrow()))
                     .expect("status serialises");

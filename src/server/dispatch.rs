@@ -60,11 +60,18 @@ pub struct Session {
     last_read_started: Option<Shared<BoxFuture<'static, ()>>>,
     /// The `after <position>` of the read being dispatched (taken by [`read`]).
     read_after: Option<u64>,
+    /// This connection's place in its store's `max_connections` quota.
+    _connection_slot: crate::store::quota::Slot,
 }
 
 impl Session {
-    pub fn new(hub: Arc<SubscriptionHub>, outbound: crate::server::outbound::Outbound) -> Session {
+    pub fn new(
+        hub: Arc<SubscriptionHub>,
+        connection_slot: crate::store::quota::Slot,
+        outbound: crate::server::outbound::Outbound,
+    ) -> Session {
         Session {
+            _connection_slot: connection_slot,
             store: hub.store.clone(),
             hub,
             outbound,
@@ -79,10 +86,20 @@ impl Session {
 }
 
 impl Session {
-    /// Later requests go to this store. Subscriptions already made stay where they are.
-    fn switch_store(&mut self, hub: Arc<SubscriptionHub>) {
+    /// Later requests go to this store, if its connection quota has room (the connection
+    /// then leaves its old store's count). Subscriptions already made stay where they are.
+    fn switch_store(&mut self, hub: Arc<SubscriptionHub>) -> Result<(), ProtocolError> {
+        if Arc::ptr_eq(&hub.store, &self.store) {
+            return Ok(());
+        }
+        self._connection_slot = hub
+            .store
+            .quota()
+            .connect()
+            .map_err(|refusal| StoreError::Quota(refusal).to_protocol_error())?;
         self.store = hub.store.clone();
         self.hub = hub;
+        Ok(())
     }
 }
 
@@ -497,7 +514,11 @@ pub fn store_not_found(name: &str) -> ProtocolError {
 fn connect(context: &ServerContext, session: &mut Session, options: ConnectOptions) -> Dispatched {
     if let Some(name) = &options.store {
         match context.hub(name) {
-            Some(hub) => session.switch_store(hub),
+            Some(hub) => {
+                if let Err(refused) = session.switch_store(hub) {
+                    return error(refused);
+                }
+            }
             None => return error(store_not_found(name)),
         }
     }
@@ -507,10 +528,10 @@ fn connect(context: &ServerContext, session: &mut Session, options: ConnectOptio
 
 fn use_store(context: &ServerContext, session: &mut Session, name: &str) -> Dispatched {
     match context.hub(name) {
-        Some(hub) => {
-            session.switch_store(hub);
-            ready(Reply::Ok)
-        }
+        Some(hub) => match session.switch_store(hub) {
+            Ok(()) => ready(Reply::Ok),
+            Err(refused) => error(refused),
+        },
         None => error(store_not_found(name)),
     }
 }

@@ -73,6 +73,13 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let stores = Stores::open(&config.data_dir, &config.stores, &options)
         .map_err(|e| format!("opening stores in {}: {e}", config.data_dir.display()))?;
     for store in stores.iter() {
+        store.quota().set_limits(crate::store::quota::limits_for(
+            &config.quotas,
+            store.name(),
+        ));
+    }
+    let quotas: Vec<_> = stores.iter().map(|store| store.quota().clone()).collect();
+    for store in stores.iter() {
         store
             .start_scrubber(config.scrub_records_per_sec)
             .map_err(|e| format!("store {}: {e}", store.name()))?;
@@ -143,6 +150,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         config.config_path.clone(),
         auth,
         tls.as_ref().map(|tls| tls.certificates.clone()),
+        quotas,
         cancel.clone(),
     )?;
     let tracker = TaskTracker::new();

@@ -119,6 +119,15 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
             format!("at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection"),
         );
     }
+    // Held by the subscription's task: the store's count goes down when the task ends.
+    let slot = match hub.store.quota().subscribe() {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            return crate::server::dispatch::ready(Reply::Err(
+                StoreError::Quota(refusal).to_protocol_error(),
+            ))
+        }
+    };
     let (go, go_rx) = oneshot::channel();
     let sid = request.sid.clone();
     let matcher = Matcher::new(request.selector.clone()).scoped(scope);
@@ -137,6 +146,7 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
                 request.options.start,
                 outbound,
                 go_rx,
+                slot,
             );
             let entry = SubscriptionEntry { task, setup: None };
             (entry, futures::future::ready(Reply::Ok).boxed())
@@ -145,6 +155,7 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
             let (setup_tx, setup_rx) = oneshot::channel();
             let previous = session.subscriptions.previous();
             let task = tokio::spawn(async move {
+                let _slot = slot;
                 previous.await;
                 run_consumer(hub, outbound, request, name, setup_tx, go_rx).await;
             });

@@ -145,6 +145,16 @@ pub enum StoreError {
     /// was in flight: its outcome is unknown). Set by `crate::cluster`; retryable.
     #[error("{0}")]
     Unavailable(String),
+    /// The store's quota refused the write (`crate::store::quota`); nothing was written.
+    #[error("{}", quota_text(.0))]
+    Quota(crate::store::quota::QuotaRefusal),
+}
+
+fn quota_text(refusal: &crate::store::quota::QuotaRefusal) -> &str {
+    use crate::store::quota::QuotaRefusal;
+    match refusal {
+        QuotaRefusal::Exceeded(text) | QuotaRefusal::RateLimited(text) => text,
+    }
 }
 
 impl From<heed::Error> for StoreError {
@@ -174,6 +184,12 @@ impl StoreError {
             StoreError::Unreadable(_) => ErrorCode::UnreadableEvent,
             StoreError::ShuttingDown => ErrorCode::ShuttingDown,
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Quota(crate::store::quota::QuotaRefusal::Exceeded(_)) => {
+                ErrorCode::QuotaExceeded
+            }
+            StoreError::Quota(crate::store::quota::QuotaRefusal::RateLimited(_)) => {
+                ErrorCode::RateLimited
+            }
         };
         ProtocolError::new(code, self.to_string())
     }

@@ -33,6 +33,7 @@ pub mod install;
 pub mod lifecycle;
 pub mod multi;
 pub mod progress;
+pub mod quota;
 pub mod read;
 pub mod record;
 pub mod retention;
@@ -117,6 +118,8 @@ pub struct Store {
     scrubber: Mutex<Option<scrub::Scrubber>>,
     /// Wakes the scavenge job (`crate::raft::scavenger`) when a scavenge was started here.
     scavenge_kick: Arc<tokio::sync::Notify>,
+    /// Its quota (`[quotas]` in the config file; unlimited until set).
+    quota: Arc<quota::Quota>,
 }
 
 /// Per-store counts for `STATS` and `/stats`.
@@ -208,6 +211,7 @@ impl Store {
             clock: clock::CommitClock::starting_at(last_commit_us),
             scrubber: Mutex::new(None),
             scavenge_kick: Arc::new(tokio::sync::Notify::new()),
+            quota: Arc::new(quota::Quota::unlimited(name)),
         })
     }
 
@@ -332,6 +336,69 @@ impl Store {
         Ok(())
     }
 
+    /// This store's quota (`crate::store::quota`).
+    pub fn quota(&self) -> &Arc<quota::Quota> {
+        &self.quota
+    }
+
+    /// Refuses a write the store's quota does not allow (see [`quota`] for why this is an
+    /// admission check on the receiving node and not part of `apply`). Size and stream limits
+    /// first (permanent), then the rates, so a write refused as too big takes no tokens.
+    async fn check_quota(&self, command: &Command) -> Result<(), StoreError> {
+        let streams: Vec<&str> = match command {
+            Command::Append(append) => vec![append.stream.as_str()],
+            Command::AppendMulti(multi) => multi
+                .parts
+                .iter()
+                .map(|part| part.stream.as_str())
+                .collect(),
+            Command::SaveSnapshot(_) => Vec::new(),
+            _ => return Ok(()),
+        };
+        let limits = self.quota.limits();
+        if limits == quota::QuotaLimits::default() {
+            return Ok(());
+        }
+        if limits.max_bytes.is_some() || limits.max_streams.is_some() {
+            // Acknowledged writes may not be committed to LMDB yet (they are durable in the
+            // log): count them too.
+            self.progress.settled().await?;
+            let txn = self.env.read_txn()?;
+            if limits.max_bytes.is_some() {
+                let live = scavenge::live_bytes(&txn, &self.dbs)?;
+                self.quota.check_bytes(live).map_err(StoreError::Quota)?;
+            }
+            if limits.max_streams.is_some() {
+                let mut new_streams = 0u64;
+                for (i, stream) in streams.iter().enumerate() {
+                    let repeated = streams[..i].contains(stream);
+                    if !repeated && self.dbs.streams.get(&txn, stream)?.is_none() {
+                        new_streams += 1;
+                    }
+                }
+                let held = self.dbs.streams.len(&txn)?;
+                self.quota
+                    .check_streams(held, new_streams)
+                    .map_err(StoreError::Quota)?;
+            }
+        }
+        let events = match command {
+            Command::Append(append) => append.events.len() as u64,
+            Command::AppendMulti(multi) => multi
+                .parts
+                .iter()
+                .map(|part| part.events.len() as u64)
+                .sum(),
+            _ => return Ok(()),
+        };
+        self.quota
+            .check_rates(quota::WriteUsage {
+                events,
+                payload_bytes: command.size_bytes() as u64,
+            })
+            .map_err(StoreError::Quota)
+    }
+
     /// Per-store counts. Blocking (one read transaction): call from a blocking context.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         self.progress.wait_visible()?;
@@ -353,6 +420,7 @@ impl Store {
         command: Command,
     ) -> Result<oneshot::Receiver<WriteResult>, StoreError> {
         self.check_room(&command)?;
+        self.check_quota(&command).await?;
         let (reply, receiver) = oneshot::channel();
         // At least one permit per command; a command's size never exceeds the budget (payloads
         // are at most 1 MiB), so this cannot wait forever.

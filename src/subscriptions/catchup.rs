@@ -35,9 +35,12 @@ pub fn start(
     start: StartFrom,
     outbound: crate::server::outbound::Outbound,
     go: oneshot::Receiver<()>,
+    quota_slot: crate::store::quota::Slot,
 ) -> JoinHandle<()> {
     let hub = hub.clone();
     tokio::spawn(async move {
+        // Counted against the store's `max_subscriptions` for as long as this task lives.
+        let _quota_slot = quota_slot;
         if go.await.is_err() {
             return;
         }

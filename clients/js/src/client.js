@@ -2,8 +2,8 @@
 // (pipelined: replies come back in request order), reconnecting with backoff when it breaks.
 //
 // Retry rules: a request is sent again only after a connection failure (no reply came) or a
-// reply whose code PROTOCOL.md marks retryable (storage_error, store_full, shutting_down,
-// too_many_connections); never after any other answer from the store, such as
+// reply whose code PROTOCOL.md marks retryable (storage_error, store_full, rate_limited,
+// shutting_down, too_many_connections, unavailable); never after any other answer from the store, such as
 // wrong_expected_version or stream_not_found. Appends are safe to send again because the
 // client gives every event an id, which makes a repeated append idempotent on the server.
 

@@ -30,6 +30,8 @@ export const SERVER_ERROR_CODES = Object.freeze({
   shutting_down: { closes: true, retryable: true },
   storage_error: { closes: false, retryable: true },
   store_full: { closes: false, retryable: true },
+  quota_exceeded: { closes: false, retryable: false },
+  rate_limited: { closes: false, retryable: true },
   unavailable: { closes: false, retryable: true },
   unreadable_event: { closes: false, retryable: false },
   corrupt: { closes: false, retryable: false },

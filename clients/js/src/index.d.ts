@@ -31,6 +31,8 @@ export type ServerErrorCode =
   | 'shutting_down'
   | 'storage_error'
   | 'store_full'
+  | 'quota_exceeded'
+  | 'rate_limited'
   | 'unavailable'
   | 'unreadable_event'
   | 'corrupt'

@@ -23,7 +23,7 @@ use crate::options::ClientOptions;
 ///
 /// Calls retry, on the next server of the list, when the connection fails or the server
 /// answers a retryable code (`too_many_connections`, `shutting_down`, `storage_error`, `store_full`,
-/// `unavailable`);
+/// `rate_limited`, `unavailable`);
 /// answers of the store itself (`wrong_expected_version`, …) are returned at once. Appends
 /// are safe to retry because every [`crate::EventData`] carries its id. Calls in flight when
 /// a connection fails are retried independently, so their order of effect is only the order

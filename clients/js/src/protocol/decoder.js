@@ -25,6 +25,7 @@ const SIZED_REPLIES = Object.freeze({
   HELP: { args: 1, sizeAt: 0 },
   STATS: { args: 1, sizeAt: 0 },
   SUBINFO: { args: 1, sizeAt: 0 },
+  CLUSTER: { args: 1, sizeAt: 0 },
 });
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });

@@ -52,6 +52,8 @@ ERROR_TABLE: Mapping[str, ErrorSpec] = {
         _spec("shutting_down", True, True),
         _spec("storage_error", False, True),
         _spec("store_full", False, True),
+        _spec("quota_exceeded", False, False),
+        _spec("rate_limited", False, True),
         _spec("unavailable", False, True),
         _spec("unreadable_event", False, False),
         _spec("corrupt", False, False),
@@ -221,6 +223,16 @@ class StoreFull(ServerError):
     once space is freed."""
 
 
+class QuotaExceeded(ServerError):
+    """The store is at one of its quotas (bytes, streams, connections, subscriptions; the message
+    names it); nothing was done. Not retryable as is."""
+
+
+class RateLimited(ServerError):
+    """The store is at its write rate; nothing was written. Retryable after the wait the message
+    names (``retry in <n> ms``)."""
+
+
 class Unavailable(ServerError):
     """A cluster node had no leader within its wait, or the leader changed while a write was
     in flight (its outcome is unknown). Retryable (with the same event ids)."""
@@ -296,6 +308,8 @@ _CLASS_BY_CODE: Dict[str, Type[ServerError]] = {
     "shutting_down": ShuttingDown,
     "storage_error": StorageError,
     "store_full": StoreFull,
+    "quota_exceeded": QuotaExceeded,
+    "rate_limited": RateLimited,
     "corrupt": Corrupt,
     "unavailable": Unavailable,
     "unreadable_event": UnreadableEvent,

@@ -36,6 +36,7 @@ SIZED_REPLIES: Mapping[str, int] = {
     "HELP": 0,
     "STATS": 0,
     "SUBINFO": 0,
+    "CLUSTER": 0,
 }
 
 _SEPARATORS = " \t"
