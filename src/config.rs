@@ -245,6 +245,22 @@ pub struct ServeArgs {
     /// store [default: 10000].
     #[arg(long, env = "ESDB_RAFT_LOG_KEPT_ENTRIES")]
     pub raft_log_kept_entries: Option<u64>,
+    /// A cluster node's election timeout, lower bound in ms (the upper is a quarter more): a
+    /// follower stands for election once its leader was silent for upper + a random pick
+    /// between the two. Raise it on disks whose fsync can stall longer [default: 400].
+    #[arg(long, env = "ESDB_RAFT_ELECTION_TIMEOUT_MS")]
+    pub raft_election_timeout_ms: Option<u64>,
+    /// Inter-node TLS: this node's certificate (PEM), presented to peers both ways. With
+    /// --cluster-tls-key and --cluster-tls-ca, nodes speak only mutual TLS to each other.
+    #[arg(long, env = "ESDB_CLUSTER_TLS_CERT")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --cluster-tls-cert.
+    #[arg(long, env = "ESDB_CLUSTER_TLS_KEY")]
+    pub cluster_tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signs every node's certificate: a peer without one it signed is
+    /// refused.
+    #[arg(long, env = "ESDB_CLUSTER_TLS_CA")]
+    pub cluster_tls_ca: Option<PathBuf>,
     /// Find the other nodes instead of --peers: `multicast` (authenticated UDP announcements)
     /// or `dns` (the A/AAAA records of --dns-name, at this node's --raft port).
     #[arg(long, env = "ESDB_DISCOVERY")]
@@ -323,6 +339,10 @@ struct FileConfig {
     advertise: Option<String>,
     join: Option<String>,
     raft_log_kept_entries: Option<u64>,
+    raft_election_timeout_ms: Option<u64>,
+    cluster_tls_cert: Option<PathBuf>,
+    cluster_tls_key: Option<PathBuf>,
+    cluster_tls_ca: Option<PathBuf>,
     discovery: Option<DiscoveryMethod>,
     expect: Option<usize>,
     multicast_group: Option<std::net::Ipv4Addr>,
@@ -402,15 +422,28 @@ impl Config {
                 .unwrap_or_else(|| vec![DEFAULT_STORE.to_owned()])
         };
         let small = args.small.or(file.small).unwrap_or(false);
-        let cluster = resolve_cluster(
-            args.node_id.or(file.node_id),
-            args.raft.or(file.raft),
-            args.peers.or(file.peers),
-            args.cluster_secret.or(file.cluster_secret),
-            args.advertise.or(file.advertise),
-            args.join.or(file.join),
-            args.raft_log_kept_entries.or(file.raft_log_kept_entries),
+        let cluster = resolve_cluster(ClusterArgs {
+            node_id: args.node_id.or(file.node_id),
+            raft: args.raft.or(file.raft),
+            peers: args.peers.or(file.peers),
+            secret: args.cluster_secret.or(file.cluster_secret),
+            advertise: args.advertise.or(file.advertise),
+            join: args.join.or(file.join),
+            log_kept_entries: args.raft_log_kept_entries.or(file.raft_log_kept_entries),
+            election_timeout_ms: args
+                .raft_election_timeout_ms
+                .or(file.raft_election_timeout_ms),
+        })?;
+        let cluster_tls = resolve_cluster_tls(
+            cluster.is_some(),
+            args.cluster_tls_cert.or(file.cluster_tls_cert),
+            args.cluster_tls_key.or(file.cluster_tls_key),
+            args.cluster_tls_ca.or(file.cluster_tls_ca),
         )?;
+        let cluster = cluster.map(|cluster| crate::cluster::ClusterConfig {
+            tls: cluster_tls,
+            ..cluster
+        });
         let cluster = match cluster {
             Some(mut cluster) => {
                 cluster.discovery = resolve_discovery(
@@ -604,7 +637,38 @@ impl Config {
 /// The cluster settings: a node is a cluster node with `--node-id` and `--raft` (and a
 /// secret); `--peers` names the first voters, `--join` members to ask to be added by, and
 /// neither means waiting for `CLUSTER ADD`.
-fn resolve_cluster(
+/// `--cluster-tls-cert`, `--cluster-tls-key`, `--cluster-tls-ca`: all three, on a cluster
+/// node, or none.
+fn resolve_cluster_tls(
+    clustered: bool,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<crate::cluster::ClusterTlsPaths>, String> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) if clustered => {
+            Ok(Some(crate::cluster::ClusterTlsPaths { cert, key, ca }))
+        }
+        (Some(_), Some(_), Some(_)) => Err(
+            "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca are for cluster nodes: \
+             give --node-id and --raft too"
+                .into(),
+        ),
+        _ => Err(
+            "inter-node TLS needs all of --cluster-tls-cert, --cluster-tls-key and \
+             --cluster-tls-ca"
+                .into(),
+        ),
+    }
+}
+
+/// The most `--raft-election-timeout-ms` may be: a minute without a leader is an outage, not
+/// a timeout.
+const MAX_ELECTION_TIMEOUT_MS: u64 = 60_000;
+
+/// The cluster settings as given (flag, environment, or file).
+struct ClusterArgs {
     node_id: Option<u64>,
     raft: Option<SocketAddr>,
     peers: Option<String>,
@@ -612,16 +676,39 @@ fn resolve_cluster(
     advertise: Option<String>,
     join: Option<String>,
     log_kept_entries: Option<u64>,
-) -> Result<Option<crate::cluster::ClusterConfig>, String> {
+    election_timeout_ms: Option<u64>,
+}
+
+fn resolve_cluster(given: ClusterArgs) -> Result<Option<crate::cluster::ClusterConfig>, String> {
+    let ClusterArgs {
+        node_id,
+        raft,
+        peers,
+        secret,
+        advertise,
+        join,
+        log_kept_entries,
+        election_timeout_ms,
+    } = given;
     if node_id.is_none() && raft.is_none() && peers.is_none() && join.is_none() {
-        if advertise.is_some() || log_kept_entries.is_some() {
+        if advertise.is_some() || log_kept_entries.is_some() || election_timeout_ms.is_some() {
             return Err(
-                "--advertise and --raft-log-kept-entries are for clusters: give --node-id and \
-                 --raft too"
+                "--advertise, --raft-log-kept-entries and --raft-election-timeout-ms are for \
+                 clusters: give --node-id and --raft too"
                     .into(),
             );
         }
         return Ok(None);
+    }
+    let election_timeout_min_ms =
+        election_timeout_ms.unwrap_or(crate::raft::node::ELECTION_TIMEOUT_MIN_MS);
+    let heartbeat_ms = crate::raft::node::HEARTBEAT_INTERVAL_MS;
+    if election_timeout_min_ms <= heartbeat_ms || election_timeout_min_ms > MAX_ELECTION_TIMEOUT_MS
+    {
+        return Err(format!(
+            "--raft-election-timeout-ms must be above the {heartbeat_ms} ms heartbeat and at \
+             most {MAX_ELECTION_TIMEOUT_MS}"
+        ));
     }
     let node_id = node_id.ok_or("a cluster node needs --node-id")?;
     if node_id == 0 {
@@ -663,6 +750,8 @@ fn resolve_cluster(
         join,
         log_kept_entries: log_kept_entries
             .unwrap_or(crate::raft::node::CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT),
+        election_timeout_min_ms,
+        tls: None,
         discovery: None,
         secret: secret.into_bytes(),
     }))

@@ -80,7 +80,7 @@ fn certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Stri
     Ok(certified)
 }
 
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect())
         .map_err(|e| format!("TLS certificate {}: {e}", path.display()))?;

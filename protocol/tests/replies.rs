@@ -219,6 +219,7 @@ fn error_code_table() {
         ShuttingDown,
         StorageError,
         StoreFull,
+        RateLimited,
         Unavailable,
     ];
     for code in ALL_ERROR_CODES {

@@ -51,8 +51,8 @@ pub async fn accept_loop(listener: TcpListener, cluster: Arc<Cluster>) {
     }
 }
 
-async fn serve(mut stream: TcpStream, cluster: &Arc<Cluster>) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+async fn serve(stream: TcpStream, cluster: &Arc<Cluster>) -> std::io::Result<()> {
+    let mut stream = crate::cluster::transport::accept(stream, cluster.tls.as_deref()).await?;
     let peer = wire::accept_handshake(&mut stream, &cluster.secret, cluster.node_id()).await?;
     // The secret admits a node; the membership decides what it is (a node joining, or
     // added with CLUSTER ADD, is in no --peers).
@@ -61,7 +61,7 @@ async fn serve(mut stream: TcpStream, cluster: &Arc<Cluster>) -> std::io::Result
             "a peer proved the secret with this node's own id ({peer})"
         )));
     }
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (answers, mut outgoing) = mpsc::channel::<Vec<u8>>(MAX_QUEUED_ANSWERS);
     let write_task = tokio::spawn(async move {
         while let Some(frame) = outgoing.recv().await {

@@ -261,17 +261,12 @@ impl Cluster {
 /// The node id of whoever listens at `addr` (proven by the handshake), on a connection of
 /// its own, closed at once.
 pub(crate) async fn identify(cluster: &Cluster, addr: &str) -> Result<NodeId, String> {
-    let connect = tokio::net::TcpStream::connect(addr);
-    let mut stream = tokio::time::timeout(
-        Duration::from_millis(crate::cluster::peer::CONNECT_TIMEOUT_MS),
-        connect,
-    )
-    .await
-    .map_err(|_| format!("connecting to {addr} timed out"))?
-    .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    wire::dial_handshake(&mut stream, &cluster.secret, cluster.node_id())
+    let (_stream, id) = cluster
+        .dialer
+        .dial(addr)
         .await
-        .map_err(|e| format!("{addr}: {e}"))
+        .map_err(|e| format!("{addr}: {e}"))?;
+    Ok(id)
 }
 
 /// One request to a member at `addr` (not a known peer yet: its id is learnt from the
@@ -282,15 +277,9 @@ pub(crate) async fn ask(
     store: &str,
     change: &Change,
 ) -> Result<(), String> {
-    let connect = tokio::net::TcpStream::connect(addr);
-    let mut stream = tokio::time::timeout(
-        Duration::from_millis(crate::cluster::peer::CONNECT_TIMEOUT_MS),
-        connect,
-    )
-    .await
-    .map_err(|_| format!("connecting to {addr} timed out"))?
-    .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    let member = wire::dial_handshake(&mut stream, &cluster.secret, cluster.node_id())
+    let (mut stream, member) = cluster
+        .dialer
+        .dial(addr)
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     if member == cluster.node_id() {

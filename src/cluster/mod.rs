@@ -23,6 +23,7 @@ pub mod membership;
 pub mod peer;
 pub mod reads;
 pub mod router;
+pub mod transport;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -70,8 +71,20 @@ pub struct ClusterConfig {
     pub join: Vec<String>,
     /// `--raft-log-kept-entries`: log entries kept behind a checkpoint.
     pub log_kept_entries: u64,
+    /// `--raft-election-timeout-ms`: the election timeout's lower bound.
+    pub election_timeout_min_ms: u64,
+    /// `--cluster-tls-*`: mutual TLS between nodes ([`transport`]).
+    pub tls: Option<ClusterTlsPaths>,
     /// `--discovery` and its settings.
     pub discovery: Option<discovery::DiscoveryConfig>,
+}
+
+/// The files of inter-node TLS.
+#[derive(Debug, Clone)]
+pub struct ClusterTlsPaths {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
 }
 
 impl ClusterConfig {
@@ -210,6 +223,10 @@ impl Group {
 pub struct Cluster {
     pub config: ClusterConfig,
     pub secret: Secret,
+    /// Inter-node TLS (`--cluster-tls-*`), if configured.
+    pub tls: Option<Arc<transport::ClusterTls>>,
+    /// Connects to peers as this node (TLS if configured, then the secret's challenge).
+    pub dialer: Arc<transport::Dialer>,
     /// Where this node's clients connect.
     pub client_url: String,
     /// The connections to each peer this node knows of (`--peers`, discovery, and every
@@ -234,11 +251,22 @@ struct PeerLinks {
 }
 
 impl Cluster {
-    pub fn new(config: ClusterConfig, client_url: String) -> Arc<Cluster> {
+    pub fn new(
+        config: ClusterConfig,
+        client_url: String,
+        tls: Option<Arc<transport::ClusterTls>>,
+    ) -> Arc<Cluster> {
         let secret = Secret::new(&config.secret);
+        let dialer = Arc::new(transport::Dialer {
+            me: config.node_id,
+            secret: secret.clone(),
+            tls: tls.clone(),
+        });
         let cluster = Arc::new(Cluster {
             peers: RwLock::default(),
             secret,
+            tls,
+            dialer,
             client_url,
             groups: RwLock::default(),
             heard: Mutex::default(),
@@ -266,11 +294,10 @@ impl Cluster {
         if peers.get(&id).is_some_and(|links| links.addr == addr) {
             return;
         }
-        let me = self.node_id();
         let links = PeerLinks {
             addr: addr.to_owned(),
-            raft: Arc::new(Peer::new(id, addr.to_owned(), me, self.secret.clone())),
-            client: Arc::new(Peer::new(id, addr.to_owned(), me, self.secret.clone())),
+            raft: Arc::new(Peer::new(id, addr.to_owned(), self.dialer.clone())),
+            client: Arc::new(Peer::new(id, addr.to_owned(), self.dialer.clone())),
         };
         peers.insert(id, links);
     }
@@ -711,6 +738,8 @@ mod tests {
             advertise: advertise.map(str::to_owned),
             join: Vec::new(),
             log_kept_entries: 1,
+            election_timeout_min_ms: 400,
+            tls: None,
             discovery: None,
         }
     }

@@ -8,15 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::wire::{self, Answer, Call, Secret};
+use crate::cluster::transport::Dialer;
+use crate::cluster::wire::{self, Answer, Call};
 use crate::raft::types::NodeId;
 
-/// Longest a TCP connect to a peer may take.
-pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+pub use crate::cluster::transport::CONNECT_TIMEOUT_MS;
 /// Frames queued for one connection's writer before callers wait.
 pub const MAX_QUEUED_FRAMES: usize = 1_024;
 
@@ -47,8 +46,7 @@ struct Connection {
 pub struct Peer {
     target: NodeId,
     addr: String,
-    me: NodeId,
-    secret: Secret,
+    dialer: Arc<Dialer>,
     next_id: AtomicU64,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
@@ -79,12 +77,11 @@ impl Started {
 }
 
 impl Peer {
-    pub fn new(target: NodeId, addr: String, me: NodeId, secret: Secret) -> Peer {
+    pub fn new(target: NodeId, addr: String, dialer: Arc<Dialer>) -> Peer {
         Peer {
             target,
             addr,
-            me,
-            secret,
+            dialer,
             next_id: AtomicU64::new(1),
             connection: tokio::sync::Mutex::new(None),
         }
@@ -141,21 +138,14 @@ impl Peer {
     }
 
     async fn connect(&self) -> std::io::Result<Arc<Connection>> {
-        let connect = TcpStream::connect(&self.addr);
-        let mut stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connect)
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
-        stream.set_nodelay(true)?;
-        let proven = wire::dial_handshake(&mut stream, &self.secret, self.me).await?;
+        let (stream, proven) = self.dialer.dial(&self.addr).await?;
         if proven != self.target {
             return Err(std::io::Error::other(format!(
                 "{} is node {proven}, not node {}",
                 self.addr, self.target
             )));
         }
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(MAX_QUEUED_FRAMES);
         let pending: Pending = Arc::default();
         let closed = CancellationToken::new();

@@ -36,8 +36,18 @@ pub const LOG_ENTRIES_KEPT_AFTER_CHECKPOINT: u64 = 1_000;
 /// Raft timing. The heartbeat is also openraft 0.9's AppendEntries timeout, so it must outlast
 /// a batch's fsync on a slow disk; elections must outlast the leader's worst fsync stall.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 250;
-pub const ELECTION_TIMEOUT_MIN_MS: u64 = 750;
-pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1500;
+/// The election timeout's lower bound (`--raft-election-timeout-ms`); its upper bound is a
+/// quarter more ([`election_timeout_max_ms`]). A follower of openraft 0.9 whose leader fell
+/// silent waits out the leader's lease (the upper bound) *and then* its own randomized timeout
+/// before it stands (`RaftCore::handle_tick_election`), so a leader's loss is noticed after
+/// max + [min, max] since its last heartbeat: 0.9-1.0 s here, for the 1 s failover. The
+/// range is narrow for that reason; a split vote costs one more round.
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 400;
+
+/// The election timeout's upper bound for a lower bound of `min_ms`.
+pub fn election_timeout_max_ms(min_ms: u64) -> u64 {
+    min_ms + min_ms / 4
+}
 /// Most entries one AppendEntries carries (entries are batches already).
 pub const MAX_PAYLOAD_ENTRIES: u64 = 256;
 
@@ -69,12 +79,12 @@ pub struct RaftStatus {
 /// gets a copy of the state machine (install_snapshot, `state_machine`), then the log.
 pub const CLUSTER_LOG_ENTRIES_KEPT_AFTER_CHECKPOINT: u64 = 10_000;
 
-fn config(store: &str) -> Result<Config, String> {
+fn config(store: &str, election_timeout_min_ms: u64) -> Result<Config, String> {
     Config {
         cluster_name: format!("esdb-{store}"),
         heartbeat_interval: HEARTBEAT_INTERVAL_MS,
-        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
-        election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+        election_timeout_min: election_timeout_min_ms,
+        election_timeout_max: election_timeout_max_ms(election_timeout_min_ms),
         max_payload_entries: MAX_PAYLOAD_ENTRIES,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(CHECKPOINT_EVERY_ENTRIES),
         max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_AFTER_CHECKPOINT,
@@ -124,7 +134,8 @@ impl Node {
         check_log_covers_applied(&name, &log, &state_machine)?;
         let raft = Raft::new(
             SINGLE_NODE_ID,
-            Arc::new(config(&name)?),
+            // A single voter elects itself at once; the timeout never runs.
+            Arc::new(config(&name, ELECTION_TIMEOUT_MIN_MS)?),
             SingleNodeNetwork,
             log,
             state_machine,
@@ -205,7 +216,7 @@ impl Node {
         let state_machine = StateMachine::open(applier, log_dir.clone())
             .map_err(|e| format!("state machine: {e}"))?;
         check_log_covers_applied(&name, &log, &state_machine)?;
-        let mut raft_config = config(&name)?;
+        let mut raft_config = config(&name, cluster.config.election_timeout_min_ms)?;
         raft_config.max_in_snapshot_log_to_keep = cluster.config.log_kept_entries;
         let network = crate::raft::network::ClusterNetwork {
             cluster: cluster.clone(),

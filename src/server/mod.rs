@@ -88,7 +88,15 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         (Some(cluster_config), Some(raft_listener)) => {
             crate::cluster::check_node_id(&config.data_dir, cluster_config.node_id)?;
             let client_url = cluster_config.client_url(local);
-            let cluster = crate::cluster::Cluster::new(cluster_config.clone(), client_url);
+            let tls = match &cluster_config.tls {
+                Some(paths) => Some(Arc::new(crate::cluster::transport::ClusterTls::new(
+                    &paths.cert,
+                    &paths.key,
+                    &paths.ca,
+                )?)),
+                None => None,
+            };
+            let cluster = crate::cluster::Cluster::new(cluster_config.clone(), client_url, tls);
             tokio::spawn(crate::cluster::listener::accept_loop(
                 raft_listener,
                 cluster.clone(),

@@ -34,7 +34,8 @@ use workload::{Addrs, AfterRead, Attempt, Outcome};
 const NODES: u32 = 3;
 /// Healthy load before each fault.
 const WARMUP_MS: u64 = 1_000;
-/// How long a fault lasts: past the election timeout (750 to 1500 ms).
+/// How long a fault lasts: past the time a follower waits before it stands (about 1 s with the
+/// default `--raft-election-timeout-ms`).
 const FAULT_MS: u64 = 3_000;
 /// How long a fault that takes the leader away lasts at most, waiting for a new one.
 const ELECTION_LIMIT_MS: u64 = 15_000;
