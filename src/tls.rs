@@ -138,6 +138,15 @@ impl Tls {
     }
 }
 
+/// The subject common name of the client certificate `stream`'s handshake verified (only a
+/// port with `--tls-client-ca` asks for one), if it has one that is UTF-8.
+pub fn client_common_name(stream: &TlsStream<TcpStream>) -> Option<String> {
+    let der = stream.get_ref().1.peer_certificates()?.first()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let name = certificate.subject().iter_common_name().next()?;
+    name.as_str().ok().map(str::to_owned)
+}
+
 /// Runs the handshake on `socket`; a client whose first byte is not TLS gets `refusal` in
 /// plain text. `None` when the handshake failed (logged at debug: scanners are common).
 pub async fn accept(

@@ -161,6 +161,91 @@ fn mutual_tls_admits_only_clients_with_a_valid_certificate_from_the_ca() {
     }
 }
 
+/// Sends one line over `stream` and reads the reply line.
+fn tls_request(stream: &mut BufReader<TlsStream>, line: &str) -> String {
+    stream
+        .get_mut()
+        .write_all(format!("{line}\r\n").as_bytes())
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_line(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn a_client_certificate_naming_a_certificate_user_authenticates_as_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = certs::write_all(dir.path());
+    let hash = {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_esdb"))
+            .arg("passwd")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "admin-pass").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    // "client" (the test client certificate's common name) may only read; "localhost" (the
+    // server certificate's, also signed by the CA) is a password user, not a certificate one.
+    let config = dir.path().join("esdb.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[auth.users]]
+name = "client"
+certificate = true
+permissions = {{ default = ["read"] }}
+
+[[auth.users]]
+name = "localhost"
+password_hash = "{hash}"
+permissions = {{ default = ["all"] }}
+"#
+        ),
+    )
+    .unwrap();
+    let server = tls_server(
+        &files,
+        &[
+            "--tls-client-ca",
+            files.ca.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let client = (files.client_cert.as_path(), files.client_key.as_path());
+    let (mut stream, _) = tls_greeting(server.addr, &files.ca, Some(client)).expect("handshake");
+    assert!(
+        tls_request(&mut stream, "READ orders-1 0 10").starts_with("-ERR stream_not_found"),
+        "the certificate authenticated the connection"
+    );
+    let refused = tls_request(
+        &mut stream,
+        r#"APPEND orders-1 any {"event_type":"E","data":{}}"#,
+    );
+    assert!(refused.starts_with("-ERR permission_denied"), "{refused}");
+    assert!(refused.contains("client"), "{refused}");
+
+    // A certificate whose name is a password-only user authenticates nobody.
+    let other = (files.server_cert.as_path(), files.server_key.as_path());
+    let (mut stream, _) = tls_greeting(server.addr, &files.ca, Some(other)).expect("handshake");
+    let reply = tls_request(&mut stream, "READ orders-1 0 10");
+    assert!(reply.starts_with("-ERR auth_required"), "{reply}");
+    let reply = tls_request(
+        &mut stream,
+        r#"CONNECT {"user":"localhost","pass":"admin-pass"}"#,
+    );
+    assert_eq!(reply, "+OK\r\n");
+    let reply = tls_request(
+        &mut stream,
+        r#"APPEND orders-1 any {"event_type":"E","data":{}}"#,
+    );
+    assert_eq!(reply, "APPENDED orders-1 0 0\r\n");
+}
+
 #[test]
 fn missing_or_mismatched_certificate_files_stop_the_server_at_start() {
     let dir = tempfile::tempdir().unwrap();

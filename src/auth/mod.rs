@@ -86,7 +86,7 @@ impl Auth {
             (None, None, Some(token)) => registry.token(token),
             (Some(user), Some(pass), None) => {
                 let principal = registry.user(user).cloned();
-                let hash = principal.as_ref().map(|p| p.credential.clone());
+                let hash = principal.as_ref().and_then(|p| p.password_hash.clone());
                 let pass = pass.clone();
                 let matched =
                     tokio::task::spawn_blocking(move || password::verify(&pass, hash.as_deref()))
@@ -100,6 +100,12 @@ impl Auth {
             Some(principal) => Ok(principal),
             None => Err(self.failed(address, transport)),
         }
+    }
+
+    /// The user a verified client certificate's common name authenticates as (`None`: the
+    /// connection authenticates with `CONNECT` as any other).
+    pub fn certificate_user(&self, common_name: &str) -> Option<Arc<Principal>> {
+        self.current().certificate_user(common_name)
     }
 
     /// An HTTP `Authorization` header's bearer token's principal; a failure is counted.

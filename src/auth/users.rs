@@ -54,8 +54,13 @@ impl std::fmt::Debug for AuthSection {
 #[serde(deny_unknown_fields)]
 pub struct UserEntry {
     pub name: String,
-    /// An argon2id PHC string, as `esdb passwd` prints it.
-    pub password_hash: String,
+    /// An argon2id PHC string, as `esdb passwd` prints it; `None`: no password login.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Whether a client certificate (on a port with `--tls-client-ca`) whose subject common
+    /// name is this user's name authenticates the connection as this user.
+    #[serde(default)]
+    pub certificate: bool,
     #[serde(default)]
     pub permissions: BTreeMap<String, Vec<String>>,
 }
@@ -148,9 +153,14 @@ pub struct Principal {
     pub kind: PrincipalKind,
     /// Grants by store name (`*`: every store).
     grants: HashMap<String, Vec<(Permission, Scope)>>,
-    /// The credential as configured (password hash or token), to tell on reload whether it
-    /// changed (a changed credential revokes open connections like a removed user).
+    /// The credential as configured (password hash or token, and whether a certificate
+    /// admits the user), to tell on reload whether it changed (a changed credential revokes
+    /// open connections like a removed user).
     pub(crate) credential: String,
+    /// A user's password hash (`None`: the user has no password login).
+    pub(crate) password_hash: Option<String>,
+    /// Whether a client certificate naming the user authenticates as it.
+    pub(crate) certificate: bool,
 }
 
 impl Principal {
@@ -222,14 +232,29 @@ impl Registry {
             if user.name.is_empty() {
                 return Err("auth: a user needs a name".into());
             }
-            crate::auth::password::check_hash(&user.password_hash)
-                .map_err(|e| format!("auth: user {}: {e}", user.name))?;
+            match &user.password_hash {
+                Some(hash) => crate::auth::password::check_hash(hash)
+                    .map_err(|e| format!("auth: user {}: {e}", user.name))?,
+                None if user.certificate => {}
+                None => {
+                    return Err(format!(
+                        "auth: user {} needs a password_hash or certificate = true",
+                        user.name
+                    ))
+                }
+            }
             let principal = Principal {
                 name: user.name.clone(),
                 kind: PrincipalKind::User,
                 grants: parse_grants(&user.permissions)
                     .map_err(|e| format!("auth: user {}: {e}", user.name))?,
-                credential: user.password_hash.clone(),
+                credential: format!(
+                    "{}|certificate={}",
+                    user.password_hash.as_deref().unwrap_or(""),
+                    user.certificate
+                ),
+                password_hash: user.password_hash.clone(),
+                certificate: user.certificate,
             };
             if registry
                 .users
@@ -260,6 +285,8 @@ impl Registry {
                 grants: parse_grants(&token.permissions)
                     .map_err(|e| format!("auth: token {}: {e}", token.name))?,
                 credential: token.token.clone(),
+                password_hash: None,
+                certificate: false,
             }));
         }
         Ok(registry)
@@ -272,6 +299,15 @@ impl Registry {
 
     pub fn user(&self, name: &str) -> Option<&Arc<Principal>> {
         self.users.get(name)
+    }
+
+    /// The user a verified client certificate with subject common name `name` authenticates
+    /// as: one listed with `certificate = true`.
+    pub fn certificate_user(&self, name: &str) -> Option<Arc<Principal>> {
+        self.users
+            .get(name)
+            .filter(|user| user.certificate)
+            .cloned()
     }
 
     /// The token's principal. Compares against every token in constant time each, so the
@@ -367,6 +403,8 @@ mod tests {
             kind: PrincipalKind::User,
             grants: parse_grants(&permissions).unwrap(),
             credential: String::new(),
+            password_hash: None,
+            certificate: false,
         }
     }
 

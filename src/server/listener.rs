@@ -67,7 +67,26 @@ pub async fn accept_loop(
                     Box::pin(async move {
                         let refusal = crate::tls::PLAIN_TEXT_PROTOCOL_REFUSAL;
                         if let Some(socket) = crate::tls::accept(&tls, socket, refusal).await {
-                            connection::serve(socket, peer, Transport::Tcp, context, cancel).await
+                            // A verified client certificate may name a user (`certificate =
+                            // true`): the connection starts authenticated as it.
+                            let principal = crate::tls::client_common_name(&socket)
+                                .and_then(|name| context.auth.certificate_user(&name));
+                            let gate = crate::auth::Gate::new(
+                                context.auth.clone(),
+                                &peer,
+                                Transport::Tcp.as_str(),
+                                principal,
+                            );
+                            connection::serve_gated(
+                                socket,
+                                peer,
+                                Transport::Tcp,
+                                connection::Access::ReadWrite,
+                                gate,
+                                context,
+                                cancel,
+                            )
+                            .await
                         }
                     })
                     .await
