@@ -42,7 +42,7 @@ pub struct CertificateReloader {
 }
 
 impl CertificateReloader {
-    fn load(cert_path: &Path, key_path: &Path) -> Result<CertificateReloader, String> {
+    pub(crate) fn load(cert_path: &Path, key_path: &Path) -> Result<CertificateReloader, String> {
         Ok(CertificateReloader {
             current: RwLock::new(Arc::new(certified_key(cert_path, key_path)?)),
             cert_path: cert_path.to_owned(),
@@ -61,6 +61,21 @@ impl CertificateReloader {
 impl ResolvesServerCert for CertificateReloader {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current.read().expect("certificate lock").clone())
+    }
+}
+
+/// The same certificate as a client's (inter-node TLS presents one certificate both ways).
+impl rustls::client::ResolvesClientCert for CertificateReloader {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().expect("certificate lock").clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

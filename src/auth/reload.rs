@@ -1,5 +1,6 @@
 //! SIGHUP: re-reads the config file's `[auth]` section (users, tokens, permissions), its
-//! `[quotas]` and the TLS certificate and key, without dropping connections. A connection whose principal was
+//! `[quotas]`, and the TLS certificates and keys (client ports', inter-node), without dropping
+//! connections. A connection whose principal was
 //! removed or whose credential changed is closed (see `Gate::revoked`); a file that does not
 //! parse changes nothing and is logged.
 
@@ -17,7 +18,7 @@ use crate::tls::CertificateReloader;
 pub fn spawn_on_sighup(
     config_path: Option<PathBuf>,
     auth: Arc<Auth>,
-    certificates: Option<Arc<CertificateReloader>>,
+    certificates: Vec<Arc<CertificateReloader>>,
     quotas: Vec<Arc<Quota>>,
     cancel: CancellationToken,
 ) -> Result<(), String> {
@@ -29,7 +30,7 @@ pub fn spawn_on_sighup(
                 _ = cancel.cancelled() => return,
                 received = hangups.recv() => if received.is_none() { return },
             }
-            reload(config_path.as_deref(), &auth, certificates.as_deref());
+            reload(config_path.as_deref(), &auth, &certificates);
             if let Some(path) = config_path.as_deref() {
                 reload_quotas(path, &quotas);
             }
@@ -38,15 +39,15 @@ pub fn spawn_on_sighup(
     Ok(())
 }
 
-fn reload(config_path: Option<&Path>, auth: &Auth, certificates: Option<&CertificateReloader>) {
+fn reload(config_path: Option<&Path>, auth: &Auth, certificates: &[Arc<CertificateReloader>]) {
     if let Some(path) = config_path {
         match read_auth_section(path).and_then(|section| auth.reload(&section)) {
             Ok(()) => tracing::info!(config = %path.display(), "reloaded users and tokens"),
             Err(error) => tracing::error!(%error, "reload refused; keeping the old users"),
         }
     }
-    if let Some(certificates) = certificates {
-        match certificates.reload() {
+    for certificate in certificates {
+        match certificate.reload() {
             Ok(()) => tracing::info!("reloaded the TLS certificate"),
             Err(error) => tracing::error!(%error, "TLS reload refused; keeping the old one"),
         }

@@ -6,8 +6,8 @@
 //! secret, so a certificate alone (from a CA shared with other systems) admits nobody.
 //!
 //! A dialing node checks the certificate against the host it dialed (an IP address or a DNS
-//! name in the peer's address), as any TLS client does. The certificate and CA are read at
-//! start; a node restarts to take new ones.
+//! name in the peer's address), as any TLS client does. The certificate and key are re-read
+//! on SIGHUP (with the client port's); the CA only at start.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +17,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-use pki_types::pem::PemObject;
 
 use crate::cluster::wire::{self, Secret};
 use crate::raft::types::NodeId;
@@ -37,6 +35,9 @@ pub type PeerStream = Box<dyn PeerIo>;
 pub struct ClusterTls {
     acceptor: TlsAcceptor,
     connector: TlsConnector,
+    /// This node's certificate and key, re-read on SIGHUP (new connections present the new
+    /// pair; the CA is read at start).
+    pub certificate: Arc<crate::tls::CertificateReloader>,
 }
 
 impl ClusterTls {
@@ -49,11 +50,7 @@ impl ClusterTls {
                 .map_err(|e| format!("cluster TLS CA {}: {e}", ca.display()))?;
         }
         let roots = Arc::new(roots);
-        let certs = crate::tls::read_certificates(cert)?;
-        let private_key = || {
-            pki_types::PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("cluster TLS key {}: {e}", key.display()))
-        };
+        let certificate = Arc::new(crate::tls::CertificateReloader::load(cert, key)?);
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             roots.clone(),
             provider.clone(),
@@ -64,17 +61,16 @@ impl ClusterTls {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("cluster TLS: {e}"))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(certs.clone(), private_key()?)
-            .map_err(|e| format!("cluster TLS certificate {}: {e}", cert.display()))?;
+            .with_cert_resolver(certificate.clone());
         let client = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("cluster TLS: {e}"))?
             .with_root_certificates(roots)
-            .with_client_auth_cert(certs, private_key()?)
-            .map_err(|e| format!("cluster TLS certificate {}: {e}", cert.display()))?;
+            .with_client_cert_resolver(certificate.clone());
         Ok(ClusterTls {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(Arc::new(client)),
+            certificate,
         })
     }
 }

@@ -157,7 +157,15 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     crate::auth::reload::spawn_on_sighup(
         config.config_path.clone(),
         auth,
-        tls.as_ref().map(|tls| tls.certificates.clone()),
+        tls.as_ref()
+            .map(|tls| tls.certificates.clone())
+            .into_iter()
+            .chain(
+                cluster
+                    .as_ref()
+                    .and_then(|c| c.tls.as_ref().map(|t| t.certificate.clone())),
+            )
+            .collect(),
         quotas,
         cancel.clone(),
     )?;
