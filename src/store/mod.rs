@@ -345,6 +345,11 @@ impl Store {
     /// admission check on the receiving node and not part of `apply`). Size and stream limits
     /// first (permanent), then the rates, so a write refused as too big takes no tokens.
     async fn check_quota(&self, command: &Command) -> Result<(), StoreError> {
+        // The common case, a store without a quota, costs one read lock and no allocation.
+        let limits = self.quota.limits();
+        if limits == quota::QuotaLimits::default() {
+            return Ok(());
+        }
         let streams: Vec<&str> = match command {
             Command::Append(append) => vec![append.stream.as_str()],
             Command::AppendMulti(multi) => multi
@@ -355,10 +360,6 @@ impl Store {
             Command::SaveSnapshot(_) => Vec::new(),
             _ => return Ok(()),
         };
-        let limits = self.quota.limits();
-        if limits == quota::QuotaLimits::default() {
-            return Ok(());
-        }
         if limits.max_bytes.is_some() || limits.max_streams.is_some() {
             // Acknowledged writes may not be committed to LMDB yet (they are durable in the
             // log): count them too.
