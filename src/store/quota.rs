@@ -271,11 +271,6 @@ impl Quota {
         }
     }
 
-    /// Whether the stream limit is set (callers then count the streams a write would create).
-    pub fn limits_streams(&self) -> bool {
-        self.limits().max_streams.is_some()
-    }
-
     /// A place for one more subscription, held (by the subscription's task) until dropped.
     pub fn subscribe(self: &Arc<Self>) -> Result<Slot, QuotaRefusal> {
         let max = self.limits().max_subscriptions.unwrap_or(u64::MAX);
