@@ -194,13 +194,15 @@ fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
     let leader = cluster.wait_for_leader_among(Some(&[1, 2, 3]), None);
     let leader_addr = cluster.get(leader).addr;
     let mut client = Client::connect(leader_addr);
-    // One entry per append (each waits for the one before).
+    // One entry per append (each waits for the one before). Every third event is tagged, so
+    // the install is seen to carry the tag index too.
     for i in 0..30 {
-        append_ok(
-            &mut client,
-            &format!("s-{}", i % 4),
-            &common::event("T", serde_json::json!({ "i": i })),
-        );
+        let payload = serde_json::json!({
+            "event_type": "T",
+            "data": { "i": i },
+            "tags": if i % 3 == 0 { vec!["third"] } else { vec![] },
+        });
+        append_ok(&mut client, &format!("s-{}", i % 4), &payload.to_string());
     }
     // A checkpoint (at most a second away) purges the log behind it but for 2 entries.
     let started = Instant::now();
@@ -229,6 +231,25 @@ fn a_node_joining_after_the_log_was_purged_catches_up_from_a_snapshot() {
     ];
     let fourth_addr = cluster.add_node(4, &join).addr;
     wait_for_events(fourth_addr, &expected);
+    let tagged = |events: &[serde_json::Value]| -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| e["position"].as_u64())
+            .collect()
+    };
+    let read_tagged = |addr| match Client::connect(addr).request("READTAGS third 0 100") {
+        Reply::Events { body, .. } => {
+            tagged(&serde_json::from_slice::<Vec<serde_json::Value>>(&body).expect("json"))
+        }
+        other => panic!("expected EVENTS, got {other:?}"),
+    };
+    let on_leader = read_tagged(leader_addr);
+    assert_eq!(on_leader.len(), 10);
+    assert_eq!(
+        read_tagged(fourth_addr),
+        on_leader,
+        "the tag index came with the snapshot"
+    );
     let fourth = group(fourth_addr);
     // It never had the purged entries: it holds them from the snapshot, its own log starts
     // after it.

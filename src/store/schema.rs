@@ -114,8 +114,12 @@ impl Databases {
 
 impl Databases {
     /// Every database with its name, as raw bytes: for copying a whole environment's contents
-    /// (installing a snapshot received from another node, `store::install`).
-    pub fn raw(&self) -> [(&'static str, Database<'static, Bytes, Bytes>); 13] {
+    /// (installing a snapshot received from another node, `store::install`). Sized by
+    /// [`DATABASE_COUNT`], so a database added to the schema but not here does not compile
+    /// (format 5's `tag_index` was once left out, and installs dropped every tag).
+    pub fn raw(
+        &self,
+    ) -> [(&'static str, Database<'static, Bytes, Bytes>); DATABASE_COUNT as usize] {
         [
             ("events", self.events.remap_types()),
             ("streams", self.streams.remap_types()),
@@ -130,6 +134,7 @@ impl Databases {
             ("raft", self.raft.remap_types()),
             ("stream_limits", self.stream_limits.remap_types()),
             ("time_index", self.time_index.remap_types()),
+            ("tag_index", self.tag_index.remap_types()),
         ]
     }
 }
