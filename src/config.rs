@@ -210,6 +210,11 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "ESDB_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Encrypted streams (src/store/crypto.rs): a file holding the master key, 64 hex digits
+    /// (`openssl rand -hex 32`), which wraps every stream's data key. Without it `ENCRYPT` is
+    /// refused. Every node of a cluster needs the same key.
+    #[arg(long, env = "ESDB_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
     /// Serve /metrics without a bearer token even when authentication is on [default: false].
     #[arg(long, env = "ESDB_METRICS_OPEN", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_open: Option<bool>,
@@ -331,6 +336,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    encryption_key_file: Option<PathBuf>,
     metrics_open: Option<bool>,
     node_id: Option<u64>,
     raft: Option<SocketAddr>,
@@ -393,6 +399,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
+    /// The master key of encrypted streams (`--encryption-key-file`), read once at start.
+    pub master_key: Option<&'static crate::store::crypto::MasterKey>,
     /// Whether `/metrics` is served without a token when authentication is on.
     pub metrics_open: bool,
     pub auth: crate::auth::AuthSection,
@@ -573,6 +581,13 @@ impl Config {
             tls_cert: args.tls_cert.or(file.tls_cert),
             tls_key: args.tls_key.or(file.tls_key),
             tls_client_ca: args.tls_client_ca.or(file.tls_client_ca),
+            master_key: match args.encryption_key_file.or(file.encryption_key_file) {
+                // Leaked once per process: the stores' database handles refer to it.
+                Some(path) => Some(&*Box::leak(Box::new(
+                    crate::store::crypto::MasterKey::read_hex_file(&path)?,
+                ))),
+                None => None,
+            },
             metrics_open: args.metrics_open.or(file.metrics_open).unwrap_or(false),
             auth: file.auth.unwrap_or_default(),
             quotas: file.quotas.unwrap_or_default(),

@@ -35,6 +35,7 @@ pub fn append_unchecked(
         })
         .collect();
     let command = Command::Append(AppendCommand {
+        sealed: false,
         stream: stream.to_owned(),
         expected: esdb_protocol::ExpectedVersion::Any,
         epoch_us: 1,
@@ -42,6 +43,7 @@ pub fn append_unchecked(
     });
     let options = StoreOptions {
         map_size_bytes: 1 << 30,
+        master_key: None,
     };
     let opened = Arc::new(Store::open(store, &data_dir.join(store), &options)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()

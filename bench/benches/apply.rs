@@ -29,6 +29,7 @@ const MAP_SIZE_BYTES: usize = 1 << 30;
 fn command(stream: usize, events: usize) -> Command {
     let data = format!("{{\"p\":\"{}\"}}", "x".repeat(92));
     Command::Append(AppendCommand {
+        sealed: false,
         stream: format!("s-{stream}"),
         expected: ExpectedVersion::Any,
         epoch_us: 1_700_000_000_000_000,
@@ -76,6 +77,7 @@ fn store_execute_batch(bencher: Bencher) {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = StoreOptions {
         map_size_bytes: MAP_SIZE_BYTES,
+        master_key: None,
     };
     let store = Arc::new(Store::open("bench", dir.path(), &options).expect("store"));
     let runtime = tokio::runtime::Builder::new_current_thread()

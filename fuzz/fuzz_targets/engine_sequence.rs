@@ -50,6 +50,7 @@ impl Engine {
         std::fs::create_dir_all(&dir).expect("store dir");
         let options = esdb::store::StoreOptions {
             map_size_bytes: MAP_SIZE_BYTES,
+            master_key: None,
         };
         let store = Arc::new(Store::open("fuzz", &dir, &options).expect("open store"));
         let node = runtime
@@ -370,6 +371,7 @@ fuzz_target!(|data: &[u8]| {
                 let ids: Vec<Uuid> = (0..1 + arg % 3).map(|_| Uuid::new_v4()).collect();
                 let want = model_append(&mut model, &stream, expected, &ids);
                 let command = Command::Append(AppendCommand {
+                    sealed: false,
                     stream: stream.clone(),
                     expected,
                     epoch_us: 1_700_000_000_000_000,
@@ -385,6 +387,7 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let want = model_append(&mut model, &stream, expected, &ids);
                 let command = Command::Append(AppendCommand {
+                    sealed: false,
                     stream: stream.clone(),
                     expected,
                     epoch_us: 1_700_000_000_000_000,
@@ -410,6 +413,7 @@ fuzz_target!(|data: &[u8]| {
                 let ids = vec![reused, Uuid::new_v4()];
                 let want = model_append(&mut model, &stream, expected, &ids);
                 let command = Command::Append(AppendCommand {
+                    sealed: false,
                     stream: stream.clone(),
                     expected,
                     epoch_us: 1_700_000_000_000_000,

@@ -12,8 +12,8 @@ use crate::ops::psub::PsubOp;
 use crate::ops::snap::SnapRequest;
 use crate::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
 use crate::ops::{
-    after, agg, append, append_multi, cluster, meta, psub, read, scavenge, session, snap, stats,
-    streams, subscribe,
+    after, agg, append, append_multi, cluster, erasure, meta, psub, read, scavenge, session, snap,
+    stats, streams, subscribe,
 };
 
 /// Direction of a read.
@@ -91,6 +91,14 @@ pub enum Request {
         /// `hard`: leave a tombstone, so the stream can never be written again.
         hard: bool,
     },
+    /// `ENCRYPT <stream>`: gives a new stream its own data key ([`crate::ops::erasure`]).
+    Encrypt {
+        stream: String,
+    },
+    /// `SHRED <stream>`: destroys an encrypted stream's data key.
+    Shred {
+        stream: String,
+    },
     /// `META <stream>` (get, `payload` `None`) or `META <stream> <json>` (set).
     Meta {
         stream: String,
@@ -148,6 +156,8 @@ impl Request {
             Request::Exists { .. } => "EXISTS",
             Request::Streams { .. } => "STREAMS",
             Request::Delete { .. } => "DELETE",
+            Request::Encrypt { .. } => "ENCRYPT",
+            Request::Shred { .. } => "SHRED",
             Request::Meta { .. } => "META",
             Request::Subscribe(_) => "SUB",
             Request::Unsubscribe { .. } => "UNSUB",
@@ -169,7 +179,11 @@ impl Request {
     /// purpose, so a new operation must be classified.
     pub fn changes_store(&self) -> bool {
         match self {
-            Request::Append { .. } | Request::AppendMulti(_) | Request::Delete { .. } => true,
+            Request::Append { .. }
+            | Request::AppendMulti(_)
+            | Request::Delete { .. }
+            | Request::Encrypt { .. }
+            | Request::Shred { .. } => true,
             Request::Meta { payload, .. } => payload.is_some(),
             Request::Scavenge { status } => !status,
             Request::Snap(snap) => match snap {
@@ -231,6 +245,7 @@ impl Request {
             | Request::Exists { .. }
             | Request::Streams { .. }
             | Request::Delete { .. } => streams::encode(self, dst),
+            Request::Encrypt { .. } | Request::Shred { .. } => erasure::encode(self, dst),
             Request::Subscribe(_)
             | Request::Unsubscribe { .. }
             | Request::Ack { .. }
@@ -552,6 +567,8 @@ fn parse_operation(name: &[u8], line: &Bytes, args: Args<'_>) -> LineOutcome {
         b"EXISTS" => done(streams::parse_exists(args)),
         b"STREAMS" => done(streams::parse_streams(args)),
         b"DELETE" => done(streams::parse_delete(args)),
+        b"ENCRYPT" => done(erasure::parse_encrypt(args)),
+        b"SHRED" => done(erasure::parse_shred(args)),
         b"META" => meta::parse(line, args),
         b"SUB" => subscribe::parse_sub(args),
         b"UNSUB" => done(subscribe::parse_unsub(args)),

@@ -258,7 +258,11 @@ fn needs(request: &Request) -> Vec<(Permission, Target<'_>)> {
             }
             needs
         }
-        Request::Delete { stream, .. } => vec![(Admin, Target::Stream(stream))],
+        // Shredding destroys data as a hard delete does; encrypting is part of writing one.
+        Request::Delete { stream, .. } | Request::Shred { stream } => {
+            vec![(Admin, Target::Stream(stream))]
+        }
+        Request::Encrypt { stream } => vec![(Write, Target::Stream(stream))],
         Request::Meta {
             stream,
             payload: None,

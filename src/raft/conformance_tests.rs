@@ -26,6 +26,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, Guard> for Builder {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = StoreOptions {
             map_size_bytes: 64 << 20,
+            master_key: None,
         };
         let store = Arc::new(Store::open("suite", dir.path(), &options).expect("store"));
         let log = LogStore::open(&dir.path().join("raft-log")).expect("log");

@@ -28,15 +28,20 @@ pub(crate) async fn append_multi(session: &mut Session, request: AppendMultiRequ
     metrics.append_requests.inc();
     let received = std::time::Instant::now();
     let streams: Vec<String> = request.parts.iter().map(|p| p.stream.clone()).collect();
-    let parts = request
-        .parts
-        .into_iter()
-        .map(|part| AppendPart {
+    let mut parts = Vec::with_capacity(request.parts.len());
+    for part in request.parts {
+        let mut events: Vec<NewEvent> = part.events.into_iter().map(new_event).collect();
+        let sealed = match crate::server::erasure::seal(session, &part.stream, &mut events).await {
+            Ok(sealed) => sealed,
+            Err(e) => return crate::server::dispatch::ready(Reply::Err(e)),
+        };
+        parts.push(AppendPart {
             stream: part.stream,
             expected: part.expected,
-            events: part.events.into_iter().map(new_event).collect(),
-        })
-        .collect();
+            events,
+            sealed,
+        });
+    }
     let command = Command::AppendMulti(AppendMultiCommand {
         // Taken here, never inside `apply`, as for APPEND.
         epoch_us: session.store.stamp_epoch_us(),

@@ -27,6 +27,7 @@ use esdb_protocol::{
 };
 
 use crate::server::append_multi;
+use crate::server::erasure;
 use crate::server::subscribe::{self, Subscriptions};
 use crate::server::ServerContext;
 use crate::store::read::{self, EventsPage};
@@ -60,6 +61,9 @@ pub struct Session {
     last_read_started: Option<Shared<BoxFuture<'static, ()>>>,
     /// The `after <position>` of the read being dispatched (taken by [`read`]).
     read_after: Option<u64>,
+    /// The reply of this connection's latest `ENCRYPT`, resolved once applied: the next
+    /// append waits for it before it looks up its stream's key ([`erasure::seal`]).
+    pub(crate) last_encrypt: Option<WriteFuture>,
     /// This connection's place in its store's `max_connections` quota.
     _connection_slot: crate::store::quota::Slot,
 }
@@ -81,6 +85,7 @@ impl Session {
             last_write: None,
             last_read_started: None,
             read_after: None,
+            last_encrypt: None,
         }
     }
 }
@@ -152,6 +157,8 @@ pub async fn dispatch(
             };
             write(session, command, |_| Reply::Ok).await
         }
+        Request::Encrypt { stream } => erasure::encrypt(session, stream).await,
+        Request::Shred { stream } => erasure::shred(session, stream).await,
         Request::Meta {
             stream,
             payload: None,
@@ -569,7 +576,11 @@ async fn append(
     }
     // Ids are time-ordered (v7) rather than random (v4): consecutive events then land next to
     // each other in the event-id index, so a commit dirties a few pages, not one per event.
-    let events: Vec<NewEvent> = events.into_iter().map(append_multi::new_event).collect();
+    let mut events: Vec<NewEvent> = events.into_iter().map(append_multi::new_event).collect();
+    let sealed = match erasure::seal(session, &stream, &mut events).await {
+        Ok(sealed) => sealed,
+        Err(e) => return error(e),
+    };
     // Taken here, never inside `apply`, and never before the store's last commit time.
     let epoch_us = session.store.stamp_epoch_us();
     let reply_stream = stream.clone();
@@ -579,6 +590,7 @@ async fn append(
         expected,
         epoch_us,
         events,
+        sealed,
     });
     let dispatched = write(session, command, move |outcome| match outcome {
         Outcome::Appended {

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod context;
 pub mod data_lock;
 pub mod dispatch;
+pub mod erasure;
 pub mod fd_limit;
 pub mod listener;
 pub mod outbound;
@@ -69,6 +70,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let _lock = data_lock::acquire(&config.data_dir)?;
     let options = StoreOptions {
         map_size_bytes: config.map_size_mb << 20,
+        master_key: config.master_key,
     };
     let stores = Stores::open(&config.data_dir, &config.stores, &options)
         .map_err(|e| format!("opening stores in {}: {e}", config.data_dir.display()))?;

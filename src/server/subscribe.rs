@@ -441,7 +441,8 @@ fn parked_events(
         let stored = dbs.events.get(txn, &position)?.ok_or_else(|| {
             StoreError::Corrupt(format!("parked position {position} has no event"))
         })?;
-        let record = crate::store::checksum::unseal_event(position, stored)?;
+        let record = crate::store::read::checked(txn, dbs, (position, stored))?;
+        let record = &record[..];
         if listed > 0 {
             body.push(b',');
         }

@@ -138,7 +138,7 @@ fn fold_events(
                 ),
             ));
         }
-        apply_data(state, &event_data(record, position)?);
+        apply_data(state, &event_data(&record, position)?);
     }
     Ok(())
 }

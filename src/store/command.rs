@@ -19,6 +19,7 @@ use esdb_protocol::ExpectedVersion;
 use crate::store::checksum;
 use crate::store::clock::{commit_time, index_commit};
 use crate::store::committed::CommittedEvent;
+use crate::store::crypto::{self, KeyState};
 use crate::store::lifecycle;
 use crate::store::multi::{self, AppendMultiCommand};
 use crate::store::record::{build_record, RecordPlace};
@@ -84,6 +85,16 @@ pub enum Command {
         /// The time limits are judged at (`max_age_ms`), taken by the proposing node.
         now_us: u64,
     },
+    /// `ENCRYPT`: gives a new stream its data key, made and wrapped by the proposing node
+    /// ([`crypto`]).
+    Encrypt {
+        stream: String,
+        wrapped_key: Vec<u8>,
+    },
+    /// `SHRED`: destroys the stream's data key and deletes its snapshots.
+    Shred {
+        stream: String,
+    },
 }
 
 impl Command {
@@ -111,7 +122,9 @@ impl Command {
             | Command::DeleteSubscription { .. }
             | Command::RequestReplay { .. }
             | Command::ScavengeStart { .. }
-            | Command::ScavengeSlice { .. } => 64,
+            | Command::ScavengeSlice { .. }
+            | Command::Encrypt { .. }
+            | Command::Shred { .. } => 64,
             Command::DeleteSnapshots { .. } => 64,
             Command::SaveSnapshot(save) => {
                 save.data.get().len() + save.metadata.as_ref().map_or(2, |m| m.get().len())
@@ -139,6 +152,11 @@ pub struct AppendCommand {
     /// every replica) records the same time.
     pub epoch_us: u64,
     pub events: Vec<NewEvent>,
+    /// Every event's `data` is sealed under the stream's data key ([`crypto`]). Left out of
+    /// the log entry when false, so appends to streams that are not encrypted keep the shape
+    /// older logs have.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,6 +275,74 @@ pub fn apply(
             let count = snapshots::delete(txn, dbs, stream, *version)?;
             Ok(Ok(Outcome::SnapshotsDeleted { count }))
         }
+        Command::Encrypt {
+            stream,
+            wrapped_key,
+        } => apply_encrypt(txn, dbs, stream, wrapped_key),
+        Command::Shred { stream } => apply_shred(txn, dbs, stream),
+    }
+}
+
+/// A data key for a stream that has never held an event (or the same stream again: a no-op).
+fn apply_encrypt(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    stream: &str,
+    wrapped_key: &[u8],
+) -> Result<Result<Outcome, Rejection>, StoreError> {
+    let stream_owned = || stream.to_owned();
+    match crypto::key_state(txn, dbs, stream)? {
+        Some(KeyState::Wrapped(_)) => return Ok(Ok(Outcome::Done)),
+        Some(KeyState::Shredded) => {
+            return Ok(Err(Rejection::StreamShredded {
+                stream: stream_owned(),
+            }))
+        }
+        None => {}
+    }
+    if let Some(meta) = load_meta(txn, dbs, stream)? {
+        if meta.tombstoned {
+            return Ok(Err(Rejection::StreamTombstoned {
+                stream: stream_owned(),
+            }));
+        }
+        // Even deleted, its events are still in `$all`, unencrypted: a key now would promise
+        // an erasure SHRED could not keep.
+        return Ok(Err(Rejection::EncryptExisting {
+            stream: stream_owned(),
+            next_version: meta.next_version,
+        }));
+    }
+    if wrapped_key.len() != crypto::WRAPPED_KEY_BYTES {
+        return Err(StoreError::Corrupt(format!(
+            "ENCRYPT {stream} carries a {}-byte key",
+            wrapped_key.len()
+        )));
+    }
+    let state = KeyState::Wrapped(wrapped_key.to_vec()).encode();
+    dbs.data_keys.put(txn, stream, &state)?;
+    Ok(Ok(Outcome::Done))
+}
+
+/// Destroys the stream's data key and its snapshots, which were folded from data that is gone
+/// now. (LMDB copies a page on write, so the freed page keeps the wrapped key until it is
+/// reused: see [`crypto`] on what shredding does not erase.)
+fn apply_shred(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    stream: &str,
+) -> Result<Result<Outcome, Rejection>, StoreError> {
+    match crypto::key_state(txn, dbs, stream)? {
+        None => Ok(Err(Rejection::NotEncrypted {
+            stream: stream.to_owned(),
+        })),
+        Some(KeyState::Shredded) => Ok(Ok(Outcome::Done)),
+        Some(KeyState::Wrapped(_)) => {
+            dbs.data_keys
+                .put(txn, stream, &KeyState::Shredded.encode())?;
+            snapshots::delete(txn, dbs, stream, None)?;
+            Ok(Ok(Outcome::Done))
+        }
     }
 }
 
@@ -299,7 +385,14 @@ fn apply_append(
     append: &AppendCommand,
     committed: &mut Vec<CommittedEvent>,
 ) -> Result<Result<Outcome, Rejection>, StoreError> {
-    match check_append(txn, dbs, &append.stream, append.expected, &append.events)? {
+    match check_append(
+        txn,
+        dbs,
+        &append.stream,
+        append.expected,
+        &append.events,
+        append.sealed,
+    )? {
         Err(rejection) => Ok(Err(rejection)),
         Ok(Checked::Retry(outcome)) => Ok(Ok(outcome)),
         Ok(Checked::Write(meta)) => Ok(Ok(write_append(
@@ -308,6 +401,7 @@ fn apply_append(
             &append.stream,
             append.epoch_us,
             &append.events,
+            append.sealed,
             meta,
             committed,
         )?)),
@@ -322,14 +416,15 @@ pub(crate) enum Checked {
     Write(Option<StreamMeta>),
 }
 
-/// Every check of an append to one stream, in order: tombstone, idempotency, expected
-/// version, duplicate event ids. Writes nothing.
+/// Every check of an append to one stream, in order: tombstone, idempotency, shredding and
+/// sealing, expected version, duplicate event ids. Writes nothing.
 pub(crate) fn check_append(
     txn: &RwTxn<'_>,
     dbs: &Databases,
     stream: &str,
     expected: ExpectedVersion,
     events: &[NewEvent],
+    sealed: bool,
 ) -> Result<Result<Checked, Rejection>, StoreError> {
     assert!(!events.is_empty(), "the protocol refuses empty appends");
     let meta = load_meta(txn, dbs, stream)?;
@@ -343,6 +438,21 @@ pub(crate) fn check_append(
         if let Some(outcome) = earlier_identical_append(txn, dbs, stream, expected, events, &meta)?
         {
             return Ok(Ok(Checked::Retry(outcome)));
+        }
+    }
+    // The proposing node sealed by what it knew of the stream's key; the log decides.
+    let stream_owned = || stream.to_owned();
+    match (crypto::key_state(txn, dbs, stream)?, sealed) {
+        (Some(KeyState::Shredded), _) => {
+            return Ok(Err(Rejection::StreamShredded {
+                stream: stream_owned(),
+            }))
+        }
+        (Some(KeyState::Wrapped(_)), true) | (None, false) => {}
+        (Some(KeyState::Wrapped(_)), false) | (None, true) => {
+            return Ok(Err(Rejection::SealingChanged {
+                stream: stream_owned(),
+            }))
         }
     }
     let current = meta.and_then(|m| m.current_version());
@@ -363,12 +473,15 @@ pub(crate) fn check_append(
 }
 
 /// Writes an append that passed [`check_append`]: the records and every index.
+// The arguments are the append's parts, shared by APPEND and APPENDMULTI's parts.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_append(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
     stream_id: &str,
     proposed_epoch_us: u64,
     events: &[NewEvent],
+    sealed: bool,
     meta: Option<StreamMeta>,
     committed: &mut Vec<CommittedEvent>,
 ) -> Result<Outcome, StoreError> {
@@ -397,6 +510,23 @@ pub(crate) fn write_append(
             event.metadata.as_deref(),
             &event.tags,
         );
+        // Subscribers get the record as reads give it: opened, for a sealed one.
+        let (record, opened) = if sealed {
+            let record = crypto::mark_sealed(&record);
+            // Never a reason to stop applying: what is stored does not depend on it. A node
+            // without the master key (or with another) publishes the sealed form, and its
+            // reads say why they cannot open it.
+            let opened = match crypto::open_record(txn, dbs, &record) {
+                Ok(opened) => Bytes::from(opened.into_owned()),
+                Err(error) => {
+                    tracing::warn!(%error, position, "cannot open a sealed event for subscribers");
+                    Bytes::from(record.clone())
+                }
+            };
+            (record, Some(opened))
+        } else {
+            (record, None)
+        };
         let json_len = record.len();
         let record = checksum::seal(&position.to_be_bytes(), record);
         // Positions only grow, so APPEND fills pages completely; a KEYEXIST here would mean
@@ -421,7 +551,7 @@ pub(crate) fn write_append(
             stream: stream.clone(),
             event_type: Arc::from(event.event_type.as_str()),
             // The JSON without its checksum, sharing the buffer.
-            record: Bytes::from(record).slice(..json_len),
+            record: opened.unwrap_or_else(|| Bytes::from(record).slice(..json_len)),
             hidden: version < first_shown,
         });
         meta.next_version += 1;

@@ -74,6 +74,24 @@ pub enum Rejection {
          give its items more tags or pass a later after"
     )]
     ConditionTooBroad { candidates: usize },
+    /// `SHRED` destroyed the stream's data key: it can never be written again.
+    #[error(
+        "stream {stream} is shredded: its data key is destroyed, so it can never be written again"
+    )]
+    StreamShredded { stream: String },
+    /// The append was sealed (or not) by a node that did not yet know the stream's data key
+    /// as it is now: nothing was written, and a retry is sealed as the stream now needs.
+    #[error("stream {stream} was encrypted while this append was in flight: retry it")]
+    SealingChanged { stream: String },
+    /// `ENCRYPT` of a stream that already held events (written unencrypted).
+    #[error(
+        "stream {stream} already holds events ({next_version} written unencrypted): only a new \
+         stream can be encrypted"
+    )]
+    EncryptExisting { stream: String, next_version: u64 },
+    /// `SHRED` of a stream without a data key.
+    #[error("stream {stream} is not encrypted (only a stream made with ENCRYPT can be shredded)")]
+    NotEncrypted { stream: String },
     /// One part of an `APPENDMULTI` failed (the first failing part), so nothing was written.
     #[error("part {part}: {rejection}")]
     InPart {
@@ -95,9 +113,12 @@ impl Rejection {
         match self {
             Rejection::WrongExpectedVersion { .. } => ErrorCode::WrongExpectedVersion,
             Rejection::StreamNotFound { .. } => ErrorCode::StreamNotFound,
-            Rejection::StreamDeleted { .. } | Rejection::StreamTombstoned { .. } => {
-                ErrorCode::StreamDeleted
-            }
+            Rejection::StreamDeleted { .. }
+            | Rejection::StreamTombstoned { .. }
+            | Rejection::StreamShredded { .. } => ErrorCode::StreamDeleted,
+            Rejection::SealingChanged { .. } => ErrorCode::Unavailable,
+            Rejection::EncryptExisting { .. } => ErrorCode::WrongExpectedVersion,
+            Rejection::NotEncrypted { .. } => ErrorCode::InvalidArgument,
             Rejection::DuplicateEventId { .. } => ErrorCode::DuplicateEventId,
             Rejection::SubscriptionNotFound { .. } => ErrorCode::SubscriptionNotFound,
             Rejection::SubscriptionConflict { .. } => ErrorCode::SubscriptionConflict,

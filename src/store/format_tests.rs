@@ -34,6 +34,7 @@ fn log_commands_keep_their_format() {
     let id = Uuid::from_str("0190f6b2-7c3e-7a55-8d2e-1f0a9b8c7d6e").unwrap();
     let append = |expected| {
         Command::Append(AppendCommand {
+            sealed: false,
             stream: "order-1".into(),
             expected,
             epoch_us: 1_700_000_000_000_000,
@@ -109,6 +110,36 @@ fn log_commands_keep_their_format() {
         },
         r#"{"ScavengeSlice":{"from_position":0,"to_position":512,"now_us":9}}"#,
     );
+    roundtrip(
+        &Command::Encrypt {
+            stream: "user-1".into(),
+            wrapped_key: vec![1, 2, 255],
+        },
+        r#"{"Encrypt":{"stream":"user-1","wrapped_key":[1,2,255]}}"#,
+    );
+    roundtrip(
+        &Command::Shred {
+            stream: "user-1".into(),
+        },
+        r#"{"Shred":{"stream":"user-1"}}"#,
+    );
+    let sealed = Command::Append(AppendCommand {
+        sealed: true,
+        stream: "user-1".into(),
+        expected: ExpectedVersion::Any,
+        epoch_us: 1,
+        events: vec![NewEvent {
+            event_id: Uuid::nil(),
+            event_type: "T".into(),
+            data: raw(r#""c2VhbGVk""#),
+            metadata: None,
+            tags: Vec::new(),
+        }],
+    });
+    roundtrip(
+        &sealed,
+        r#"{"Append":{"stream":"user-1","expected":"Any","epoch_us":1,"events":[{"event_id":"00000000-0000-0000-0000-000000000000","event_type":"T","data":"c2VhbGVk","metadata":null}],"sealed":true}}"#,
+    );
 }
 
 #[test]
@@ -172,11 +203,13 @@ fn multi_append_and_tagged_commands_keep_their_format() {
             epoch_us: 7,
             parts: vec![
                 AppendPart {
+                    sealed: false,
                     stream: "a".into(),
                     expected: ExpectedVersion::NoStream,
                     events: vec![event(vec!["course:c1".into()])],
                 },
                 AppendPart {
+                    sealed: false,
                     stream: "b".into(),
                     expected: ExpectedVersion::Exact(2),
                     events: vec![event(vec![])],
@@ -209,6 +242,7 @@ fn multi_append_and_tagged_commands_keep_their_format() {
         &Command::AppendMulti(AppendMultiCommand {
             epoch_us: 7,
             parts: vec![AppendPart {
+                sealed: false,
                 stream: "a".into(),
                 expected: ExpectedVersion::Any,
                 events: vec![event(vec![])],

@@ -46,6 +46,7 @@ pub fn copy_env(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<Vec<u8>>, St
 fn open_copy(dir: &Path, map_size: usize) -> Result<(Env<WithoutTls>, Databases), StoreError> {
     let options = StoreOptions {
         map_size_bytes: map_size,
+        master_key: None,
     };
     let env = super::open_env(dir, &options)?;
     let dbs = Databases::create(&env)?;

@@ -26,6 +26,7 @@ struct Opened {
 async fn open(name: &str, dir: &Path) -> Opened {
     let options = StoreOptions {
         map_size_bytes: 64 << 20,
+        master_key: None,
     };
     let store = Arc::new(Store::open(name, dir, &options).expect("open store"));
     let node = crate::raft::Node::start(&store).await.expect("start raft");
@@ -54,6 +55,7 @@ fn event(data: &str) -> NewEvent {
 async fn fill(store: &Store) {
     for n in 0..10 {
         let command = Command::Append(AppendCommand {
+            sealed: false,
             stream: "s".into(),
             expected: ExpectedVersion::Any,
             epoch_us: 1,
@@ -294,6 +296,7 @@ async fn the_scrubber_finds_damage_and_counts_its_progress() {
     assert!(integrity.scrubbed_records.get() >= scrubbed + 11);
     // Appends go on while it runs.
     let command = Command::Append(AppendCommand {
+        sealed: false,
         stream: "t".into(),
         expected: ExpectedVersion::NoStream,
         epoch_us: 1,

@@ -56,6 +56,7 @@ impl TestStore {
 async fn open(dir: &Path) -> TestStore {
     let options = StoreOptions {
         map_size_bytes: 64 << 20,
+        master_key: None,
     };
     let store = Arc::new(Store::open("test", dir, &options).expect("open store"));
     let node = crate::raft::Node::start(&store).await.expect("start raft");
@@ -85,6 +86,7 @@ async fn append_at(
 ) -> WriteResult {
     store
         .execute(Command::Append(AppendCommand {
+            sealed: false,
             stream: stream.to_owned(),
             expected,
             epoch_us,

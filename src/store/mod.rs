@@ -28,6 +28,7 @@ pub mod clock;
 pub mod command;
 pub mod committed;
 pub mod condition;
+pub mod crypto;
 pub mod error;
 pub mod install;
 pub mod lifecycle;
@@ -87,6 +88,8 @@ pub struct StoreOptions {
     /// LMDB map size: the most the store can hold. The file is sparse, so a large value costs
     /// nothing until used.
     pub map_size_bytes: usize,
+    /// The server's master key, for encrypted streams ([`crypto`]).
+    pub master_key: Option<&'static crypto::MasterKey>,
 }
 
 /// One open store.
@@ -151,7 +154,8 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Storage(format!("creating {}: {e}", dir.display())))?;
         let env = open_env(dir, options)?;
-        let dbs = Databases::create(&env)?;
+        let mut dbs = Databases::create(&env)?;
+        dbs.master_key = options.master_key;
         check_format(&env, &dbs, dir)?;
         // A new store's directory entries (its directory, data.mdb, lock.mdb) must be durable
         // before anything in them is acknowledged: POSIX makes them so only by an fsync of the
@@ -334,6 +338,31 @@ impl Store {
             )));
         }
         Ok(())
+    }
+
+    /// The server's master key, if it has one ([`crypto`]).
+    pub fn master_key(&self) -> Option<&'static crypto::MasterKey> {
+        self.dbs.master_key
+    }
+
+    /// Seals every event's `data` under `stream`'s data key, if the stream is encrypted
+    /// ([`crypto`]); returns whether it did. Without a master key nothing here is encrypted,
+    /// so it costs nothing; `apply` refuses an append sealed otherwise than its stream needs.
+    pub fn seal_events(&self, stream: &str, events: &mut [NewEvent]) -> Result<bool, StoreError> {
+        if self.dbs.master_key.is_none() {
+            return Ok(false);
+        }
+        let key = {
+            let txn = self.env.read_txn()?;
+            crypto::data_key_for_append(&txn, &self.dbs, stream)?
+        };
+        let Some(key) = key else {
+            return Ok(false);
+        };
+        for event in events.iter_mut() {
+            event.data = key.seal_data(stream, &event.event_id, event.data.get().as_bytes())?;
+        }
+        Ok(true)
     }
 
     /// This store's quota (`crate::store::quota`).
@@ -763,6 +792,8 @@ impl Stores {
     }
 }
 
+#[cfg(test)]
+mod crypto_tests;
 #[cfg(test)]
 mod format_tests;
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct AppendPart {
     pub stream: String,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
+    /// As [`crate::store::command::AppendCommand::sealed`], for this part's stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// One part's result: where its events went.
@@ -63,7 +66,14 @@ pub(crate) fn apply_append_multi(
     let mut checked = Vec::with_capacity(multi.parts.len());
     let mut failure = None;
     for (index, part) in multi.parts.iter().enumerate() {
-        match check_append(txn, dbs, &part.stream, part.expected, &part.events)? {
+        match check_append(
+            txn,
+            dbs,
+            &part.stream,
+            part.expected,
+            &part.events,
+            part.sealed,
+        )? {
             Ok(verdict) => checked.push(verdict),
             Err(rejection) => {
                 // Kept, not returned: a later part may show the whole command is no retry,
@@ -140,6 +150,7 @@ pub(crate) fn apply_append_multi(
             &part.stream,
             multi.epoch_us,
             &part.events,
+            part.sealed,
             meta,
             committed,
         )?;

@@ -46,6 +46,7 @@ impl TestStore {
 async fn open(dir: &Path) -> TestStore {
     let options = StoreOptions {
         map_size_bytes: 64 << 20,
+        master_key: None,
     };
     let store = Arc::new(Store::open("test", dir, &options).expect("open store"));
     let node = crate::raft::Node::start(&store).await.expect("start raft");
@@ -67,6 +68,7 @@ fn event(event_type: &str, data: &str, tags: &[&str]) -> NewEvent {
 
 fn part(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendPart {
     AppendPart {
+        sealed: false,
         stream: stream.to_owned(),
         expected,
         events,
@@ -340,7 +342,7 @@ async fn a_format_4_store_upgrades_past_5() {
         .with_read(|txn, dbs| Ok(dbs.meta.get(txn, META_FORMAT_VERSION)?))
         .unwrap();
     assert_eq!(format, Some(schema::FORMAT_VERSION));
-    assert_eq!(schema::FORMAT_VERSION, 6);
+    assert_eq!(schema::FORMAT_VERSION, 7);
     multi(
         &store,
         vec![part("b", Any, vec![event("B", "2", &["t"])])],

@@ -4,6 +4,7 @@
 //! at the time of the read; `from_time` starts are found through the commit-time index
 //! ([`crate::store::clock`]).
 
+use std::borrow::Cow;
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use esdb_protocol::{Direction, ReadStart};
 
 use crate::store::checksum;
 use crate::store::clock::{first_position_at_or_after, wall_clock_us};
+use crate::store::crypto;
 use crate::store::record::RecordPlace;
 use crate::store::retention::{first_shown, first_version_at_or_after, RetentionFilter};
 use crate::store::schema::{
@@ -124,22 +126,27 @@ fn time_bound(
     }
 }
 
-/// The record JSON at `position`, its checksum checked (every read of an event goes through
-/// here or [`checked`]).
+/// The record JSON at `position`, its checksum checked and, when sealed, opened (every read
+/// of an event goes through here or [`checked`]).
 pub(crate) fn record_at<'t>(
     txn: &'t RoTxn,
     dbs: &Databases,
     position: u64,
-) -> Result<&'t [u8], StoreError> {
+) -> Result<Cow<'t, [u8]>, StoreError> {
     let stored = dbs.events.get(txn, &position)?.ok_or_else(|| {
         StoreError::Corrupt(format!("index points at missing position {position}"))
     })?;
-    checked((position, stored))
+    checked(txn, dbs, (position, stored))
 }
 
-/// The record JSON of an `events` entry, its checksum checked.
-pub(crate) fn checked((position, stored): (u64, &[u8])) -> Result<&[u8], StoreError> {
-    Ok(checksum::unseal_event(position, stored)?)
+/// The record JSON of an `events` entry as readers get it: its checksum checked, and opened
+/// when sealed ([`crypto::open_record`]).
+pub(crate) fn checked<'r>(
+    txn: &RoTxn,
+    dbs: &Databases,
+    (position, stored): (u64, &'r [u8]),
+) -> Result<Cow<'r, [u8]>, StoreError> {
+    crypto::open_record(txn, dbs, checksum::unseal_event(position, stored)?)
 }
 
 /// [`record_at`] for an entry of `stream`'s index: a damaged record is named by its stream and
@@ -150,7 +157,7 @@ pub(crate) fn stream_record_at<'t>(
     stream: &str,
     index_key: &[u8],
     position: u64,
-) -> Result<&'t [u8], StoreError> {
+) -> Result<Cow<'t, [u8]>, StoreError> {
     record_at(txn, dbs, position).map_err(|error| match error {
         StoreError::Checksum(corruption) => {
             let version = index_key
@@ -228,7 +235,7 @@ pub fn read_stream_at(
                     break;
                 }
                 let (key, position) = entry?;
-                page.push(stream_record_at(txn, dbs, stream, key, position)?);
+                page.push(&stream_record_at(txn, dbs, stream, key, position)?);
             }
         }
         Direction::Backward => {
@@ -248,7 +255,7 @@ pub fn read_stream_at(
                     break;
                 }
                 let (key, position) = entry?;
-                page.push(stream_record_at(txn, dbs, stream, key, position)?);
+                page.push(&stream_record_at(txn, dbs, stream, key, position)?);
             }
         }
     }
@@ -298,9 +305,9 @@ pub fn read_all_at(
                     break;
                 }
                 let (position, stored) = entry?;
-                let record = checked((position, stored))?;
-                if shown.shows(txn, position, record)? {
-                    page.push(record);
+                let record = checked(txn, dbs, (position, stored))?;
+                if shown.shows(txn, position, &record)? {
+                    page.push(&record);
                 }
             }
         }
@@ -314,9 +321,9 @@ pub fn read_all_at(
                     break;
                 }
                 let (position, stored) = entry?;
-                let record = checked((position, stored))?;
-                if shown.shows(txn, position, record)? {
-                    page.push(record);
+                let record = checked(txn, dbs, (position, stored))?;
+                if shown.shows(txn, position, &record)? {
+                    page.push(&record);
                 }
             }
         }
@@ -448,8 +455,8 @@ fn read_index_at(
                 break;
             }
             let record = record_at(txn, dbs, position)?;
-            if shown.shows(txn, position, record)? {
-                page.push(record);
+            if shown.shows(txn, position, &record)? {
+                page.push(&record);
             }
         }
         if page.is_full() || exhausted || shown.filter.is_none() {

@@ -2,7 +2,9 @@
 //!
 //! Field order is fixed: `event_id`, `event_type`, `stream_id`, `version`, `position`,
 //! `epoch_us`, `data`, `metadata`, then `tags` only when the event has any (format 5; records
-//! without tags are as before). `data` and `metadata` are the client's own bytes.
+//! without tags are as before). `data` and `metadata` are the client's own bytes. An event of
+//! an encrypted stream is stored sealed and read opened ([`crate::store::crypto`]); once its
+//! stream is shredded it reads with `"data":null` and a last field `"shredded":true`.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -21,12 +23,39 @@ pub fn build_record(
     metadata: Option<&RawValue>,
     tags: &[String],
 ) -> Vec<u8> {
+    build_record_from(
+        event_id,
+        event_type,
+        stream,
+        version,
+        position,
+        epoch_us,
+        data.get().as_bytes(),
+        metadata,
+        tags,
+    )
+}
+
+/// [`build_record`] with `data` as bytes already known to be one JSON value (an opened
+/// sealed record's, [`crate::store::crypto`]).
+#[allow(clippy::too_many_arguments)]
+pub fn build_record_from(
+    event_id: &Uuid,
+    event_type: &str,
+    stream: &str,
+    version: u64,
+    position: u64,
+    epoch_us: u64,
+    data: &[u8],
+    metadata: Option<&RawValue>,
+    tags: &[String],
+) -> Vec<u8> {
     let metadata = metadata.map(RawValue::get).unwrap_or("{}");
     let mut out = Vec::with_capacity(
         160 + crate::store::checksum::CHECKSUM_BYTES
             + event_type.len()
             + stream.len()
-            + data.get().len()
+            + data.len()
             + metadata.len()
             + tags.iter().map(|tag| tag.len() + 3).sum::<usize>()
             + 10,
@@ -46,7 +75,7 @@ pub fn build_record(
         format!(",\"version\":{version},\"position\":{position},\"epoch_us\":{epoch_us},\"data\":")
             .as_bytes(),
     );
-    out.extend_from_slice(data.get().as_bytes());
+    out.extend_from_slice(data);
     out.extend_from_slice(b",\"metadata\":");
     out.extend_from_slice(metadata.as_bytes());
     if !tags.is_empty() {
@@ -61,6 +90,14 @@ pub fn build_record(
     }
     out.push(b'}');
     out
+}
+
+/// A shredded event's record: `"shredded":true` as its last field (its `data` is `null`).
+pub fn mark_shredded(mut record: Vec<u8>) -> Vec<u8> {
+    debug_assert_eq!(record.last(), Some(&b'}'));
+    record.pop();
+    record.extend_from_slice(b",\"shredded\":true}");
+    record
 }
 
 fn write_json_string(out: &mut Vec<u8>, text: &str) {

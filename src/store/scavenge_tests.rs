@@ -28,6 +28,7 @@ const MAX_TEST_SLICES: usize = 10_000;
 async fn open(dir: &Path) -> (Arc<Store>, crate::raft::Node) {
     let options = StoreOptions {
         map_size_bytes: 256 << 20,
+        master_key: None,
     };
     let store = Arc::new(Store::open("scavenge-test", dir, &options).expect("open store"));
     let node = crate::raft::Node::start(&store).await.expect("start raft");
@@ -56,6 +57,7 @@ fn event_with(id: Uuid, data: &str) -> NewEvent {
 async fn append(store: &Store, stream: &str, events: Vec<NewEvent>, epoch_us: u64) -> Outcome {
     store
         .execute(Command::Append(AppendCommand {
+            sealed: false,
             stream: stream.to_owned(),
             expected: Any,
             epoch_us,
@@ -420,7 +422,7 @@ async fn a_format_5_store_upgrades_to_6_and_scavenges() {
     let format = store
         .with_read(|txn, dbs| Ok(dbs.meta.get(txn, super::schema::META_FORMAT_VERSION)?))
         .unwrap();
-    assert_eq!(format, Some(6));
+    assert_eq!(format, Some(super::schema::FORMAT_VERSION));
     assert_eq!(status(&store), ScavengeStatus::default());
     assert_eq!(scavenge_at(&store, T0).await.events_removed, 3);
     close(store, node).await;

@@ -16,6 +16,7 @@
 //! | `stream_limits` | stream id (UTF-8)                    | [`StreamLimits`] (25 bytes): the retention of `META` |
 //! | `time_index`   | commit time, µs since the epoch (u64 BE) | the first position committed at that time (u64 BE) |
 //! | `tag_index`    | tag ++ `0x00` ++ position (u64 BE)    | nothing (format 5: event tags, for `READTAGS` and append conditions) |
+//! | `data_keys`    | stream id (UTF-8)                     | the stream's wrapped data key, or the mark `SHRED` leaves (format 7, [`crate::store::crypto`]) |
 //!
 //! Sealed: the JSON followed by `crc32c(key ++ JSON)` as u32 LE (format 3,
 //! [`crate::store::checksum`]), checked on every read.
@@ -39,7 +40,8 @@ use crate::store::StoreError;
 
 pub type PositionCodec = U64<BigEndian>;
 
-/// Handles to the named databases of one environment (they are plain integers; `Copy`).
+/// Handles to the named databases of one environment (they are plain integers; `Copy`), and
+/// the master key that opens its sealed records.
 #[derive(Clone, Copy)]
 pub struct Databases {
     pub events: Database<'static, PositionCodec, Bytes>,
@@ -58,6 +60,11 @@ pub struct Databases {
     pub stream_limits: Database<'static, Str, Bytes>,
     pub time_index: Database<'static, PositionCodec, PositionCodec>,
     pub tag_index: Database<'static, Bytes, Unit>,
+    pub data_keys: Database<'static, Str, Bytes>,
+    /// The server's `--encryption-key-file`, if it has one: every read of a sealed record and
+    /// every append to an encrypted stream needs it. Set once when the store opens (a
+    /// `'static` reference, so the handles stay `Copy`: one key per process, never freed).
+    pub master_key: Option<&'static crate::store::crypto::MasterKey>,
 }
 
 impl Databases {
@@ -85,6 +92,7 @@ impl Databases {
                     opener.create_database(wtxn, Some("stream_limits"))?,
                     opener.create_database(wtxn, Some("time_index"))?,
                     opener.create_database(wtxn, Some("tag_index"))?,
+                    opener.create_database(wtxn, Some("data_keys"))?,
                 );
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     core,
@@ -108,6 +116,8 @@ impl Databases {
             stream_limits: lifecycle.0,
             time_index: lifecycle.1,
             tag_index: lifecycle.2,
+            data_keys: lifecycle.3,
+            master_key: None,
         })
     }
 }
@@ -135,12 +145,13 @@ impl Databases {
             ("stream_limits", self.stream_limits.remap_types()),
             ("time_index", self.time_index.remap_types()),
             ("tag_index", self.tag_index.remap_types()),
+            ("data_keys", self.data_keys.remap_types()),
         ]
     }
 }
 
 /// Number of named databases, for `max_dbs`.
-pub const DATABASE_COUNT: u32 = 14;
+pub const DATABASE_COUNT: u32 = 15;
 
 /// `raft` key: the applied state blob.
 pub const RAFT_APPLIED: &str = "applied";
@@ -156,7 +167,10 @@ pub const META_FORMAT_VERSION: &str = "format_version";
 /// indexes may have gaps (positions and versions that no longer hold an event, which an older
 /// build would take for corruption), and `meta` holds the scavenge's state. A format 5 store
 /// is a format 6 store that was never scavenged: its upgrade only writes the new version.
-pub const FORMAT_VERSION: u64 = 6;
+/// 7: encrypted streams ([`crate::store::crypto`]): sealed records, which an older build would
+/// serve as they are stored, and `data_keys`; a format 6 store has neither, so again only the
+/// version moves.
+pub const FORMAT_VERSION: u64 = 7;
 
 /// `meta` key: the position the next event will get (= number of events ever written).
 pub const META_NEXT_POSITION: &str = "next_position";

@@ -53,6 +53,7 @@ impl TestStore {
 async fn open(dir: &Path) -> TestStore {
     let options = StoreOptions {
         map_size_bytes: 64 << 20,
+        master_key: None,
     };
     let store = Arc::new(Store::open("test", dir, &options).expect("open store"));
     let node = crate::raft::Node::start(&store).await.expect("start raft");
@@ -78,6 +79,7 @@ fn event_with_id(event_id: Uuid, event_type: &str, data: &str) -> NewEvent {
 
 fn append_command(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Command {
     Command::Append(AppendCommand {
+        sealed: false,
         stream: stream.to_owned(),
         expected,
         epoch_us: EPOCH_US,

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use heed::RoTxn;
 use serde::Deserialize;
 
-use crate::store::checksum;
 use crate::store::clock::wall_clock_us;
+use crate::store::read::{checked, record_at};
 use crate::store::retention::{first_version_at_or_after, RetentionFilter};
 use crate::store::schema::{
     stream_index_key, type_index_key, type_index_position, Databases, StreamMeta,
@@ -51,16 +51,6 @@ fn committed_event(position: u64, record: &[u8]) -> Result<CommittedEvent, Store
         record: Bytes::copy_from_slice(record),
         hidden: false,
     })
-}
-
-/// The record at `position`, its checksum checked (a damaged one fails the read: never
-/// delivered).
-fn record_at<'t>(txn: &'t RoTxn, dbs: &Databases, position: u64) -> Result<&'t [u8], StoreError> {
-    let stored = dbs
-        .events
-        .get(txn, &position)?
-        .ok_or_else(|| StoreError::Corrupt(format!("missing event at position {position}")))?;
-    Ok(checksum::unseal_event(position, stored)?)
 }
 
 /// Reads matching events with positions in `[from, min(until, head))`, at most `max_events`.
@@ -154,7 +144,7 @@ fn by_stream(
         if events.len() == max_events {
             return Ok((events, position));
         }
-        events.push(committed_event(position, record_at(txn, dbs, position)?)?);
+        events.push(committed_event(position, &record_at(txn, dbs, position)?)?);
     }
     Ok((events, limit))
 }
@@ -187,7 +177,7 @@ fn by_types(
     positions.truncate(max_events);
     let events = positions
         .into_iter()
-        .map(|position| committed_event(position, record_at(txn, dbs, position)?))
+        .map(|position| committed_event(position, &record_at(txn, dbs, position)?))
         .collect::<Result<_, _>>()?;
     Ok((events, next_position))
 }
@@ -211,7 +201,7 @@ fn by_scan(
             break;
         }
         let (position, stored) = entry?;
-        let event = committed_event(position, checksum::unseal_event(position, stored)?)?;
+        let event = committed_event(position, &checked(txn, dbs, (position, stored))?)?;
         if let Some(delivery) = matcher.delivery(&Candidate::new(&event)) {
             events.push(delivery);
         }

@@ -5,6 +5,7 @@ pub mod agg;
 pub mod append;
 pub mod append_multi;
 pub mod cluster;
+pub mod erasure;
 pub mod meta;
 pub mod psub;
 pub mod read;

@@ -122,7 +122,7 @@ esdb commands (full spec: protocol/PROTOCOL.md)
   READTYPES <type>[,<type>...] <from_position> <count>    READTAGS <tag>[,<tag>...] <from> <count>
   VERSION <stream>        EXISTS <stream>        DELETE <stream> [<expected>] [hard]
   META <stream> [<json>]  get or set {\"max_count\":n,\"max_age_ms\":n,\"truncate_before\":v}
-  STREAMS [<after>] [<count>]
+  STREAMS [<after>] [<count>]    ENCRYPT <stream>    SHRED <stream>  (crypto-shredding)
   SNAP SAVE <stream> <version> <json>      save {\"data\":...,\"metadata\":{...}}
   SNAP LOAD|DELETE|EXISTS <stream> [<version>]      SNAP LIST <stream>
   AGG <stream> [from_snapshot] [foldr] [raw]    fold the stream's data into its state
