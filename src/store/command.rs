@@ -657,6 +657,10 @@ fn apply_save_snapshot(
     save: &SaveSnapshotCommand,
 ) -> Result<Result<Outcome, Rejection>, StoreError> {
     let stream = save.stream.clone();
+    // What it would fold is erased: a snapshot of it must not bring the data back.
+    if crypto::key_state(txn, dbs, &save.stream)? == Some(KeyState::Shredded) {
+        return Ok(Err(Rejection::StreamShredded { stream }));
+    }
     let Some(meta) = load_meta(txn, dbs, &save.stream)? else {
         return Ok(Err(Rejection::StreamNotFound { stream }));
     };
