@@ -515,13 +515,11 @@ pub(crate) fn write_append(
             let record = crypto::mark_sealed(&record);
             // Never a reason to stop applying: what is stored does not depend on it. A node
             // without the master key (or with another) publishes the sealed form, and its
-            // reads say why they cannot open it.
+            // reads say why they cannot open it (not logged here: a log replay would say it
+            // once per event).
             let opened = match crypto::open_record(txn, dbs, &record) {
                 Ok(opened) => Bytes::from(opened.into_owned()),
-                Err(error) => {
-                    tracing::warn!(%error, position, "cannot open a sealed event for subscribers");
-                    Bytes::from(record.clone())
-                }
+                Err(_) => Bytes::from(record.clone()),
             };
             (record, Some(opened))
         } else {
