@@ -162,7 +162,7 @@ fn body_length(line: &str) -> Option<usize> {
         ["EVENTS" | "STREAMS" | "SNAPSHOTS" | "SUBS" | "APPENDEDMULTI", _, len] => len.parse().ok(),
         ["SNAPSHOT" | "AGG", _, _, len] => len.parse().ok(),
         ["EVENT", _, _, _, _, len] => len.parse().ok(),
-        ["HELP" | "STATS" | "SUBINFO", len] => len.parse().ok(),
+        ["HELP" | "STATS" | "SUBINFO" | "CLUSTER", len] => len.parse().ok(),
         _ => None,
     }
 }
