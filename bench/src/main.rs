@@ -114,6 +114,11 @@ struct CommonArgs {
     /// Unmeasured warm-up seconds before each measurement.
     #[arg(long)]
     warmup_secs: Option<f64>,
+    /// Start esdb with a master key (`--encryption-key-file`) and `ENCRYPT` each append
+    /// workload's streams before measuring, so every event's data is sealed (AES-256-GCM) on
+    /// the write path and opened on reads. Only the append workloads encrypt their streams.
+    #[arg(long)]
+    encrypt_streams: bool,
 }
 
 #[derive(Args)]
@@ -147,6 +152,7 @@ fn params(common: &CommonArgs, default_secs: f64, prefill: usize, page: usize) -
         measure: secs(common.duration_secs, default_secs),
         read_prefill_events: prefill,
         read_page: page,
+        encrypt_streams: common.encrypt_streams,
     }
 }
 
@@ -228,10 +234,15 @@ fn setup(common: &CommonArgs, params: Params) -> anyhow::Result<Setup> {
         Some(_) => None,
         None => Some(esdb::server::locate_binary(common.esdb_bin.clone())?),
     };
+    let master_key = match common.encrypt_streams {
+        true => Some(esdb::server::MasterKeyFile::create(&common.data_root)?),
+        false => None,
+    };
     Ok(Setup {
         esdb_bin,
         esdb_addr: common.addr,
         data_root: common.data_root.clone(),
+        master_key,
         #[cfg(feature = "nats")]
         nats: None,
         params,

@@ -34,6 +34,8 @@ pub struct Setup {
     pub esdb_bin: Option<PathBuf>,
     pub esdb_addr: Option<std::net::SocketAddr>,
     pub data_root: PathBuf,
+    /// The master key esdb is started with (`--encrypt-streams`).
+    pub master_key: Option<crate::esdb::server::MasterKeyFile>,
     #[cfg(feature = "nats")]
     pub nats: Option<crate::jetstream::server::NatsInfo>,
     pub params: Params,
@@ -53,7 +55,11 @@ pub async fn run_one(setup: &Setup, spec: &Spec, backend: Backend) -> anyhow::Re
                 Some(addr) => (None, addr),
                 None => {
                     let bin = setup.esdb_bin.as_deref().expect("esdb binary located");
-                    let server = EsdbServer::start(bin, &setup.data_root)?;
+                    let args = match &setup.master_key {
+                        Some(key) => key.server_args(),
+                        None => Vec::new(),
+                    };
+                    let server = EsdbServer::start_with(bin, &setup.data_root, &args)?;
                     let addr = server.addr;
                     (Some(server), addr)
                 }

@@ -21,11 +21,8 @@ pub struct EsdbServer {
 }
 
 impl EsdbServer {
-    pub fn start(bin: &Path, data_root: &Path) -> anyhow::Result<EsdbServer> {
-        EsdbServer::start_with(bin, data_root, &[])
-    }
-
-    /// As [`EsdbServer::start`], with more arguments for `esdb serve` (a cluster node's).
+    /// Starts `esdb serve` with `extra` arguments besides the data dir and listen address (a
+    /// cluster node's, or the master key of `--encrypt-streams`).
     pub fn start_with(
         bin: &Path,
         data_root: &Path,
@@ -122,4 +119,35 @@ pub fn locate_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         "no esdb binary at {}: build it (`cargo build --release`) or pass --esdb-bin",
         sibling.display()
     )
+}
+
+/// A random master key for `--encrypt-streams`, in a file of its own directory (removed when
+/// dropped). A benchmark's key protects nothing, so fastrand's bytes are enough.
+pub struct MasterKeyFile {
+    dir: tempfile::TempDir,
+}
+
+impl MasterKeyFile {
+    const NAME: &'static str = "master.key";
+
+    pub fn create(data_root: &Path) -> anyhow::Result<MasterKeyFile> {
+        let dir = tempfile::Builder::new()
+            .prefix("esdb-bench-key-")
+            .tempdir_in(data_root)
+            .context("creating the master key's directory")?;
+        let hex: String = (0..32)
+            .map(|_| format!("{:02x}", fastrand::u8(..)))
+            .collect();
+        std::fs::write(dir.path().join(Self::NAME), hex).context("writing the master key")?;
+        Ok(MasterKeyFile { dir })
+    }
+
+    /// The arguments that give `esdb serve` this key.
+    pub fn server_args(&self) -> Vec<String> {
+        let path = self.dir.path().join(Self::NAME);
+        vec![
+            "--encryption-key-file".to_string(),
+            path.display().to_string(),
+        ]
+    }
 }

@@ -21,8 +21,16 @@ pub struct AppendLoad {
 
 pub async fn esdb(addr: SocketAddr, load: &AppendLoad, params: &Params) -> anyhow::Result<Tally> {
     let mut conns = Vec::with_capacity(load.conns);
-    for _ in 0..load.conns {
-        conns.push(Conn::connect(addr).await?);
+    for i in 0..load.conns {
+        let mut conn = Conn::connect(addr).await?;
+        if params.encrypt_streams {
+            let stream = format!("s-{i}");
+            match conn.call(&Request::Encrypt { stream }).await? {
+                Reply::Ok => {}
+                other => anyhow::bail!("ENCRYPT s-{i}: {other:?}"),
+            }
+        }
+        conns.push(conn);
     }
     let window = Window::start(params.warmup, params.measure);
     let payload = append_payload(load.batch, load.event_bytes);

@@ -81,6 +81,8 @@ pub struct Params {
     pub read_prefill_events: usize,
     /// Events per read request (esdb page size; JetStream latency is timed per this many).
     pub read_page: usize,
+    /// The append workloads `ENCRYPT` their streams first (the server has a master key).
+    pub encrypt_streams: bool,
 }
 
 /// Most requests one connection sends in one run, whatever the duration: a bound on every loop.
