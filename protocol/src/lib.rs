@@ -19,8 +19,11 @@
 //!   STREAMS, DELETE), [`ops::subscribe`] (SUB, UNSUB, ACK, NACK, EVENT, LIVE),
 //!   [`ops::psub`] (persistent subscription management), [`ops::snap`] (SNAP
 //!   SAVE/LOAD/LIST/DELETE/EXISTS), [`ops::agg`] (AGG), [`ops::stats`] (STATS),
-//!   [`ops::meta`] (META: stream metadata, retention), and [`ops::after`] (the
-//!   `after <position>` option of the reads and SUB).
+//!   [`ops::meta`] (META: stream metadata, retention), [`ops::erasure`] (ENCRYPT, SHRED),
+//!   [`ops::scavenge`] (SCAVENGE), [`ops::cluster`] (CLUSTER, CLUSTER ADD/REMOVE), and
+//!   [`ops::after`] (the `after <position>` option of the reads and SUB). The server side of
+//!   each is the file of the same name in the server's `src/cmd/` (for now `subscribe` and
+//!   `psub` excepted: `src/server/subscribe.rs`).
 //! - [`reply`]: [`Reply`], what the server sends, with its encoder and a client-side decoder.
 //! - [`matching`]: partial matching of a JSON pattern against a record (`event_payload`
 //!   subscriptions and append conditions).

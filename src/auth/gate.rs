@@ -31,7 +31,7 @@ use esdb_protocol::{ErrorCode, ProtocolError, Request};
 
 use crate::auth::{Auth, Permission, Principal, Registry, StreamScope};
 use crate::metrics::metrics;
-use crate::server::dispatch::Session;
+use crate::server::session::Session;
 
 /// What the gate decided about one request.
 pub enum Verdict {
@@ -192,7 +192,7 @@ fn check_permissions(
         if principal.sees_store(name) {
             Ok(())
         } else {
-            Err(crate::server::dispatch::store_not_found(name))
+            Err(crate::cmd::session::store_not_found(name))
         }
     };
     match request {

@@ -57,8 +57,6 @@ too many HTTP connections open\n";
 /// Longest time the refusal of a connection past the limit may take to send: a client that
 /// does not read it must not hold the descriptor.
 const HTTP_REFUSAL_TIMEOUT_MS: u64 = 1_000;
-/// Longest pause after a failed accept (e.g. out of file descriptors); doubles from 1 ms.
-const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -90,25 +88,9 @@ pub async fn accept_loop(listener: TcpListener, state: HttpState) {
     let limit = state.context.config.max_http_connections;
     let permits = Arc::new(tokio::sync::Semaphore::new(limit));
     let router = router(state);
-    let mut backoff_ms = 1;
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, peer) = match accepted {
-            Ok(accepted) => {
-                backoff_ms = 1;
-                accepted
-            }
-            Err(error) => {
-                tracing::warn!(%error, "http accept failed");
-                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
-                backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MAX_MS);
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
+    // The same accepts as the protocol port's (backoff after a failure).
+    let mut acceptor = crate::server::listener::Acceptor::new(listener, "http accept failed");
+    while let Some((socket, peer)) = acceptor.next(&cancel).await {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             metrics().http_connections_refused.inc();
             tokio::spawn(refuse(socket, tls.is_some()));

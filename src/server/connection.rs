@@ -29,9 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 use esdb_protocol::{Decoded, ErrorCode, ProtocolError, Reply, RequestDecoder};
 
-use crate::server::dispatch::{dispatch, Dispatched, Session};
+use crate::cmd::dispatch;
 use crate::server::outbound::ReplyBudget;
 use crate::server::outbound::{reply_bytes, reply_bytes_bound, Credit, Outbound, Queued};
+use crate::server::session::{Dispatched, Session};
 use crate::server::ServerContext;
 
 /// Requests whose replies are not yet sent. When reached, the connection stops reading until

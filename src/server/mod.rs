@@ -1,23 +1,28 @@
-//! The server: listener, connections, dispatch, shutdown.
+//! The server: listener, connections, sessions, shutdown. What each operation does is in
+//! [`crate::cmd`], one file per operation family.
 //!
 //! - [`listener`]: accepts TCP connections under the connection limit (WebSocket connections
 //!   arrive through [`crate::http`] and share the limit).
-//! - [`connection`]: one task per connection: framing, pipelining, keepalive, draining.
-//! - [`dispatch`]: what each request does, as a future of its reply ([`append_multi`]:
-//!   `APPENDMULTI`'s).
+//! - [`connection`]: one task per connection: framing, the auth gate, pipelining, keepalive,
+//!   draining; it hands each request to [`crate::cmd::dispatch`] and sends the replies in
+//!   request order.
+//! - [`session`]: a connection's state that requests change or depend on, and the order its
+//!   requests take effect in ([`session::write`], [`session::read`]); [`session::Dispatched`]
+//!   is what every handler returns.
+//! - [`outbound`]: a connection's reply queue, and the budgets bounding the reply bytes held.
+//! - [`subscribe`]: `SUB`, `UNSUB`, `ACK`, `NACK` and `PSUB`, not yet moved to
+//!   [`crate::cmd`] (they keep their own order, outside [`session`]).
 //! - [`context`]: state shared by all connections.
-//! - [`scavenge`]: `SCAVENGE` and `SCAVENGE STATUS` (the job itself: `crate::raft::scavenger`).
+//! - [`data_lock`]: one data directory, one process.
+//! - [`fd_limit`]: the descriptor limit, and the connection limits that fit in it.
 
-pub mod append_multi;
 pub mod connection;
 pub mod context;
 pub mod data_lock;
-pub mod dispatch;
-pub mod erasure;
 pub mod fd_limit;
 pub mod listener;
 pub mod outbound;
-pub mod scavenge;
+pub mod session;
 pub mod subscribe;
 
 use std::collections::BTreeMap;

@@ -24,7 +24,7 @@ use esdb_protocol::ops::psub::PsubOp;
 use esdb_protocol::ops::subscribe::{AckItem, NackAction, SubscribeRequest};
 use esdb_protocol::{ErrorCode, ProtocolError, Reply};
 
-use crate::server::dispatch::{Dispatched, Session};
+use crate::server::session::{Dispatched, Session};
 use crate::store::subscriptions::{self as stored, SubscriptionDefinition};
 use crate::store::{Command, StoreError};
 use crate::subscriptions::catchup::{self, event_reply};
@@ -123,7 +123,7 @@ pub fn subscribe(session: &mut Session, request: SubscribeRequest) -> Dispatched
     let slot = match hub.store.quota().subscribe() {
         Ok(slot) => slot,
         Err(refusal) => {
-            return crate::server::dispatch::ready(Reply::Err(
+            return crate::server::session::ready(Reply::Err(
                 StoreError::Quota(refusal).to_protocol_error(),
             ))
         }

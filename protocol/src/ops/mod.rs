@@ -1,4 +1,6 @@
-//! One file per operation family: how each is parsed and encoded, with its syntax.
+//! One file per operation family: how each is parsed and encoded, with its syntax. The
+//! server side of each family is the file of the same name in the server's `src/cmd/` (for
+//! now `subscribe` and `psub` excepted: `src/server/subscribe.rs`).
 
 pub mod after;
 pub mod agg;

@@ -9,7 +9,7 @@ use futures::FutureExt;
 
 use esdb_protocol::Reply;
 
-use crate::server::dispatch::{read, write, Dispatched, Session};
+use crate::server::session::{read, write, Dispatched, Session};
 use crate::server::ServerContext;
 use crate::store::scavenge::{self, ScavengeStatus};
 use crate::store::{Command, Outcome};

@@ -1,25 +1,26 @@
-//! `ENCRYPT` and `SHRED`, and the sealing of appends to encrypted streams, on the server side
-//! (the keys and the sealing itself are in [`crate::store::crypto`]).
+//! `ENCRYPT` and `SHRED` (syntax in `esdb_protocol::ops::erasure`), and the sealing of appends
+//! to encrypted streams, on the server side (the keys and the sealing itself are in
+//! [`crate::store::crypto`]).
 
 use futures::FutureExt;
 
 use esdb_protocol::{ProtocolError, Reply};
 
-use crate::server::dispatch::{ready, write, Dispatched, Session};
+use crate::server::session::{error, write, Dispatched, Session};
 use crate::store::{Command, NewEvent};
 
 /// `ENCRYPT <stream>`: a new data key, made and wrapped here, so the log only ever holds it
 /// wrapped. Answered once this node has applied it: an append sent after the `+OK`, on any
 /// connection to this node, is sealed.
-pub(crate) async fn encrypt(session: &mut Session, stream: String) -> Dispatched {
+pub async fn encrypt(session: &mut Session, stream: String) -> Dispatched {
     let Some(master_key) = session.store.master_key() else {
-        return ready(Reply::Err(ProtocolError::invalid_argument(
+        return error(ProtocolError::invalid_argument(
             "this server has no encryption key: start it with --encryption-key-file",
-        )));
+        ));
     };
     let wrapped_key = match master_key.new_wrapped_key(&stream) {
         Ok(wrapped_key) => wrapped_key,
-        Err(e) => return ready(Reply::Err(e.to_protocol_error())),
+        Err(e) => return error(e.to_protocol_error()),
     };
     let store = session.store.clone();
     let dispatched = write(
@@ -51,7 +52,7 @@ pub(crate) async fn encrypt(session: &mut Session, stream: String) -> Dispatched
 }
 
 /// `SHRED <stream>`.
-pub(crate) async fn shred(session: &mut Session, stream: String) -> Dispatched {
+pub async fn shred(session: &mut Session, stream: String) -> Dispatched {
     write(session, Command::Shred { stream }, |_| Reply::Ok).await
 }
 

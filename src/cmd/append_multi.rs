@@ -1,14 +1,16 @@
-//! `APPENDMULTI`: the request, parsed whole by the protocol crate, becomes one
-//! [`Command::AppendMulti`]; its reply lists each part's result.
+//! `APPENDMULTI` (syntax in `esdb_protocol::ops::append_multi`): the request, parsed whole by
+//! the protocol crate, becomes one [`Command::AppendMulti`]; its reply lists each part's
+//! result.
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use esdb_protocol::ops::append::EventInput;
 use esdb_protocol::ops::append_multi::{AppendCondition as WireCondition, AppendMultiRequest};
 use esdb_protocol::Reply;
 
-use crate::server::dispatch::{write, Dispatched, Session};
+use crate::cmd::append::new_event;
+use crate::cmd::erasure;
+use crate::server::session::{error, write, Dispatched, Session};
 use crate::store::condition::{AppendCondition, ConditionItem};
 use crate::store::multi::{AppendMultiCommand, AppendPart};
 use crate::store::{Command, NewEvent, Outcome};
@@ -23,7 +25,8 @@ struct PartReply<'a> {
     last_position: u64,
 }
 
-pub(crate) async fn append_multi(session: &mut Session, request: AppendMultiRequest) -> Dispatched {
+/// `APPENDMULTI <json>`.
+pub async fn append_multi(session: &mut Session, request: AppendMultiRequest) -> Dispatched {
     let metrics = session.store.metrics().clone();
     metrics.append_requests.inc();
     let received = std::time::Instant::now();
@@ -31,9 +34,9 @@ pub(crate) async fn append_multi(session: &mut Session, request: AppendMultiRequ
     let mut parts = Vec::with_capacity(request.parts.len());
     for part in request.parts {
         let mut events: Vec<NewEvent> = part.events.into_iter().map(new_event).collect();
-        let sealed = match crate::server::erasure::seal(session, &part.stream, &mut events).await {
+        let sealed = match erasure::seal(session, &part.stream, &mut events).await {
             Ok(sealed) => sealed,
-            Err(e) => return crate::server::dispatch::ready(Reply::Err(e)),
+            Err(e) => return error(e),
         };
         parts.push(AppendPart {
             stream: part.stream,
@@ -80,18 +83,6 @@ pub(crate) async fn append_multi(session: &mut Session, request: AppendMultiRequ
             .observe(received.elapsed().as_secs_f64());
         reply
     }))
-}
-
-/// An event of the request as the command carries it (as `APPEND` builds it).
-pub(crate) fn new_event(event: EventInput) -> NewEvent {
-    NewEvent {
-        // Time-ordered (v7), as for APPEND: neighbouring ids, neighbouring index pages.
-        event_id: event.event_id.unwrap_or_else(uuid::Uuid::now_v7),
-        event_type: event.event_type,
-        data: event.data,
-        metadata: event.metadata,
-        tags: event.tags,
-    }
 }
 
 /// The wire's condition in the store's own shape (what the Raft log carries).
