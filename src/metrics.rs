@@ -341,7 +341,7 @@ impl Metrics {
             ),
             writer_commit_seconds: histogram(
                 "writer_commit_seconds",
-                "Time to apply and commit (fsync) one group-commit batch.",
+                "Time of one LMDB commit of the state machine (many log entries each; not on the ack path).",
                 store,
                 latency_buckets(),
             ),

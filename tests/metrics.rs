@@ -172,6 +172,35 @@ fn scripted_workload_is_counted_exactly() {
     drop(client);
 }
 
+/// The log's fdatasync is what makes an append durable; LMDB commits behind it, one commit for
+/// many appends. A lone client's sequential appends must not each cost an LMDB commit (its
+/// scattered pages and fdatasync): something that reads after every applied entry (a read
+/// waits for the commit) or commits whenever writes pause would make them do so.
+#[test]
+fn a_lone_clients_appends_share_lmdb_commits() {
+    const APPENDS: u32 = 300;
+    let server = Server::start(&[]);
+    let store = [("store", "default")];
+    let mut client = server.client();
+    for n in 0..APPENDS {
+        let body = event("Counted", serde_json::json!({ "n": n }));
+        assert!(
+            matches!(client.append("one", "any", &body), Reply::Appended { .. }),
+            "append {n}"
+        );
+    }
+    let scrape = Scrape::take(server.http_addr);
+    assert_eq!(
+        scrape.get("esdb_append_requests_total", &store),
+        f64::from(APPENDS)
+    );
+    let commits = scrape.get("esdb_writer_commit_seconds_count", &store);
+    assert!(
+        commits <= f64::from(APPENDS / 3),
+        "{commits} LMDB commits for {APPENDS} sequential appends"
+    );
+}
+
 #[test]
 fn health_ready_and_stats_answer() {
     let server = Server::start(&["--store", "default", "--store", "audit"]);

@@ -47,7 +47,7 @@ fn leads(status: &RaftStatus) -> bool {
     metrics.current_leader == Some(metrics.id)
 }
 
-async fn run(store: Weak<Store>, kick: Arc<Notify>, mut status: RaftStatus, events_per_sec: u64) {
+async fn run(store: Weak<Store>, kick: Arc<Notify>, status: RaftStatus, events_per_sec: u64) {
     loop {
         let Some(current) = store.upgrade() else {
             return;
@@ -61,9 +61,12 @@ async fn run(store: Weak<Store>, kick: Arc<Notify>, mut status: RaftStatus, even
             Ok(state) if state.running() => state,
             Ok(_) => {
                 drop(current);
+                // Not woken by the group's metrics: they change with every applied entry, and
+                // each wake-up's read would force an LMDB commit (a read waits for one), one per
+                // append. A node that just became leader resumes a running scavenge within
+                // the poll.
                 tokio::select! {
                     _ = kick.notified() => {}
-                    changed = status.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(Duration::from_millis(IDLE_POLL_MS)) => {}
                 }
                 continue;

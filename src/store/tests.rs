@@ -1123,7 +1123,7 @@ async fn an_answered_append_is_visible_to_every_later_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(dir.path()).await);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Background writers keep jobs flowing so the transaction is rarely idle.
+    // Background writers keep jobs flowing, so the transaction stays open while reads run.
     let noise: Vec<_> = (0..4)
         .map(|n| {
             let (store, stop) = (store.clone(), stop.clone());

@@ -10,9 +10,9 @@
 //! 2. moves the head and publishes the job's events to the subscription emitters (the events
 //!    are durable in the log; a subscriber that reads LMDB waits for the commit like any read).
 //!
-//! The transaction commits when a read is waiting for it, when it has been idle for
-//! [`IDLE_COMMIT_DELAY_US`], when it is [`MAX_TXN_AGE_MS`] old, or when it holds
-//! [`MAX_COMMANDS_PER_TXN`] commands. So LMDB's commit (its fdatasync and its scattered pages)
+//! The transaction commits when a read is waiting for it, when it is [`MAX_TXN_AGE_MS`] old,
+//! or when it holds [`MAX_COMMANDS_PER_TXN`] commands; never merely because writes paused (an
+//! idle commit every millisecond was one LMDB commit per append for a lone client). So LMDB's commit (its fdatasync and its scattered pages)
 //! is neither on the acknowledgement's path nor paid once per log entry: one commit serves
 //! many log fsyncs. Reads stay linearizable: each waits until everything applied when it began
 //! is committed (see `progress`).
@@ -49,13 +49,9 @@ pub const WRITE_QUEUE_CAPACITY: usize = 4096;
 const APPLY_QUEUE_CAPACITY: usize = 64;
 /// Most commands one LMDB transaction applies before it commits: bounds its dirty pages.
 pub const MAX_COMMANDS_PER_TXN: usize = 16 * MAX_BATCH_COMMANDS;
-/// How long the open transaction waits for another job before committing. Long enough for a
-/// lone client's next append to arrive (one round trip and one log fsync), so its apply does
-/// not wait behind LMDB's commit; nothing waits on this delay but reads, and a read asks for
-/// the commit at once (`ApplyProgress::commit_requested`).
-pub const IDLE_COMMIT_DELAY_US: u64 = 1_000;
-/// Longest a transaction stays open under continuous writes. The Raft log holds everything in
-/// it, so this bounds only the replay after a crash and the commit's size.
+/// Longest a transaction stays open. The Raft log holds everything in it, so this bounds only
+/// the replay after a crash and the commit's size; nothing waits on it but a read, and a read
+/// asks for the commit at once (`ApplyProgress::commit_requested`).
 pub const MAX_TXN_AGE_MS: u64 = 20;
 
 pub type WriteResult = Result<Outcome, StoreError>;
@@ -198,7 +194,6 @@ async fn apply_loop(applying: &Applying, mut jobs: mpsc::Receiver<ApplyJob>) {
 struct OpenTxn<'env> {
     txn: heed::RwTxn<'env>,
     opened: Instant,
-    last_job: Instant,
     commands: usize,
     last_index: u64,
     tally: Tally,
@@ -206,12 +201,9 @@ struct OpenTxn<'env> {
 }
 
 impl OpenTxn<'_> {
-    /// When it must commit if nothing else asks for it first: once idle for
-    /// [`IDLE_COMMIT_DELAY_US`], and at the latest [`MAX_TXN_AGE_MS`] after it opened.
+    /// When it must commit if nothing asks for it first: [`MAX_TXN_AGE_MS`] after it opened.
     fn commit_deadline(&self) -> Instant {
-        let idle = self.last_job + Duration::from_micros(IDLE_COMMIT_DELAY_US);
-        let oldest = self.opened + Duration::from_millis(MAX_TXN_AGE_MS);
-        idle.min(oldest)
+        self.opened + Duration::from_millis(MAX_TXN_AGE_MS)
     }
 }
 
@@ -231,7 +223,6 @@ fn apply_job<'env>(
         *open = Some(OpenTxn {
             txn: env.write_txn()?,
             opened: now,
-            last_job: now,
             commands: 0,
             last_index: 0,
             tally: Tally::default(),
@@ -239,7 +230,6 @@ fn apply_job<'env>(
         });
     }
     let txn = open.as_mut().expect("opened above");
-    txn.last_job = now;
     let mut answers: Vec<(ProposalId, EntryOutcomes)> = Vec::new();
     let mut events = Vec::new();
     for entry in &job.entries {
